@@ -1,0 +1,27 @@
+"""myapp: a Pyramid + SQLAlchemy scaffold whose example site is a package index.
+
+How a request reaches the database::
+
+    development.ini ──► main() ──► DbSession.global_init(url)   (once per process)
+                                   │
+                                   └─► config.configure(): includes + scan
+    request ──► pyramid_retry ──► pyramid_tm (request.tm) ──► view
+                                   view uses request.dbsession (joined to request.tm)
+                                   2xx/3xx: commit · exception/4xx/5xx: abort
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.router import Router
+
+from myapp.config import configure
+from myapp.data import DbSession
+from myapp.data.settings import database_url, engine_options
+
+
+def main(global_config: dict[str, Any] | None = None, **settings: Any) -> Router:
+    """The WSGI application, as ``pserve`` and ``waitress`` call it."""
+    DbSession.global_init(database_url(settings), **engine_options(settings))
+    return configure(settings).make_wsgi_app()

@@ -1,0 +1,29 @@
+"""How the application is put together: an ordered list of includes, then a scan.
+
+Each include is a domain package with its own ``includeme`` (routes,
+settings, request methods); the scan registers the ``@view_config`` views.
+Read top to bottom: that is the order in which things are set up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.config import Configurator
+
+INCLUDES = (
+    "myapp.data",  # request.dbsession + pyramid_tm + pyramid_retry
+    "myapp.security",  # session cookie, CSRF, allowed methods, headers
+    "myapp.web",  # Jinja2, static files, home, health, error pages
+    "myapp.packaging",  # the package index
+)
+
+
+def configure(settings: dict[str, Any]) -> Configurator:
+    """A Configurator with everything registered; ``main()`` makes the WSGI app
+    from it, and tests may add to it first."""
+    config = Configurator(settings=settings)
+    for name in INCLUDES:
+        config.include(name)
+    config.scan("myapp", ignore=["myapp.alembic", "myapp.scripts"])
+    return config

@@ -1,0 +1,80 @@
+"""The data layer: engine, session factory, and one managed session per request.
+
+``includeme`` wires ``DbSession.factory`` (created by ``myapp.main`` through
+``DbSession.global_init``) to the transaction manager:
+
+* ``pyramid_tm`` opens a transaction per request, commits it when the view
+  returns a 2xx/3xx response and aborts it on an exception or a 4xx/5xx
+  response (``tm.commit_veto``). Views never commit.
+* ``pyramid_retry`` runs the whole request again (3 attempts) when the failure
+  was transient: a PostgreSQL serialization failure or deadlock, or SQLite's
+  "database is locked".
+* ``request.dbsession`` is created on first use, joined to ``request.tm``
+  through ``zope.sqlalchemy``, and closed when the transaction ends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import zope.sqlalchemy
+from sqlalchemy.orm import Session, sessionmaker
+
+from myapp.data.db_session import DbConfigError, DbSession, safe_url, to_url
+from myapp.data.meta import Base
+
+if TYPE_CHECKING:
+    import transaction
+    from pyramid.config import Configurator
+    from pyramid.request import Request
+
+__all__ = ["Base", "DbConfigError", "DbSession", "get_tm_session", "safe_url", "to_url"]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_tm_session(
+    factory: sessionmaker[Session],
+    transaction_manager: transaction.TransactionManager,
+    *,
+    write: bool = False,
+) -> Session:
+    """A new session whose commit and rollback belong to ``transaction_manager``.
+
+    The session is registered with zope.sqlalchemy exactly once, here, when
+    it is made: each request has its own explicit manager (``request.tm``),
+    so the registration cannot be done once for the whole factory.
+    ``write=True`` asks SQLite for ``BEGIN IMMEDIATE`` (take the write lock
+    first, so concurrent read-modify-write requests queue instead of racing);
+    other databases ignore it.
+    """
+    dbsession = factory()
+    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
+    if write and factory.kw["bind"].dialect.name == "sqlite":
+        dbsession.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    return dbsession
+
+
+def _request_dbsession(request: Request) -> Session:
+    # Tests may hand in a session bound to an outer, rolled-back transaction.
+    dbsession = request.environ.get("myapp.dbsession")
+    if dbsession is None:
+        factory = request.registry["dbsession_factory"]
+        dbsession = get_tm_session(factory, request.tm, write=request.method not in SAFE_METHODS)
+    return dbsession
+
+
+def includeme(config: Configurator) -> None:
+    settings = config.get_settings()
+    # Secure defaults that a deployment should not have to remember.
+    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    settings.setdefault("tm.commit_veto", "pyramid_tm.default_commit_veto")
+    settings.setdefault("retry.attempts", 3)
+
+    if DbSession.factory is None:
+        raise DbConfigError("Call DbSession.global_init() before including myapp.data.")
+    config.registry["dbsession_factory"] = DbSession.factory
+
+    config.include("pyramid_tm")
+    config.include("pyramid_retry")
+    config.add_request_method(_request_dbsession, "dbsession", reify=True)

@@ -1,0 +1,11 @@
+"""The package index: projects, releases, files."""
+
+from pyramid.config import Configurator
+
+
+def includeme(config: Configurator) -> None:
+    config.add_route("projects", "/projects/")
+    config.add_route("search", "/search")
+    config.add_route("project", "/project/{name}/")
+    config.add_route("release", "/project/{name}/{version}/")
+    config.add_route("file", "/files/{filename}")

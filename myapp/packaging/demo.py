@@ -1,0 +1,180 @@
+"""Demo data made by code (no network): a few dozen plausible projects, each
+with a release history and real, small wheel and sdist files on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import tarfile
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
+from myapp.packaging.names import normalize, version_sort_key
+
+PREFIXES = ["aero", "blue", "quick", "tiny", "deep", "py", "smart", "open", "fast", "micro", "hyper", "lazy"]
+STEMS = ["cache", "config", "queue", "parser", "router", "schema", "crypt", "metrics", "retry", "shell", "graph", "frame"]
+TOPICS = {
+    "cache": "in-memory and on-disk caching",
+    "config": "typed configuration from files and the environment",
+    "queue": "background job queues",
+    "parser": "fast incremental parsing",
+    "router": "URL routing for WSGI apps",
+    "schema": "data validation with schemas",
+    "crypt": "password hashing and signing",
+    "metrics": "application metrics and counters",
+    "retry": "retrying flaky operations with back-off",
+    "shell": "friendlier interactive shells",
+    "graph": "graph algorithms",
+    "frame": "tabular data frames",
+}
+CLASSIFIERS = [
+    "Development Status :: 4 - Beta",
+    "Development Status :: 5 - Production/Stable",
+    "Intended Audience :: Developers",
+    "License :: OSI Approved :: MIT License",
+    "License :: OSI Approved :: Apache Software License",
+    "Operating System :: OS Independent",
+    "Programming Language :: Python :: 3",
+    "Programming Language :: Python :: 3.11",
+    "Programming Language :: Python :: 3.12",
+    "Topic :: Software Development :: Libraries",
+]
+START = datetime(2021, 1, 4, 9, 30, tzinfo=UTC)
+
+
+def is_empty(db: Session) -> bool:
+    return not db.scalar(select(func.count()).select_from(Package))
+
+
+def _versions(rng: random.Random, count: int) -> list[str]:
+    major, minor, patch = 0, 1, 0
+    out = []
+    for _ in range(count):
+        step = rng.random()
+        if step < 0.1:
+            major, minor, patch = major + 1, 0, 0
+            out.append(f"{major}.{minor}.{patch}rc1")
+        elif step < 0.45:
+            minor, patch = minor + 1, 0
+        else:
+            patch += 1
+        out.append(f"{major}.{minor}.{patch}")
+    return out[:count]
+
+
+def _wheel(dist: str, version: str, summary: str) -> bytes:
+    module = dist.replace("-", "_")
+    info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": f'"""{summary}"""\n__version__ = "{version}"\n',
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\nSummary: {summary}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: myapp-demo\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in files.items():
+            data = text.encode()
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2021, 1, 1, 0, 0, 0)), data)
+            digest = hashlib.sha256(data).hexdigest()
+            record.append(f"{name},sha256={digest},{len(data)}")
+        record.append(f"{info}/RECORD,,")
+        zf.writestr(zipfile.ZipInfo(f"{info}/RECORD", date_time=(2021, 1, 1, 0, 0, 0)), "\n".join(record) + "\n")
+    return buf.getvalue()
+
+
+def _sdist(dist: str, version: str, summary: str) -> bytes:
+    module = dist.replace("-", "_")
+    root = f"{module}-{version}"
+    files = {
+        f"{root}/PKG-INFO": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\nSummary: {summary}\n",
+        f"{root}/{module}/__init__.py": f'"""{summary}"""\n__version__ = "{version}"\n',
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+        for name, text in files.items():
+            data = text.encode()
+            member = tarfile.TarInfo(name)
+            member.size, member.mtime = len(data), 1609459200
+            tf.addfile(member, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _store(files_dir: Path, filename: str, data: bytes) -> tuple[str, str]:
+    """Write the bytes under their hash; return (storage path, sha256)."""
+    digest = hashlib.sha256(data).hexdigest()
+    relative = f"{digest[:2]}/{digest[2:4]}/{filename}"
+    path = files_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return relative, digest
+
+
+def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2024) -> int:
+    """Add demo projects; returns how many. Deterministic for a given seed."""
+    rng = random.Random(seed)
+    classifiers = [Classifier(classifier=c) for c in CLASSIFIERS]
+    db.add_all(classifiers)
+    names = [f"{p}-{s}" for p in PREFIXES for s in STEMS]
+    rng.shuffle(names)
+    for display in names[:projects]:
+        stem = display.split("-")[1]
+        summary = f"{display.replace('-', ' ').title()}: {TOPICS[stem]}."
+        when = START + timedelta(days=rng.randint(0, 300), minutes=rng.randint(0, 1440))
+        package = Package(
+            name=normalize(display),
+            display_name=display,
+            summary=summary,
+            description=(
+                f"# {display}\n\n{summary}\n\n## Install\n\n```\npip install {display}\n```\n\n"
+                f"## Use\n\n```python\nimport {display.replace('-', '_')}\n```\n"
+            ),
+            description_content_type="text/markdown",
+            home_page=f"https://example.org/{display}",
+            project_urls={"Source": f"https://example.org/{display}/src", "Docs": f"https://example.org/{display}/docs"},
+            license="MIT",
+            author="Demo Author",
+            author_email="demo@example.org",
+            keywords=f"{stem}, demo",
+            requires_python=">=3.9",
+            classifiers=rng.sample(classifiers, 4),
+            created=when,
+        )
+        for version in _versions(rng, rng.randint(1, 14)):
+            when += timedelta(days=rng.randint(3, 60), minutes=rng.randint(0, 600))
+            release = Release(
+                version=version,
+                sort_key=version_sort_key(version),
+                summary=summary,
+                requires_python=">=3.9",
+                created=when,
+            )
+            module = display.replace("-", "_")
+            for filename, data, packagetype, pyver in (
+                (f"{module}-{version}-py3-none-any.whl", _wheel(display, version, summary), "bdist_wheel", "py3"),
+                (f"{module}-{version}.tar.gz", _sdist(display, version, summary), "sdist", "source"),
+            ):
+                path, digest = _store(files_dir, filename, data)
+                release.files.append(
+                    ReleaseFile(
+                        filename=filename,
+                        packagetype=packagetype,
+                        python_version=pyver,
+                        requires_python=">=3.9",
+                        size=len(data),
+                        sha256=digest,
+                        upload_time=when,
+                        storage_path=path,
+                    )
+                )
+            package.releases.append(release)
+        package.updated = when
+        db.add(package)
+    db.flush()
+    return projects

@@ -1,0 +1,380 @@
+"""Import PyPI JSON API documents (``https://pypi.org/pypi/<project>/json``).
+
+Each document is validated in full first (``parse_document``), then written
+inside its own SAVEPOINT (``import_document``): a bad document is reported and
+skipped, never half-written. Importing the same document again changes
+nothing: rows are matched by name, version and filename, and only real
+differences are written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from myapp.data.meta import utcnow
+from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
+from myapp.packaging.names import is_valid_name, normalize, version_sort_key
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
+# info fields copied as they are, with the longest value the column holds.
+_TEXT_FIELDS = {
+    "summary": 512,
+    "description": None,
+    "description_content_type": 128,
+    "home_page": 1024,
+    "license": None,
+    "author": 512,
+    "author_email": 512,
+    "maintainer": 512,
+    "maintainer_email": 512,
+    "keywords": None,
+    "requires_python": 255,
+}
+
+
+class DocumentError(ValueError):
+    """The document cannot be imported; the message says why."""
+
+
+@dataclass
+class FileData:
+    filename: str
+    packagetype: str
+    python_version: str | None
+    requires_python: str | None
+    size: int
+    sha256: str
+    upload_time: datetime
+    yanked: bool
+    url: str | None
+
+
+@dataclass
+class ReleaseData:
+    version: str
+    files: list[FileData] = field(default_factory=list)
+    summary: str | None = None
+
+    @property
+    def created(self) -> datetime | None:
+        return min((f.upload_time for f in self.files), default=None)
+
+    @property
+    def yanked(self) -> bool:
+        return bool(self.files) and all(f.yanked for f in self.files)
+
+    @property
+    def requires_python(self) -> str | None:
+        return next((f.requires_python for f in self.files if f.requires_python), None)
+
+
+@dataclass
+class ProjectData:
+    name: str
+    fields: dict[str, Any]
+    classifiers: list[str]
+    releases: list[ReleaseData]
+
+    def upload_times(self) -> list[datetime]:
+        return [f.upload_time for r in self.releases for f in r.files]
+
+
+@dataclass
+class ImportStats:
+    projects: int = 0
+    new_projects: int = 0
+    updated_projects: int = 0
+    releases: int = 0
+    new_releases: int = 0
+    files: int = 0
+    new_files: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, other: ImportStats) -> None:
+        for name in ("projects", "new_projects", "updated_projects", "releases", "new_releases", "files", "new_files"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped.extend(other.skipped)
+
+
+# -- validation ---------------------------------------------------------------
+
+
+def _text(value: Any, what: str, limit: int | None = None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DocumentError(f"{what} must be a string, not {type(value).__name__}")
+    if "\x00" in value:
+        raise DocumentError(f"{what} contains a NUL character")
+    value = value.strip()
+    if value in ("", "UNKNOWN"):  # old metadata spells "missing" as UNKNOWN
+        return None
+    if limit is not None and len(value) > limit:
+        raise DocumentError(f"{what} is longer than {limit} characters")
+    return value
+
+
+def _time(value: Any, what: str) -> datetime:
+    if not isinstance(value, str):
+        raise DocumentError(f"{what} is missing")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise DocumentError(f"{what} is not an ISO 8601 time: {value[:40]!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _file(raw: Any, version: str) -> FileData:
+    if not isinstance(raw, Mapping):
+        raise DocumentError(f"release {version!r}: a file entry is not an object")
+    filename = raw.get("filename")
+    if not isinstance(filename, str) or not _FILENAME.match(filename):
+        raise DocumentError(f"release {version!r}: bad filename {str(filename)[:80]!r}")
+    where = f"file {filename!r}"
+    digests = raw.get("digests")
+    sha256 = digests.get("sha256") if isinstance(digests, Mapping) else None
+    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        raise DocumentError(f"{where}: digests.sha256 is missing or not 64 hex digits")
+    size = raw.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise DocumentError(f"{where}: size must be a non-negative integer")
+    packagetype = _text(raw.get("packagetype"), f"{where}: packagetype", 32)
+    if not packagetype:
+        raise DocumentError(f"{where}: packagetype is missing")
+    url = _text(raw.get("url"), f"{where}: url", 2048)
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise DocumentError(f"{where}: url must be http(s)")
+    return FileData(
+        filename=filename,
+        packagetype=packagetype,
+        python_version=_text(raw.get("python_version"), f"{where}: python_version", 64),
+        requires_python=_text(raw.get("requires_python"), f"{where}: requires_python", 255),
+        size=size,
+        sha256=sha256,
+        upload_time=_time(raw.get("upload_time_iso_8601") or raw.get("upload_time"), f"{where}: upload_time"),
+        yanked=bool(raw.get("yanked", False)),
+        url=url,
+    )
+
+
+def parse_document(doc: Any) -> ProjectData:
+    """Check a whole document and turn it into plain data, or raise DocumentError."""
+    if not isinstance(doc, Mapping):
+        raise DocumentError("the document is not a JSON object")
+    info = doc.get("info")
+    releases = doc.get("releases")
+    if not isinstance(info, Mapping):
+        raise DocumentError("'info' is missing or not an object")
+    if not isinstance(releases, Mapping):
+        raise DocumentError("'releases' is missing or not an object")
+    display_name = _text(info.get("name"), "info.name", 200)
+    if not display_name or not is_valid_name(display_name):
+        raise DocumentError(f"info.name {info.get('name')!r} is not a valid project name")
+
+    fields = {name: _text(info.get(name), f"info.{name}", limit) for name, limit in _TEXT_FIELDS.items()}
+    fields["display_name"] = display_name
+    fields["project_urls"] = _project_urls(info)
+
+    classifiers = info.get("classifiers") or []
+    if not isinstance(classifiers, list):
+        raise DocumentError("info.classifiers must be a list")
+    clean_classifiers = sorted({c for c in (_text(c, "a classifier", 255) for c in classifiers) if c})
+
+    parsed: list[ReleaseData] = []
+    seen_files: set[str] = set()
+    for version, files in releases.items():
+        if not isinstance(version, str) or not version or len(version) > 100 or "\x00" in version:
+            raise DocumentError(f"bad version {str(version)[:40]!r}")
+        if not isinstance(files, list):
+            raise DocumentError(f"release {version!r}: files must be a list")
+        release = ReleaseData(version=version, files=[_file(f, version) for f in files])
+        for f in release.files:
+            if f.filename in seen_files:
+                raise DocumentError(f"file {f.filename!r} appears twice")
+            seen_files.add(f.filename)
+        if version == info.get("version"):
+            release.summary = fields["summary"]
+        parsed.append(release)
+    return ProjectData(normalize(display_name), fields, clean_classifiers, parsed)
+
+
+def _project_urls(info: Mapping[str, Any]) -> dict[str, str]:
+    urls: dict[str, str] = {}
+    raw = info.get("project_urls")
+    if isinstance(raw, Mapping):
+        for label, url in raw.items():
+            label_text = _text(label, "a project URL label", 100)
+            url_text = _text(url, f"project URL {label!r}", 1024)
+            if label_text and url_text:
+                urls[label_text] = url_text
+    for key, label in (("download_url", "Download"), ("docs_url", "Documentation")):
+        value = _text(info.get(key), f"info.{key}", 1024)
+        if value and label not in urls:
+            urls[label] = value
+    return urls
+
+
+# -- writing ------------------------------------------------------------------
+
+
+class ClassifierCache:
+    """Classifier text -> id, loaded once per import and extended as needed."""
+
+    def __init__(self, db: Session) -> None:
+        self.db = db
+        self.ids: dict[str, int] = {name: id_ for name, id_ in db.execute(select(Classifier.classifier, Classifier.id))}
+
+    def ids_for(self, names: Iterable[str]) -> set[int]:
+        missing = [n for n in names if n not in self.ids]
+        if missing:
+            rows = self.db.execute(
+                insert(Classifier).returning(Classifier.classifier, Classifier.id),
+                [{"classifier": n} for n in missing],
+            )
+            self.ids.update({name: id_ for name, id_ in rows})
+        return {self.ids[n] for n in names}
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop ids that a rolled-back savepoint created."""
+        for n in names:
+            self.ids.pop(n, None)
+
+
+def import_document(db: Session, project: ProjectData, classifiers: ClassifierCache) -> ImportStats:
+    """Write one validated project in a SAVEPOINT; raise DocumentError (with
+    nothing written) if the database refuses it."""
+    known_classifiers = set(classifiers.ids)
+    savepoint = db.begin_nested()
+    try:
+        stats = _write(db, project, classifiers)
+        savepoint.commit()
+    except IntegrityError as exc:
+        savepoint.rollback()
+        classifiers.forget(set(classifiers.ids) - known_classifiers)
+        raise DocumentError(f"conflicts with data already stored: {exc.orig}") from None
+    return stats
+
+
+def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> ImportStats:
+    stats = ImportStats(projects=1, releases=len(project.releases))
+    stats.files = sum(len(r.files) for r in project.releases)
+    times = project.upload_times()
+    now = utcnow()
+
+    package = db.scalar(select(Package).where(Package.name == project.name))
+    if package is None:
+        package = Package(name=project.name, created=min(times, default=now), updated=max(times, default=now))
+        db.add(package)
+        stats.new_projects = 1
+    changed = False
+    for key, value in project.fields.items():
+        if getattr(package, key) != value:
+            setattr(package, key, value)
+            changed = True
+    if times and (package.updated is None or max(times) > package.updated):
+        package.updated = max(times)
+        changed = True
+    db.flush()
+    if changed and not stats.new_projects:
+        stats.updated_projects = 1
+
+    _write_classifiers(db, package.id, classifiers.ids_for(project.classifiers))
+
+    existing = {
+        version: (release_id, yanked, summary, requires_python)
+        for release_id, version, yanked, summary, requires_python in db.execute(
+            select(Release.id, Release.version, Release.yanked, Release.summary, Release.requires_python).where(
+                Release.package_id == package.id
+            )
+        )
+    }
+    new_releases = [r for r in project.releases if r.version not in existing]
+    release_ids = {v: row[0] for v, row in existing.items()}
+    if new_releases:
+        rows = db.execute(
+            insert(Release).returning(Release.id, Release.version),
+            [
+                {
+                    "package_id": package.id,
+                    "version": r.version,
+                    "sort_key": version_sort_key(r.version),
+                    "summary": r.summary,
+                    "requires_python": r.requires_python,
+                    "yanked": r.yanked,
+                    "created": r.created or package.created,
+                }
+                for r in new_releases
+            ],
+        )
+        release_ids.update({version: rid for rid, version in rows})
+        stats.new_releases = len(new_releases)
+    for r in project.releases:
+        if r.version in existing:
+            _, yanked, summary, requires_python = existing[r.version]
+            wanted = (r.yanked, r.summary or summary, r.requires_python)
+            if (yanked, summary, requires_python) != wanted:
+                db.execute(
+                    update(Release)
+                    .where(Release.id == release_ids[r.version])
+                    .values(yanked=wanted[0], summary=wanted[1], requires_python=wanted[2])
+                )
+
+    stats.new_files = _write_files(db, project, release_ids)
+    return stats
+
+
+def _write_classifiers(db: Session, package_id: int, wanted: set[int]) -> None:
+    have = set(
+        db.scalars(select(package_classifiers.c.classifier_id).where(package_classifiers.c.package_id == package_id))
+    )
+    if wanted - have:
+        db.execute(
+            insert(package_classifiers), [{"package_id": package_id, "classifier_id": c} for c in wanted - have]
+        )
+    if have - wanted:
+        db.execute(
+            delete(package_classifiers).where(
+                package_classifiers.c.package_id == package_id, package_classifiers.c.classifier_id.in_(have - wanted)
+            )
+        )
+
+
+def _write_files(db: Session, project: ProjectData, release_ids: dict[str, int]) -> int:
+    have: dict[str, bool] = {}
+    if release_ids:
+        rows = db.execute(
+            select(ReleaseFile.filename, ReleaseFile.yanked).where(ReleaseFile.release_id.in_(release_ids.values()))
+        )
+        have = {filename: yanked for filename, yanked in rows}
+    new_rows = []
+    for r in project.releases:
+        for f in r.files:
+            if f.filename not in have:
+                new_rows.append(
+                    {
+                        "release_id": release_ids[r.version],
+                        "filename": f.filename,
+                        "packagetype": f.packagetype,
+                        "python_version": f.python_version,
+                        "requires_python": f.requires_python,
+                        "size": f.size,
+                        "sha256": f.sha256,
+                        "upload_time": f.upload_time,
+                        "yanked": f.yanked,
+                        "url": f.url,
+                    }
+                )
+            elif have[f.filename] != f.yanked:
+                db.execute(update(ReleaseFile).where(ReleaseFile.filename == f.filename).values(yanked=f.yanked))
+    if new_rows:
+        db.execute(insert(ReleaseFile), new_rows)
+    return len(new_rows)

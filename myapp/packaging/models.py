@@ -1,0 +1,154 @@
+"""Projects, their releases and release files, and trove classifiers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from myapp.data.meta import Base, UTCDateTime, utcnow
+
+# Byte-wise ordering for version sort keys: PostgreSQL's locale collations
+# ignore punctuation, which would break the encoding. SQLite already compares
+# bytes.
+SortKey = String(400).with_variant(String(400, collation="C"), "postgresql")
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+
+def is_http_url(value: object) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+
+
+package_classifiers = Table(
+    "package_classifiers",
+    Base.metadata,
+    Column("package_id", ForeignKey("packages.id", ondelete="CASCADE"), primary_key=True),
+    Column("classifier_id", ForeignKey("classifiers.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Classifier(Base):
+    __tablename__ = "classifiers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    classifier: Mapped[str] = mapped_column(String(255), unique=True)
+
+    def __repr__(self) -> str:
+        return f"<Classifier {self.classifier!r}>"
+
+
+class Package(Base):
+    """A project on the index. ``name`` is the PEP 503 normalized name."""
+
+    __tablename__ = "packages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str | None] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text)
+    description_content_type: Mapped[str | None] = mapped_column(String(128))
+    home_page: Mapped[str | None] = mapped_column(String(1024))
+    project_urls: Mapped[dict[str, str]] = mapped_column(JsonDoc, default=dict)
+    license: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(512))
+    author_email: Mapped[str | None] = mapped_column(String(512))
+    maintainer: Mapped[str | None] = mapped_column(String(512))
+    maintainer_email: Mapped[str | None] = mapped_column(String(512))
+    keywords: Mapped[str | None] = mapped_column(Text)
+    requires_python: Mapped[str | None] = mapped_column(String(255))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Room for the next issue: an owner (users.id) and a role table.
+
+    releases: Mapped[list[Release]] = relationship(
+        back_populates="package",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="desc(Release.sort_key)",
+    )
+    classifiers: Mapped[list[Classifier]] = relationship(
+        secondary=package_classifiers, order_by=Classifier.classifier
+    )
+
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """Home page and project URLs that are http(s): metadata may hold
+        ``javascript:`` links, which must never reach a page."""
+        pairs = [("Homepage", self.home_page), *(self.project_urls or {}).items()]
+        return [(label, url) for label, url in pairs if is_http_url(url)]
+
+    def __repr__(self) -> str:
+        return f"<Package {self.name!r}>"
+
+
+class Release(Base):
+    """One version of a package."""
+
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("package_id", "version"),
+        Index("ix_releases_package_id_sort_key", "package_id", "sort_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(100))
+    sort_key: Mapped[str] = mapped_column(SortKey)
+    summary: Mapped[str | None] = mapped_column(String(512))
+    requires_python: Mapped[str | None] = mapped_column(String(255))
+    yanked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    yanked_reason: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    package: Mapped[Package] = relationship(back_populates="releases")
+    files: Mapped[list[ReleaseFile]] = relationship(
+        back_populates="release",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ReleaseFile.filename",
+    )
+
+    def __repr__(self) -> str:
+        return f"<Release {self.version!r} of package {self.package_id}>"
+
+
+class ReleaseFile(Base):
+    """A distribution file. Its bytes are either stored here or at ``url``."""
+
+    __tablename__ = "release_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255), unique=True)
+    packagetype: Mapped[str] = mapped_column(String(32))
+    python_version: Mapped[str | None] = mapped_column(String(64))
+    requires_python: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    upload_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    yanked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    storage_path: Mapped[str | None] = mapped_column(String(1024))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    downloads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    release: Mapped[Release] = relationship(back_populates="files")
+
+    def __repr__(self) -> str:
+        return f"<ReleaseFile {self.filename!r}>"
+

@@ -1,0 +1,58 @@
+"""Project names and version ordering, as PyPI does them."""
+
+from __future__ import annotations
+
+import re
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+# PEP 508 / core metadata: what a project name may look like at all.
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_VALID_NAME.match(name)) and len(name) <= 200
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalized form: lower case, runs of ``-_.`` become one ``-``."""
+    return canonicalize_name(name)
+
+
+def _num(n: int) -> str:
+    # Length-prefixed decimal: sorts as text exactly as the numbers do.
+    digits = str(n)
+    return f"{len(digits):02d}{digits}"
+
+
+def version_sort_key(version: str) -> str:
+    """A string that sorts (byte-wise) in PEP 440 order.
+
+    Stored in ``releases.sort_key`` so the database can answer "latest" and
+    order release history with a plain ``ORDER BY``. Each part is encoded so
+    that no encoding is a prefix of another, which makes text order equal
+    tuple order. Versions that are not PEP 440 sort before every valid one.
+    Local versions (``+abc``), which an index refuses, sort after their public
+    version but are otherwise only roughly ordered.
+    """
+    try:
+        v = Version(version)
+    except InvalidVersion:
+        return "0" + version
+    release = list(v.release)
+    while len(release) > 1 and release[-1] == 0:
+        release.pop()
+    parts = ["1", _num(v.epoch), "".join("." + _num(n) for n in release), "!"]
+    # Ordering within one release: dev < pre(a<b<rc) < final < post.
+    if v.pre is None and v.post is None and v.dev is not None:
+        parts.append("0")  # 1.0.dev1 sorts before 1.0a1
+    elif v.pre is None:
+        parts.append("2")
+    else:
+        letter, n = v.pre
+        parts.append("1" + {"a": "a", "b": "b", "rc": "c"}[letter] + _num(n))
+    parts.append("0" if v.post is None else "1" + _num(v.post))
+    parts.append("2" if v.dev is None else "1" + _num(v.dev))
+    parts.append("0" if v.local is None else "1" + v.local)
+    return "".join(parts)

@@ -1,0 +1,135 @@
+"""Queries about packages. Views call these; they never build SQL themselves.
+
+Every function takes the session as its first argument, so the same code
+serves requests (``request.dbsession``), scripts and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Select, case, false, func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from myapp.packaging.models import Package, Release, ReleaseFile
+from myapp.packaging.names import normalize
+from myapp.web.pagination import PER_PAGE, Page, offset_for
+
+SortOrder = Literal["name", "updated"]
+SORT_ORDERS: tuple[SortOrder, ...] = ("name", "updated")
+
+
+@dataclass(frozen=True)
+class IndexCounts:
+    projects: int
+    releases: int
+    files: int
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    """A line in a list of projects: the package and its latest version."""
+
+    package: Package
+    latest_version: str | None
+
+
+def latest_version_of(package_id_column) -> Select:  # type: ignore[no-untyped-def]
+    """Correlated subquery: newest non-yanked version (PEP 440 order)."""
+    return (
+        select(Release.version)
+        .where(Release.package_id == package_id_column, Release.yanked == false())
+        .order_by(Release.sort_key.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def counts(db: Session) -> IndexCounts:
+    """Projects, releases and files, in one statement."""
+    row = db.execute(
+        select(
+            select(func.count()).select_from(Package).scalar_subquery(),
+            select(func.count()).select_from(Release).scalar_subquery(),
+            select(func.count()).select_from(ReleaseFile).scalar_subquery(),
+        )
+    ).one()
+    return IndexCounts(*row)
+
+
+def _rows(db: Session, stmt: Select) -> list[ProjectRow]:
+    stmt = stmt.add_columns(latest_version_of(Package.id).label("latest_version"))
+    return [ProjectRow(package, latest) for package, latest in db.execute(stmt)]
+
+
+def recently_updated(db: Session, limit: int = 10) -> list[ProjectRow]:
+    return _rows(db, select(Package).order_by(Package.updated.desc(), Package.name).limit(limit))
+
+
+def browse(db: Session, *, sort: SortOrder = "name", page: int = 1, per_page: int = PER_PAGE) -> Page[ProjectRow]:
+    order = (Package.name,) if sort == "name" else (Package.updated.desc(), Package.name)
+    total = db.scalar(select(func.count()).select_from(Package)) or 0
+    stmt = select(Package).order_by(*order).offset(offset_for(page, per_page)).limit(per_page)
+    return Page(_rows(db, stmt), page, total, per_page).check_exists()
+
+
+def search(db: Session, query: str, *, page: int = 1, per_page: int = PER_PAGE) -> Page[ProjectRow]:
+    """Projects whose name or summary contains ``query``: exact name first,
+    then names that start with it, then the rest, each by name."""
+    text = query.strip()
+    wanted = normalize(text)
+    matches = (
+        Package.name.icontains(wanted, autoescape=True)
+        | Package.display_name.icontains(text, autoescape=True)
+        | Package.summary.icontains(text, autoescape=True)
+    )
+    rank = case(
+        (Package.name == wanted, 0),
+        (Package.name.startswith(wanted, autoescape=True), 1),
+        else_=2,
+    )
+    total = db.scalar(select(func.count()).select_from(Package).where(matches)) or 0
+    stmt = select(Package).where(matches).order_by(rank, Package.name).offset(offset_for(page, per_page)).limit(per_page)
+    return Page(_rows(db, stmt), page, total, per_page).check_exists()
+
+
+def find_package(db: Session, name: str) -> Package | None:
+    """The package by (normalized) name, with classifiers loaded."""
+    return db.scalar(
+        select(Package).where(Package.name == normalize(name)).options(selectinload(Package.classifiers))
+    )
+
+
+def release_history(db: Session, package: Package) -> list[Release]:
+    """All releases, newest first, in one statement whatever their number."""
+    return list(db.scalars(select(Release).where(Release.package_id == package.id).order_by(Release.sort_key.desc())))
+
+
+def latest_release(releases: list[Release]) -> Release | None:
+    """From a newest-first history: the newest non-yanked release, else the newest."""
+    return next((r for r in releases if not r.yanked), releases[0] if releases else None)
+
+
+def find_release(db: Session, package: Package, version: str) -> Release | None:
+    return db.scalar(
+        select(Release)
+        .where(Release.package_id == package.id, Release.version == version)
+        .options(selectinload(Release.files))
+    )
+
+
+def count_download(db: Session, filename: str) -> ReleaseFile | None:
+    """Add one to a file's download count, atomically, and return the file.
+
+    The increment is done in SQL (``downloads = downloads + 1``) and is the
+    transaction's first statement, so concurrent requests never lose a count
+    on SQLite or PostgreSQL.
+    """
+    file_id = db.scalar(
+        update(ReleaseFile)
+        .where(ReleaseFile.filename == filename)
+        .values(downloads=ReleaseFile.downloads + 1)
+        .returning(ReleaseFile.id)
+    )
+    return None if file_id is None else db.get(ReleaseFile, file_id)

@@ -1,0 +1,40 @@
+"""``myapp-initdb CONFIG [--demo]``: migrate the database to the newest schema,
+and with ``--demo`` load demo data if the database has no projects yet."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from myapp.data import DbSession, safe_url
+from myapp.data.migrations import upgrade_to_head
+from myapp.packaging.demo import is_empty, load_demo
+from myapp.scripts import load_settings, managed_session
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="myapp-initdb", description=__doc__)
+    parser.add_argument("config_uri", help="the ini file, e.g. development.ini")
+    parser.add_argument("--demo", action="store_true", help="load demo data into an empty database")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = load_settings(args.config_uri)
+    assert DbSession.engine is not None
+    upgrade_to_head(DbSession.engine, args.config_uri)
+    print(f"Database at {safe_url(DbSession.engine.url)} is at the newest schema.")
+    if args.demo:
+        with managed_session() as db:
+            if is_empty(db):
+                count = load_demo(db, Path(settings["myapp.files_dir"]))
+                print(f"Loaded {count} demo projects.")
+            else:
+                print("The database already has projects; demo data not loaded.")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""The site's shell: home page, health check, error pages, static files."""
+
+from pyramid.config import Configurator
+
+from myapp.web.filters import FILTERS
+
+
+def includeme(config: Configurator) -> None:
+    settings = config.get_settings()
+    settings.setdefault("jinja2.filters", "\n".join(f"{name} = myapp.web.filters.{name}" for name in FILTERS))
+    config.include("pyramid_jinja2")
+    config.add_jinja2_search_path("myapp:templates", name=".jinja2")
+    config.add_static_view("static", "myapp:static", cache_max_age=3600)
+    config.add_route("home", "/")
+    config.add_route("health", "/health")

@@ -1,0 +1,76 @@
+"""Home page, health check, and the site's own error pages."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pyramid.httpexceptions import HTTPException, HTTPNotFound
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import exception_view_config, notfound_view_config, view_config
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from myapp.packaging import services
+
+log = logging.getLogger(__name__)
+
+
+@view_config(route_name="home", renderer="myapp:templates/home.jinja2")
+def home(request: Request) -> dict[str, Any]:
+    db = request.dbsession
+    return {"counts": services.counts(db), "recent": services.recently_updated(db)}
+
+
+@view_config(route_name="health", renderer="json")
+def health(request: Request) -> dict[str, Any]:
+    try:
+        request.dbsession.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        log.warning("health check: database unavailable: %s", type(exc).__name__)
+        request.response.status = 503
+        return {"status": "error", "database": "unavailable"}
+    return {"status": "ok", "database": "ok"}
+
+
+def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    from pyramid.renderers import render_to_response
+
+    response = render_to_response(
+        "myapp:templates/error.jinja2",
+        {"status": status, "title": title, "message": message},
+        request=request,
+    )
+    response.status = status
+    return response
+
+
+@notfound_view_config(append_slash=HTTPNotFound)
+def not_found(exc: HTTPNotFound, request: Request) -> Response:
+    return _error_page(request, 404, "Not found", exc.detail or "There is nothing at this address.")
+
+
+@exception_view_config(HTTPException)
+def http_error(exc: HTTPException, request: Request) -> Response:
+    """Every other HTTP error raised by a view, in the site's own page."""
+    if exc.status_code < 400:  # redirects are responses, not errors
+        return exc
+    message = exc.detail or exc.explanation
+    response = _error_page(request, exc.status_code, exc.title, message)
+    for name in ("Allow", "Location", "Retry-After", "WWW-Authenticate"):
+        if name in exc.headers:
+            response.headers[name] = exc.headers[name]
+    return response
+
+
+@exception_view_config(UnicodeDecodeError)
+def bad_encoding(exc: UnicodeDecodeError, request: Request) -> Response:
+    """Non-UTF-8 bytes in the path or query string are the client's fault."""
+    return _error_page(request, 400, "Bad request", "The address is not valid UTF-8.")
+
+
+@exception_view_config(Exception)
+def server_error(exc: Exception, request: Request) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.environ.get("PATH_INFO"))
+    return _error_page(request, 500, "Server error", "Something went wrong on our side; it has been logged.")

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+requires = [
+    "alembic>=1.13",
+    "argon2-cffi>=23.1",
+    "packaging>=24",
+    "plaster_pastedeploy",
+    "psycopg[binary]>=3.1",
+    "pyramid>=2.0",
+    "pyramid_jinja2>=2.10",
+    "pyramid_retry>=2.1",
+    "pyramid_tm>=2.5",
+    "readme_renderer[md]>=42",
+    "SQLAlchemy>=2.0,<2.1",
+    "tqdm>=4.66",
+    "transaction>=4.0",
+    "waitress>=3.0",
+    "zope.sqlalchemy>=3.1",
+]
+
+tests_require = [
+    "playwright>=1.40",
+    "pytest>=8",
+    "WebTest>=3.0",
+]
+
+dev_require = [
+    "pyramid_debugtoolbar>=4.10",
+    "ruff>=0.6",
+]
+
+setup(
+    name="myapp",
+    version="0.1.0",
+    description="A Pyramid + SQLAlchemy scaffold whose example site is a private Python package index",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: Pyramid",
+        "Topic :: Internet :: WWW/HTTP :: WSGI :: Application",
+    ],
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["tests", "tests.*", "bench"]),
+    include_package_data=True,
+    zip_safe=False,
+    install_requires=requires,
+    extras_require={"testing": tests_require, "dev": dev_require + tests_require},
+    entry_points={
+        "paste.app_factory": ["main = myapp:main"],
+        "console_scripts": [
+            "myapp-initdb = myapp.scripts.initdb:main",
+            "myapp-import = myapp.scripts.import_json:main",
+        ],
+    },
+)
