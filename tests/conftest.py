@@ -1,0 +1,321 @@
+"""Test harness.
+
+* ``db_url`` (session scope) is parametrized: every database test runs on a
+  real SQLite file and again on a real PostgreSQL database, each created
+  fresh and migrated with the real Alembic migrations.
+* ``dbsession`` wraps each test in an outer transaction that is rolled back at
+  the end; the app's sessions join it through SAVEPOINTs, so pyramid_tm's
+  commits and aborts behave as in production but nothing outlives the test.
+* ``LiveServer`` runs the app for real (``myapp-initdb`` + ``pserve`` on
+  waitress) in a subprocess, against its own fresh database, for tests that
+  need real HTTP clients, threads or a browser.
+
+PostgreSQL comes from ``MYAPP_TEST_PG_URL`` (a server URL; a database is
+created on it per run) or the local server on 127.0.0.1:5432. Without one the
+PostgreSQL tests skip, except under ``CI=true``, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import webtest
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session
+
+from myapp import main
+from myapp.data import DbSession, to_url
+from myapp.data.migrations import upgrade_to_head
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data" / "pypi-top-100"
+BIN = Path(sys.executable).parent
+TEST_SECRET = "test-secret-not-for-production-0123456789"
+
+
+def missing(reason: str) -> None:
+    """Skip on a developer's machine; fail in CI, where everything must run."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+# -- PostgreSQL databases -------------------------------------------------------
+
+
+def _pg_server_url() -> URL:
+    return make_url(os.environ.get("MYAPP_TEST_PG_URL") or DEFAULT_PG).set(drivername="postgresql+psycopg")
+
+
+def pg_available() -> str | None:
+    """None if the server answers, else why not."""
+    try:
+        engine = create_engine(_pg_server_url(), connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        return f"PostgreSQL at {_pg_server_url().render_as_string()} is not available ({type(exc).__name__})"
+    return None
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for the duration of the block."""
+    reason = pg_available()
+    if reason:
+        missing(reason)
+    server = _pg_server_url()
+    name = f"myapp_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """A new, empty database of the given backend: its URL."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / f'db-{uuid.uuid4().hex[:8]}.sqlite'}"
+    else:
+        with pg_database() as url:
+            yield url
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def db_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database shared by the tests of one backend."""
+    with fresh_database(backend, tmp_path_factory.mktemp(backend)) as url:
+        use_database(url)
+        upgrade_to_head(DbSession.engine)  # type: ignore[arg-type]
+        yield url
+        DbSession.dispose()
+
+
+def use_database(url: str) -> None:
+    """Point the process-wide DbSession at ``url`` (tests switch backends)."""
+    if DbSession.url != to_url(url):
+        DbSession.dispose()
+        DbSession.global_init(url)
+
+
+# -- the app, per-test transactions ---------------------------------------------
+
+
+def app_settings(url: str, files_dir: Path) -> dict[str, Any]:
+    return {
+        "sqlalchemy.url": url,
+        "myapp.secret": TEST_SECRET,
+        "myapp.secure_cookies": "false",
+        "myapp.files_dir": str(files_dir),
+        "pyramid.reload_templates": "false",
+    }
+
+
+@pytest.fixture(scope="session")
+def files_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("files")
+
+
+@pytest.fixture(scope="session")
+def settings(db_url: str, files_dir: Path) -> dict[str, Any]:
+    return app_settings(db_url, files_dir)
+
+
+@pytest.fixture(scope="session")
+def app(settings: dict[str, Any]) -> Any:
+    use_database(settings["sqlalchemy.url"])
+    return main({}, **settings)
+
+
+@pytest.fixture
+def dbsession(db_url: str, app: Any) -> Iterator[Session]:
+    """A session in a transaction that is rolled back after the test; the
+    app's request sessions share its connection through SAVEPOINTs."""
+    use_database(db_url)
+    engine, factory = DbSession.engine, DbSession.factory
+    assert engine is not None and factory is not None
+    app.registry["dbsession_factory"] = factory
+    connection = engine.connect()
+    outer = connection.begin()
+    factory.configure(bind=connection, join_transaction_mode="create_savepoint")
+    session = factory()
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+        factory.configure(bind=engine, join_transaction_mode="conservative_savepoint")
+
+
+@pytest.fixture
+def testapp(app: Any, dbsession: Session) -> webtest.TestApp:
+    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
+
+
+class QueryCounter:
+    """Counts the SQL statements an engine runs (transaction control excluded)."""
+
+    IGNORED = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT", "ROLLBACK")
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith(self.IGNORED):
+            self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def count_queries(dbsession: Session) -> Iterator[QueryCounter]:
+    counter = QueryCounter()
+    event.listen(DbSession.engine, "before_cursor_execute", counter)
+    try:
+        yield counter
+    finally:
+        event.remove(DbSession.engine, "before_cursor_execute", counter)
+
+
+# -- a real server in a subprocess -----------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_ini(path: Path, url: str, files_dir: Path, port: int, threads: int = 8) -> Path:
+    path.write_text(
+        f"""[app:main]
+use = egg:myapp
+sqlalchemy.url = {url.replace("%", "%%")}
+myapp.secret = {TEST_SECRET}
+myapp.secure_cookies = false
+myapp.files_dir = {files_dir}
+
+[alembic]
+script_location = myapp:alembic
+
+[server:main]
+use = egg:waitress#main
+listen = 127.0.0.1:{port}
+threads = {threads}
+
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARN
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)s [%(name)s] %(message)s
+"""
+    )
+    return path
+
+
+class LiveServer:
+    """``myapp-initdb`` then ``pserve`` on a free port, as a user would run them."""
+
+    def __init__(self, url: str, folder: Path, *, demo: bool = True, migrate: bool = True) -> None:
+        self.url = url
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.folder = folder
+        self.ini = write_ini(folder / "live.ini", url, folder / "files", self.port)
+        self.demo = demo
+        self.migrate = migrate
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = folder / "server.log"
+
+    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("DATABASE_URL", None)
+        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+    def start(self) -> LiveServer:
+        if self.migrate:
+            args = [str(BIN / "myapp-initdb"), str(self.ini)] + (["--demo"] if self.demo else [])
+            done = self.run_cli(*args)
+            assert done.returncode == 0, done.stderr
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        self.process = subprocess.Popen(
+            [str(BIN / "pserve"), str(self.ini)], stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pserve exited: {self.log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"pserve did not start: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            self.process = None
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def live_server(backend: str, folder: Path, **kwargs: Any) -> Iterator[LiveServer]:
+    with fresh_database(backend, folder) as url, LiveServer(url, folder, **kwargs) as server:
+        yield server

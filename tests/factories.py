@@ -1,0 +1,64 @@
+"""Small builders for test data, written straight through the models."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
+from myapp.packaging.names import normalize, version_sort_key
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def make_package(
+    db: Session,
+    name: str,
+    *,
+    versions: list[str] | None = None,
+    files_per_release: int = 1,
+    summary: str | None = None,
+    description: str | None = None,
+    description_content_type: str | None = "text/markdown",
+    classifiers: list[str] | None = None,
+    yanked: set[str] | None = None,
+    **fields: object,
+) -> Package:
+    versions = ["1.0"] if versions is None else versions
+    package = Package(
+        name=normalize(name),
+        display_name=name,
+        summary=summary if summary is not None else f"The {name} project",
+        description=description,
+        description_content_type=description_content_type,
+        created=T0,
+        updated=T0 + timedelta(days=len(versions)),
+        **fields,
+    )
+    for c in classifiers or []:
+        package.classifiers.append(Classifier(classifier=c))
+    for i, version in enumerate(versions):
+        release = Release(
+            version=version,
+            sort_key=version_sort_key(version),
+            created=T0 + timedelta(days=i),
+            yanked=version in (yanked or set()),
+        )
+        for n in range(files_per_release):
+            filename = f"{normalize(name).replace('-', '_')}-{version}-{n}.tar.gz"
+            release.files.append(
+                ReleaseFile(
+                    filename=filename,
+                    packagetype="sdist",
+                    python_version="source",
+                    size=1000 + n,
+                    sha256=hashlib.sha256(filename.encode()).hexdigest(),
+                    upload_time=T0 + timedelta(days=i),
+                )
+            )
+        package.releases.append(release)
+    db.add(package)
+    db.flush()
+    return package
