@@ -1,7 +1,7 @@
 """``pshell development.ini``: a shell with a session, the models and a transaction.
 
-    >>> dbsession.scalars(select(Package).limit(3)).all()
-    >>> tm.commit()   # writes stay pending until you commit
+>>> dbsession.scalars(select(Package).limit(3)).all()
+>>> tm.commit()   # writes stay pending until you commit
 """
 
 from __future__ import annotations

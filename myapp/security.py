@@ -15,7 +15,7 @@ from pyramid.response import Response
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.settings import asbool
 
-SECRET_ENV = "MYAPP_SECRET"
+SECRET_ENV = "MYAPP_SECRET"  # noqa: S105 - the variable's name, not a secret
 DEFAULT_METHODS = ("GET", "HEAD")
 
 DEFAULT_CSP = (

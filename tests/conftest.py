@@ -173,7 +173,7 @@ def dbsession(db_url: str, app: Any) -> Iterator[Session]:
         session.close()
         outer.rollback()
         connection.close()
-        factory.configure(bind=engine, join_transaction_mode="conservative_savepoint")
+        factory.configure(bind=engine, join_transaction_mode="conditional_savepoint")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
-from myapp.packaging.names import normalize, version_sort_key
+from myapp.packaging.names import is_prerelease, normalize, version_sort_key
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -43,6 +43,7 @@ def make_package(
         release = Release(
             version=version,
             sort_key=version_sort_key(version),
+            is_prerelease=is_prerelease(version),
             created=T0 + timedelta(days=i),
             yanked=version in (yanked or set()),
         )

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pyramid_tm
 import zope.sqlalchemy
+import zope.sqlalchemy.datamanager
 from sqlalchemy.orm import Session, sessionmaker
 
 from myapp.data.db_session import DbConfigError, DbSession, safe_url, to_url
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     import transaction
     from pyramid.config import Configurator
     from pyramid.request import Request
+    from pyramid.response import Response
 
 __all__ = ["Base", "DbConfigError", "DbSession", "get_tm_session", "safe_url", "to_url"]
 
@@ -49,10 +52,30 @@ def get_tm_session(
     other databases ignore it.
     """
     dbsession = factory()
-    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
+    # STATUS_CHANGED: commit even when only raw SQL ran. zope.sqlalchemy's
+    # default would silently roll back a text("UPDATE ...") unless someone
+    # remembered mark_changed(); a read-only COMMIT costs the same as ROLLBACK.
+    zope.sqlalchemy.register(
+        dbsession, transaction_manager=transaction_manager, initial_state=zope.sqlalchemy.datamanager.STATUS_CHANGED
+    )
     if write and factory.kw["bind"].dialect.name == "sqlite":
         dbsession.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
     return dbsession
+
+
+def commit_veto(request: Request, response: Response) -> bool:
+    """Abort on a 4xx/5xx response, after marking a transient error retryable.
+
+    pyramid_tm consults the veto *before* it checks whether an exception view
+    swallowed a retryable error (a PostgreSQL serialization failure rendered
+    as our 500 page), so with the stock veto such requests are never retried.
+    Tagging the error here, while the transaction still knows its data
+    managers, lets pyramid_retry run the request again.
+    """
+    exc_info = getattr(request, "exc_info", None)
+    if exc_info is not None:
+        pyramid_tm.maybe_tag_retryable(request, exc_info)
+    return pyramid_tm.default_commit_veto(request, response)
 
 
 def _request_dbsession(request: Request) -> Session:
@@ -68,7 +91,7 @@ def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     # Secure defaults that a deployment should not have to remember.
     settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
-    settings.setdefault("tm.commit_veto", "pyramid_tm.default_commit_veto")
+    settings.setdefault("tm.commit_veto", "myapp.data.commit_veto")
     settings.setdefault("retry.attempts", 3)
 
     if DbSession.factory is None:

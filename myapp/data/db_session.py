@@ -40,7 +40,7 @@ def to_url(url_or_file: str | URL | os.PathLike[str]) -> URL:
         return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
     try:
         return make_url(text)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise DbConfigError(f"The database setting {SETTING!r} is not a valid URL: {exc}") from None
 
 

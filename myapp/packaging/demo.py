@@ -15,10 +15,23 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
-from myapp.packaging.names import normalize, version_sort_key
+from myapp.packaging.names import is_prerelease, normalize, version_sort_key
 
 PREFIXES = ["aero", "blue", "quick", "tiny", "deep", "py", "smart", "open", "fast", "micro", "hyper", "lazy"]
-STEMS = ["cache", "config", "queue", "parser", "router", "schema", "crypt", "metrics", "retry", "shell", "graph", "frame"]
+STEMS = [
+    "cache",
+    "config",
+    "queue",
+    "parser",
+    "router",
+    "schema",
+    "crypt",
+    "metrics",
+    "retry",
+    "shell",
+    "graph",
+    "frame",
+]
 TOPICS = {
     "cache": "in-memory and on-disk caching",
     "config": "typed configuration from files and the environment",
@@ -137,7 +150,10 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
             ),
             description_content_type="text/markdown",
             home_page=f"https://example.org/{display}",
-            project_urls={"Source": f"https://example.org/{display}/src", "Docs": f"https://example.org/{display}/docs"},
+            project_urls={
+                "Source": f"https://example.org/{display}/src",
+                "Docs": f"https://example.org/{display}/docs",
+            },
             license="MIT",
             author="Demo Author",
             author_email="demo@example.org",
@@ -151,6 +167,7 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
             release = Release(
                 version=version,
                 sort_key=version_sort_key(version),
+                is_prerelease=is_prerelease(version),
                 summary=summary,
                 requires_python=">=3.9",
                 created=when,

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from myapp.data.meta import utcnow
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
-from myapp.packaging.names import is_valid_name, normalize, version_sort_key
+from myapp.packaging.names import is_prerelease, is_valid_name, normalize, version_sort_key
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
@@ -307,6 +307,7 @@ def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> I
                     "package_id": package.id,
                     "version": r.version,
                     "sort_key": version_sort_key(r.version),
+                    "is_prerelease": is_prerelease(r.version),
                     "summary": r.summary,
                     "requires_python": r.requires_python,
                     "yanked": r.yanked,
@@ -337,9 +338,7 @@ def _write_classifiers(db: Session, package_id: int, wanted: set[int]) -> None:
         db.scalars(select(package_classifiers.c.classifier_id).where(package_classifiers.c.package_id == package_id))
     )
     if wanted - have:
-        db.execute(
-            insert(package_classifiers), [{"package_id": package_id, "classifier_id": c} for c in wanted - have]
-        )
+        db.execute(insert(package_classifiers), [{"package_id": package_id, "classifier_id": c} for c in wanted - have])
     if have - wanted:
         db.execute(
             delete(package_classifiers).where(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -27,7 +28,6 @@ from myapp.data.meta import Base, UTCDateTime, utcnow
 # bytes.
 SortKey = String(400).with_variant(String(400, collation="C"), "postgresql")
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
-
 
 
 def is_http_url(value: object) -> bool:
@@ -82,9 +82,7 @@ class Package(Base):
         passive_deletes=True,
         order_by="desc(Release.sort_key)",
     )
-    classifiers: Mapped[list[Classifier]] = relationship(
-        secondary=package_classifiers, order_by=Classifier.classifier
-    )
+    classifiers: Mapped[list[Classifier]] = relationship(secondary=package_classifiers, order_by=Classifier.classifier)
 
     @property
     def links(self) -> list[tuple[str, str]]:
@@ -110,6 +108,8 @@ class Release(Base):
     package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"))
     version: Mapped[str] = mapped_column(String(100))
     sort_key: Mapped[str] = mapped_column(SortKey)
+    # Pre- and dev releases are not "latest" while a final release exists.
+    is_prerelease: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     summary: Mapped[str | None] = mapped_column(String(512))
     requires_python: Mapped[str | None] = mapped_column(String(255))
     yanked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -151,4 +151,3 @@ class ReleaseFile(Base):
 
     def __repr__(self) -> str:
         return f"<ReleaseFile {self.filename!r}>"
-

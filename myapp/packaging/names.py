@@ -26,6 +26,14 @@ def _num(n: int) -> str:
     return f"{len(digits):02d}{digits}"
 
 
+def is_prerelease(version: str) -> bool:
+    """True for a/b/rc/dev versions; a version that is not PEP 440 counts as one."""
+    try:
+        return Version(version).is_prerelease
+    except InvalidVersion:
+        return True
+
+
 def version_sort_key(version: str) -> str:
     """A string that sorts (byte-wise) in PEP 440 order.
 

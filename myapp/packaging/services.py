@@ -36,11 +36,12 @@ class ProjectRow:
 
 
 def latest_version_of(package_id_column) -> Select:  # type: ignore[no-untyped-def]
-    """Correlated subquery: newest non-yanked version (PEP 440 order)."""
+    """Correlated subquery: the version ``pip install`` would pick, i.e. the
+    newest non-yanked final release, else the newest non-yanked pre-release."""
     return (
         select(Release.version)
         .where(Release.package_id == package_id_column, Release.yanked == false())
-        .order_by(Release.sort_key.desc())
+        .order_by(Release.is_prerelease, Release.sort_key.desc())
         .limit(1)
         .scalar_subquery()
     )
@@ -90,15 +91,15 @@ def search(db: Session, query: str, *, page: int = 1, per_page: int = PER_PAGE) 
         else_=2,
     )
     total = db.scalar(select(func.count()).select_from(Package).where(matches)) or 0
-    stmt = select(Package).where(matches).order_by(rank, Package.name).offset(offset_for(page, per_page)).limit(per_page)
+    stmt = (
+        select(Package).where(matches).order_by(rank, Package.name).offset(offset_for(page, per_page)).limit(per_page)
+    )
     return Page(_rows(db, stmt), page, total, per_page).check_exists()
 
 
 def find_package(db: Session, name: str) -> Package | None:
     """The package by (normalized) name, with classifiers loaded."""
-    return db.scalar(
-        select(Package).where(Package.name == normalize(name)).options(selectinload(Package.classifiers))
-    )
+    return db.scalar(select(Package).where(Package.name == normalize(name)).options(selectinload(Package.classifiers)))
 
 
 def release_history(db: Session, package: Package) -> list[Release]:
@@ -107,8 +108,13 @@ def release_history(db: Session, package: Package) -> list[Release]:
 
 
 def latest_release(releases: list[Release]) -> Release | None:
-    """From a newest-first history: the newest non-yanked release, else the newest."""
-    return next((r for r in releases if not r.yanked), releases[0] if releases else None)
+    """From a newest-first history, the same choice as ``latest_version_of``;
+    if every release is yanked, the newest."""
+    live = [r for r in releases if not r.yanked]
+    for choices in ([r for r in live if not r.is_prerelease], live, releases):
+        if choices:
+            return choices[0]
+    return None
 
 
 def find_release(db: Session, package: Package, version: str) -> Release | None:

@@ -50,7 +50,11 @@ def search(request: Request) -> dict[str, Any]:
     query = request.GET.get("q", "").replace("\x00", "").strip()
     if len(query) > MAX_QUERY:
         request.response.status = 400
-        return {"query": query[:MAX_QUERY], "page": None, "error": f"Search terms are limited to {MAX_QUERY} characters."}
+        return {
+            "query": query[:MAX_QUERY],
+            "page": None,
+            "error": f"Search terms are limited to {MAX_QUERY} characters.",
+        }
     number = page_number(request.GET)
     page = services.search(request.dbsession, query, page=number) if query else None
     return {"query": query, "page": page, "error": None}
@@ -93,4 +97,3 @@ def download(request: Request) -> Any:
         return HTTPFound(location=file.url)
     # Nothing to serve: the 404 also undoes the count (commit veto).
     raise HTTPNotFound(f"No file called {filename!r} is available.")
-

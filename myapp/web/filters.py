@@ -25,4 +25,3 @@ def thousands(n: int) -> str:
 
 
 FILTERS = {"filesize": filesize, "date": date, "thousands": thousands}
-

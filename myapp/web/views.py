@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.httpexceptions import HTTPException, HTTPNotFound
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config, notfound_view_config, view_config
+from pyramid_retry import is_last_attempt
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from myapp.packaging import services
 
 log = logging.getLogger(__name__)
+
+CSRF_MESSAGE = "This form has expired or did not come from this site. Reload the page and try again."
 
 
 @view_config(route_name="home", renderer="myapp:templates/home.jinja2")
@@ -56,7 +60,8 @@ def http_error(exc: HTTPException, request: Request) -> Response:
     """Every other HTTP error raised by a view, in the site's own page."""
     if exc.status_code < 400:  # redirects are responses, not errors
         return exc
-    message = exc.detail or exc.explanation
+    # A CSRF failure's own detail is for developers, not for the person at the form.
+    message = CSRF_MESSAGE if isinstance(exc, BadCSRFOrigin | BadCSRFToken) else exc.detail or exc.explanation
     response = _error_page(request, exc.status_code, exc.title, message)
     for name in ("Allow", "Location", "Retry-After", "WWW-Authenticate"):
         if name in exc.headers:
@@ -72,5 +77,15 @@ def bad_encoding(exc: UnicodeDecodeError, request: Request) -> Response:
 
 @exception_view_config(Exception)
 def server_error(exc: Exception, request: Request) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.environ.get("PATH_INFO"))
+    path = request.environ.get("PATH_INFO")
+    if is_last_attempt(request):
+        log.exception("unhandled error on %s %s", request.method, path)
+    else:  # pyramid_retry may run the request again; say so without a traceback
+        log.warning(
+            "error on %s %s (attempt %s, may be retried): %r",
+            request.method,
+            path,
+            request.environ.get("retry.attempt"),
+            exc,
+        )
     return _error_page(request, 500, "Server error", "Something went wrong on our side; it has been logged.")

@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("package_id", sa.Integer(), nullable=False),
         sa.Column("version", sa.String(length=100), nullable=False),
         sa.Column("sort_key", SortKey, nullable=False),
+        sa.Column("is_prerelease", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("summary", sa.String(length=512), nullable=True),
         sa.Column("requires_python", sa.String(length=255), nullable=True),
         sa.Column("yanked", sa.Boolean(), server_default=sa.false(), nullable=False),

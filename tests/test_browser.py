@@ -1,0 +1,196 @@
+"""A real Chromium walks the site as a person would: home, search, project,
+release; and the home page on a phone-sized screen.
+
+Needs Debian's ``/usr/bin/chromium`` and the ``playwright`` package (its own
+browser download is not used). Without them the tests skip, except under
+``CI=true``, where they fail. One server (SQLite, demo data) and one browser
+serve the whole module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.conftest import LiveServer, live_server, missing
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # we run as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # The network is closed: nothing may phone home.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 5_000
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# Reports CSP violations to Python from every page, across navigations.
+# Playwright's init scripts are not subject to the page's CSP.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.reportCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} on ${e.documentURI}`);
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with live_server("sqlite", tmp_path_factory.mktemp("browser"), demo=True) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        missing(f"the playwright package cannot be imported ({exc})")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class Problems:
+    """What went wrong in the browser while a test ran."""
+
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
+
+    def assert_none(self) -> None:
+        assert self.console_errors == [], f"console errors: {self.console_errors}"
+        assert self.page_errors == [], f"uncaught page errors: {self.page_errors}"
+        assert self.csp_violations == [], f"CSP violations: {self.csp_violations}"
+
+
+def open_page(browser: Browser, problems: Problems, **context_options: Any) -> Page:
+    context = browser.new_context(**context_options)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    context.expose_function("reportCspViolation", lambda report: problems.csp_violations.append(report))
+    context.add_init_script(CSP_LISTENER)
+    page = context.new_page()
+
+    def on_console(message: Any) -> None:
+        url = message.location.get("url", "")
+        # The browser asks for /favicon.ico on its own; no page links to one, and the site has none.
+        if message.type == "error" and not url.endswith("/favicon.ico"):
+            problems.console_errors.append(f"{message.text} ({url})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.page_errors.append(str(error)))
+    return page
+
+
+@pytest.fixture
+def problems() -> Problems:
+    return Problems()
+
+
+@pytest.fixture
+def page(browser: Browser, problems: Problems) -> Iterator[Page]:
+    page = open_page(browser, problems, viewport={"width": 1280, "height": 900})
+    try:
+        yield page
+    finally:
+        page.context.close()
+
+
+@pytest.fixture
+def phone(browser: Browser, problems: Problems) -> Iterator[Page]:
+    page = open_page(browser, problems, viewport={"width": 375, "height": 700}, is_mobile=True, has_touch=True)
+    try:
+        yield page
+    finally:
+        page.context.close()
+
+
+def as_int(text: str) -> int:
+    return int(text.replace(",", "").strip())
+
+
+def test_search_then_open_project_and_release(server: LiveServer, page: Page, problems: Problems, tmp_path: Path):
+    from playwright.sync_api import expect
+
+    # Home: title, counts, a search box.
+    page.goto(server.base + "/")
+    expect(page).to_have_title(re.compile(r"^Home · myapp package index$"))
+    counts = page.locator("ul.counts li")
+    expect(counts).to_have_count(3)
+    for label, item in zip(["projects", "releases", "files"], counts.all(), strict=True):
+        expect(item).to_contain_text(label)
+        assert as_int(item.locator("strong").inner_text()) > 0, f"no {label} counted"
+
+    # Type a query into the big search box and press Enter.
+    box = page.locator(".hero form.search input[name='q']")
+    expect(box).to_be_visible()
+    box.click()
+    box.press_sequentially("cache")
+    box.press("Enter")
+    page.wait_for_url(re.compile(r"/search\?q=cache$"))
+
+    # Results: "N results for “cache”", and that many projects listed.
+    heading = page.locator("main h1")
+    expect(heading).to_have_text(re.compile(r"^\d+ results? for “cache”$"))
+    total = int(heading.inner_text().split()[0])
+    assert total > 0
+    links = page.locator("main .project-list a.project-name")
+    assert 0 < links.count() <= total
+    first = links.first
+    name = first.inner_text().strip()
+    assert "cache" in name
+    first.click()
+
+    # Project page: name, pip install line, release history.
+    page.wait_for_url(re.compile(rf"/project/{re.escape(name)}/$"))
+    expect(page.locator(".project-header h1")).to_contain_text(name)
+    expect(page.locator("pre.install")).to_have_text(re.compile(rf"^pip install {re.escape(name)}"))
+    releases = page.locator("ul.releases li a")
+    assert releases.count() > 0, "no releases listed"
+    page.screenshot(path=tmp_path / "project.png", full_page=True)
+    version = releases.first.inner_text().strip()
+    releases.first.click()
+
+    # Release page: the files table lists a wheel and an sdist with their hashes.
+    page.wait_for_url(re.compile(rf"/project/{re.escape(name)}/{re.escape(version)}/$"))
+    expect(page.locator("article.release > h1")).to_contain_text(version)
+    rows = page.locator("table.files tbody tr")
+    assert rows.count() >= 2
+    files = {row.locator("td").nth(0).inner_text().strip(): row.locator("code.hash").inner_text() for row in rows.all()}
+    assert any(f.endswith(".whl") for f in files), files
+    assert any(f.endswith(".tar.gz") for f in files), files
+    for filename, digest in files.items():
+        assert SHA256.match(digest), f"{filename}: bad sha256 {digest!r}"
+
+    problems.assert_none()
+
+
+def test_home_fits_a_phone_screen(server: LiveServer, phone: Page, problems: Problems, tmp_path: Path):
+    from playwright.sync_api import expect
+
+    phone.goto(server.base + "/")
+    expect(phone.locator(".hero form.search input[name='q']")).to_be_visible()
+    widths = phone.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    phone.screenshot(path=tmp_path / "home-phone.png", full_page=True)
+    assert widths[0] <= widths[1], f"the page scrolls sideways: scrollWidth {widths[0]} > innerWidth {widths[1]}"
+    problems.assert_none()

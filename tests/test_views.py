@@ -1,0 +1,174 @@
+"""The pages, through WebTest, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.factories import make_package
+
+
+def test_home_shows_counts_and_recent_projects(testapp, dbsession):
+    make_package(dbsession, "alpha-one", versions=["1.0", "1.1"], files_per_release=2)
+    make_package(dbsession, "beta-two", versions=["0.1"])
+    page = testapp.get("/")
+    assert "<strong>2</strong> projects" in page.text
+    assert "<strong>3</strong> releases" in page.text
+    assert "<strong>5</strong> files" in page.text
+    recent = page.html.select(".project-list li")
+    assert [li.select_one(".project-name").text for li in recent] == ["alpha-one", "beta-two"]
+    assert recent[0].select_one(".version").text == "1.1"
+
+
+def test_empty_index_home(testapp):
+    page = testapp.get("/")
+    assert "<strong>0</strong> projects" in page.text
+    assert "No projects." in page.text
+
+
+def test_browse_paginates_and_sorts(testapp, dbsession):
+    for i in range(25):
+        make_package(dbsession, f"pkg-{i:02d}", versions=["1.0"] * 1)
+    make_package(dbsession, "zz-newest", versions=["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"] * 1)
+    first = testapp.get("/projects/")
+    names = [a.text for a in first.html.select(".project-name")]
+    assert len(names) == 20 and names[0] == "pkg-00"
+    assert "Page 1 of 2" in first.text
+    second = testapp.get("/projects/?page=2")
+    assert [a.text for a in second.html.select(".project-name")][-1] == "zz-newest"
+    by_update = testapp.get("/projects/?sort=updated")
+    assert by_update.html.select_one(".project-name").text == "zz-newest"
+    assert by_update.html.select_one(".version").text == "11"
+    assert testapp.get("/projects/?page=3", status=404).status_int == 404
+
+
+@pytest.mark.parametrize("query", ["?page=0", "?page=-1", "?page=abc", "?page=99999999999", "?sort=evil"])
+def test_browse_rejects_bad_parameters(testapp, query):
+    page = testapp.get("/projects/" + query, status=400)
+    assert "Bad Request" in page.text
+
+
+def test_project_page(testapp, dbsession):
+    make_package(
+        dbsession,
+        "Flask_Thing",
+        versions=["0.9", "1.0rc1", "1.0", "1.0.post1", "2.0.dev1", "10.0"],
+        yanked={"10.0"},
+        description="# Hello\n\n<script>alert('x')</script>\n\n[bad](javascript:alert(1))",
+        classifiers=["Programming Language :: Python :: 3"],
+        home_page="https://example.org/thing",
+        project_urls={"Evil": "javascript:alert(1)", "Source": "https://example.org/src"},
+        license="MIT",
+        requires_python=">=3.9",
+    )
+    page = testapp.get("/project/flask-thing/")
+    h1 = page.html.select_one("h1").text
+    # 10.0 is yanked and 2.0.dev1 is a pre-release: pip would install 1.0.post1
+    assert h1 == "Flask_Thing 1.0.post1"
+    assert "pip install flask-thing" in page.text
+    history = [a.text for a in page.html.select(".releases a")]
+    assert history == ["10.0", "2.0.dev1", "1.0.post1", "1.0", "1.0rc1", "0.9"]
+    assert page.html.select_one(".releases li.yanked a").text == "10.0"
+    description = page.html.select_one(".description")
+    assert description.select_one("h1").text == "Hello"
+    assert description.select("script") == []
+    assert "javascript:" not in page.text
+    assert [a.text for a in page.html.select(".links a")] == ["Homepage", "Source"]
+    assert "Programming Language :: Python :: 3" in page.text
+
+
+def test_project_name_is_normalized_by_redirect(testapp, dbsession):
+    make_package(dbsession, "Flask_Thing")
+    for alias in ("Flask_Thing", "FLASK.thing", "flask__thing"):
+        res = testapp.get(f"/project/{alias}/", status=301)
+        assert res.location.endswith("/project/flask-thing/")
+
+
+def test_release_page_lists_files(testapp, dbsession):
+    make_package(dbsession, "tool", versions=["1.0", "1.1"], files_per_release=2)
+    page = testapp.get("/project/tool/1.0/")
+    rows = page.html.select("table.files tbody tr")
+    assert len(rows) == 2
+    assert rows[0].select_one("a").text == "tool-1.0-0.tar.gz"
+    assert re.fullmatch(r"[0-9a-f]{64}", rows[0].select_one("code.hash").text)
+    assert "pip install tool==1.0" in page.text
+    assert testapp.get("/project/Tool/1.0/", status=301).location.endswith("/project/tool/1.0/")
+
+
+def test_yanked_release_says_so(testapp, dbsession):
+    make_package(dbsession, "tool", versions=["1.0"], yanked={"1.0"})
+    page = testapp.get("/project/tool/1.0/")
+    assert "has been yanked" in page.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/project/nothing-here/", "/project/tool/9.9/", "/project/tool/%00/", "/project/-bad-/", "/nowhere"],
+)
+def test_unknown_things_are_404_pages(testapp, dbsession, path):
+    make_package(dbsession, "tool")
+    page = testapp.get(path, status=404)
+    assert "Not found" in page.text
+    assert page.content_type == "text/html"
+
+
+def test_search_ranks_exact_name_first(testapp, dbsession):
+    make_package(dbsession, "http-tools", summary="Helpers")
+    make_package(dbsession, "apihttp", summary="An API client")
+    make_package(dbsession, "http", summary="Low level")
+    make_package(dbsession, "unrelated", summary="Speaks HTTP fluently")
+    make_package(dbsession, "other", summary="Nothing to see")
+    page = testapp.get("/search?q=HTTP")
+    names = [a.text for a in page.html.select(".project-name")]
+    assert names == ["http", "http-tools", "apihttp", "unrelated"]
+    assert "4 results" in page.text
+
+
+@pytest.mark.parametrize("query", ["%", "_", "\\", "' OR 1=1 --", "<script>", "\u00e9\u4e2d\U0001f600", "a" * 200])
+def test_search_is_safe_for_any_input(testapp, dbsession, query):
+    make_package(dbsession, "percent", summary="100% pure")
+    page = testapp.get("/search", params={"q": query})
+    assert page.status_int == 200
+    assert "<script>" not in page.html.select_one("main").decode_contents()
+
+
+def test_search_wildcards_are_literal(testapp, dbsession):
+    make_package(dbsession, "percent", summary="100% pure")
+    make_package(dbsession, "plain", summary="nothing special")
+    assert [a.text for a in testapp.get("/search?q=%25").html.select(".project-name")] == ["percent"]
+
+
+def test_search_paginates(testapp, dbsession):
+    for i in range(23):
+        make_package(dbsession, f"lib-{i:02d}")
+    page = testapp.get("/search?q=lib&page=2")
+    assert len(page.html.select(".project-name")) == 3
+    assert testapp.get("/search?q=lib&page=3", status=404)
+
+
+def test_search_too_long_is_400_with_message(testapp):
+    page = testapp.get("/search", params={"q": "x" * 201}, status=400)
+    assert "limited to 200 characters" in page.text
+
+
+def test_empty_search_prompts(testapp):
+    assert "Type part of a project" in testapp.get("/search?q=").text
+
+
+def test_security_headers_on_every_response(testapp):
+    for res in (testapp.get("/"), testapp.get("/nowhere", status=404), testapp.get("/static/site.css")):
+        assert res.headers["X-Content-Type-Options"] == "nosniff"
+        assert res.headers["X-Frame-Options"] == "DENY"
+        assert "default-src 'self'" in res.headers["Content-Security-Policy"]
+        assert res.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_unsafe_method_is_405(testapp):
+    res = testapp.post("/", status=405)
+    assert res.headers["Allow"] == "GET, HEAD"
+    assert testapp.delete("/project/x/", status=405)
+
+
+def test_health(testapp):
+    assert testapp.get("/health").json == {"status": "ok", "database": "ok"}
