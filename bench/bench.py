@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/bench.py [--duration 10] [--threads 4] [--connections 16] [--url URL] [--json]
 
-Both apps run as ``pserve`` subprocesses on 127.0.0.1 from inis that copy production.ini's
-[server:main], logging and alembic sections, so the app is the only difference between them. myapp's ini
-also copies production.ini's [app:main], pointed at a fresh SQLite file in a temp folder (or at
---url / DATABASE_URL) that ``myapp-initdb --demo`` fills. The load comes from ``wrk`` when it is
-installed, else from threads running http.client. The exit code is 0 whatever the figures are,
-and 1 if a server does not start or a URL does not answer 200.
+Both apps run as ``pserve`` subprocesses on 127.0.0.1 from copies of production.ini that keep its
+waitress, logging and alembic settings, so the app is the only difference between them. myapp's copy
+points at a fresh SQLite file in a temp folder (or at --url / DATABASE_URL) that ``myapp-initdb --demo``
+fills; the bare app is bench/hello.py. The load comes from ``wrk`` when it is installed, else from
+threads running http.client (--loader picks one). The exit code is 0 whatever the figures are, and 1
+if a server does not start or a URL does not answer 200 (in the warm-up or under load).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -317,7 +317,8 @@ def hammer(parts: SplitResult, deadline: float, tally: Tally) -> None:
             connection = None
             continue
         tally.latencies.append(time.perf_counter() - start)
-        tally.non_200 += response.status != 200
+        if response.status != 200:
+            tally.non_200 += 1
     if connection is not None:
         connection.close()
 
@@ -337,8 +338,8 @@ def python_load(url: str, connections: int, duration: int) -> Load:
     elapsed = time.perf_counter() - started
     latencies = sorted(latency for tally in tallies for latency in tally.latencies)
     return Load(
-        requests_per_sec=len(latencies) / elapsed,
-        p99_ms=percentile(latencies, 99) * 1000,
+        requests_per_sec=round(len(latencies) / elapsed, 2),
+        p99_ms=round(percentile(latencies, 99) * 1000, 3),
         requests=len(latencies),
         non_200=sum(tally.non_200 for tally in tallies),
         socket_errors=sum(tally.socket_errors for tally in tallies),
@@ -382,7 +383,7 @@ def run(args: argparse.Namespace) -> tuple[str, list[Row]]:
         init_database(app_ini, env)
         bare = stack.enter_context(serve(bare_ini, bare_port, {**env, "PYTHONPATH": str(HERE)}))
         app = stack.enter_context(serve(app_ini, app_port, env))
-        targets = [
+        targets = [  # bare Pyramid first: the ratios are to its figures
             Target("bare Pyramid", f"{bare}/"),
             Target("home", f"{app}/"),
             Target("project", project_url(app)),
@@ -417,7 +418,7 @@ def as_json(args: argparse.Namespace, database: str, rows: list[Row]) -> str:
     baseline = rows[0]
     settings = {key: getattr(args, key) for key in ("duration", "threads", "connections", "loader")}
     results: list[dict[str, Any]] = [
-        {"name": row.target.name, "path": row.target.path, **vars(row.load), "ratio": round(ratio(row, baseline), 4)}
+        {"name": row.target.name, "path": row.target.path, **asdict(row.load), "ratio": round(ratio(row, baseline), 4)}
         for row in rows
     ]
     return json.dumps({"settings": {**settings, "database": database}, "results": results}, indent=2)
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         database, rows = run(args)
-    except BenchError as exc:
+    except (BenchError, subprocess.TimeoutExpired) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     print(describe(args, database))

@@ -15,6 +15,7 @@ from pyramid.response import Response
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.settings import asbool
 
+SESSION_COOKIE = "myapp_session"
 SECRET_ENV = "MYAPP_SECRET"  # noqa: S105 - the variable's name, not a secret
 DEFAULT_METHODS = ("GET", "HEAD")
 
@@ -88,7 +89,7 @@ def includeme(config: Configurator) -> None:
     config.set_session_factory(
         SignedCookieSessionFactory(
             session_secret(settings),
-            cookie_name="myapp_session",
+            cookie_name=SESSION_COOKIE,
             httponly=True,
             samesite="Lax",
             secure=asbool(settings.get("myapp.secure_cookies", True)),

@@ -92,10 +92,8 @@ def open_page(browser: Browser, problems: Problems, **context_options: Any) -> P
     page = context.new_page()
 
     def on_console(message: Any) -> None:
-        url = message.location.get("url", "")
-        # The browser asks for /favicon.ico on its own; no page links to one, and the site has none.
-        if message.type == "error" and not url.endswith("/favicon.ico"):
-            problems.console_errors.append(f"{message.text} ({url})")
+        if message.type == "error":
+            problems.console_errors.append(f"{message.text} ({message.location.get('url', '')})")
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.page_errors.append(str(error)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import webtest
 
 from tests.factories import make_package
 
@@ -172,3 +173,43 @@ def test_unsafe_method_is_405(testapp):
 
 def test_health(testapp):
     assert testapp.get("/health").json == {"status": "ok", "database": "ok"}
+
+
+def test_missing_trailing_slash_redirects(testapp, dbsession):
+    make_package(dbsession, "tool")
+    assert testapp.get("/project/tool", status=301).location == "http://localhost/project/tool/"
+    assert testapp.get("/projects?sort=updated", status=301).location == "http://localhost/projects/?sort=updated"
+
+
+def test_missing_static_file_is_the_site_404(testapp):
+    page = testapp.get("/static/nothing.css", status=404)
+    assert page.content_type == "text/html" and "Not found" in page.text
+
+
+@pytest.fixture
+def cached_app(settings, dbsession):
+    from myapp.config import configure
+
+    app = configure({**settings, "myapp.page_cache_seconds": "60"}).make_wsgi_app()
+    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
+
+
+def test_page_cache_serves_anonymous_views_from_memory(cached_app, dbsession, count_queries):
+    make_package(dbsession, "tool", versions=["1.0"])
+    first = cached_app.get("/project/tool/")
+    assert "X-Page-Cache" not in first.headers
+    count_queries.statements.clear()
+    second = cached_app.get("/project/tool/")
+    assert second.headers["X-Page-Cache"] == "hit"
+    assert second.text == first.text and second.content_type == "text/html"
+    assert second.headers["X-Content-Type-Options"] == "nosniff"  # headers still applied
+    assert count_queries.count == 0  # no database work at all
+
+
+def test_page_cache_skips_errors_and_signed_in_visitors(cached_app, dbsession):
+    cached_app.get("/project/nothing/", status=404)
+    assert "X-Page-Cache" not in cached_app.get("/project/nothing/", status=404).headers
+    make_package(dbsession, "tool")
+    cached_app.get("/project/tool/")
+    cached_app.set_cookie("myapp_session", "someone")
+    assert "X-Page-Cache" not in cached_app.get("/project/tool/").headers

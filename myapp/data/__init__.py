@@ -18,20 +18,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pyramid_tm
+import transaction.interfaces
 import zope.sqlalchemy
 import zope.sqlalchemy.datamanager
+from pyramid_retry import IRetryableError, is_last_attempt
 from sqlalchemy.orm import Session, sessionmaker
 
 from myapp.data.db_session import DbConfigError, DbSession, safe_url, to_url
 from myapp.data.meta import Base
 
 if TYPE_CHECKING:
-    import transaction
     from pyramid.config import Configurator
     from pyramid.request import Request
     from pyramid.response import Response
 
-__all__ = ["Base", "DbConfigError", "DbSession", "get_tm_session", "safe_url", "to_url"]
+__all__ = ["Base", "DbConfigError", "DbSession", "get_tm_session", "safe_url", "to_url", "will_retry"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -76,6 +77,18 @@ def commit_veto(request: Request, response: Response) -> bool:
     if exc_info is not None:
         pyramid_tm.maybe_tag_retryable(request, exc_info)
     return pyramid_tm.default_commit_veto(request, response)
+
+
+def will_retry(request: Request, exc: BaseException) -> bool:
+    """Whether pyramid_retry will run this request again after ``exc``."""
+    if is_last_attempt(request):
+        return False
+    if IRetryableError.providedBy(exc):
+        return True
+    try:
+        return bool(request.tm.get().isRetryableError(exc))
+    except transaction.interfaces.NoTransaction:
+        return False
 
 
 def _request_dbsession(request: Request) -> Session:

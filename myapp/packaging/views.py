@@ -36,7 +36,7 @@ def _package_or_404(request: Request) -> Package:
     return package
 
 
-@view_config(route_name="projects", renderer="myapp:templates/projects.jinja2")
+@view_config(route_name="projects", renderer="myapp:templates/projects.jinja2", page_cache=True)
 def projects(request: Request) -> dict[str, Any]:
     sort = request.GET.get("sort", "name")
     if sort not in services.SORT_ORDERS:
@@ -45,7 +45,7 @@ def projects(request: Request) -> dict[str, Any]:
     return {"page": page, "sort": sort}
 
 
-@view_config(route_name="search", renderer="myapp:templates/search.jinja2")
+@view_config(route_name="search", renderer="myapp:templates/search.jinja2", page_cache=True)
 def search(request: Request) -> dict[str, Any]:
     query = request.GET.get("q", "").replace("\x00", "").strip()
     if len(query) > MAX_QUERY:
@@ -60,7 +60,7 @@ def search(request: Request) -> dict[str, Any]:
     return {"query": query, "page": page, "error": None}
 
 
-@view_config(route_name="project", renderer="myapp:templates/project.jinja2")
+@view_config(route_name="project", renderer="myapp:templates/project.jinja2", page_cache=True)
 def project(request: Request) -> dict[str, Any]:
     package = _package_or_404(request)
     releases = services.release_history(request.dbsession, package)
@@ -72,7 +72,7 @@ def project(request: Request) -> dict[str, Any]:
     }
 
 
-@view_config(route_name="release", renderer="myapp:templates/release.jinja2")
+@view_config(route_name="release", renderer="myapp:templates/release.jinja2", page_cache=True)
 def release(request: Request) -> dict[str, Any]:
     package = _package_or_404(request)
     version = request.matchdict["version"]

@@ -6,14 +6,15 @@ import logging
 from typing import Any
 
 from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
-from pyramid.httpexceptions import HTTPException, HTTPNotFound
+from pyramid.httpexceptions import HTTPException, HTTPMovedPermanently, HTTPNotFound
+from pyramid.interfaces import IRoutesMapper
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config, notfound_view_config, view_config
-from pyramid_retry import is_last_attempt
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from myapp.data import will_retry
 from myapp.packaging import services
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 CSRF_MESSAGE = "This form has expired or did not come from this site. Reload the page and try again."
 
 
-@view_config(route_name="home", renderer="myapp:templates/home.jinja2")
+@view_config(route_name="home", renderer="myapp:templates/home.jinja2", page_cache=True)
 def home(request: Request) -> dict[str, Any]:
     db = request.dbsession
     return {"counts": services.counts(db), "recent": services.recently_updated(db)}
@@ -50,8 +51,27 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
     return response
 
 
-@notfound_view_config(append_slash=HTTPNotFound)
+def _with_slash(request: Request) -> str | None:
+    """``/project/flask`` -> ``/project/flask/`` when a page lives there.
+
+    Pyramid's own append_slash also matches the static route's ``*subpath``
+    and would redirect every missing asset; only patterns that end in a
+    slash are considered here.
+    """
+    path = request.path_info
+    if path.endswith("/") or request.method not in ("GET", "HEAD"):
+        return None
+    for route in request.registry.getUtility(IRoutesMapper).get_routes():
+        if route.pattern.endswith("/") and route.match(path + "/") is not None:
+            return request.application_url + path + "/" + (f"?{request.query_string}" if request.query_string else "")
+    return None
+
+
+@notfound_view_config()
 def not_found(exc: HTTPNotFound, request: Request) -> Response:
+    location = _with_slash(request)
+    if location is not None:
+        return HTTPMovedPermanently(location=location)
     return _error_page(request, 404, "Not found", exc.detail or "There is nothing at this address.")
 
 
@@ -78,14 +98,8 @@ def bad_encoding(exc: UnicodeDecodeError, request: Request) -> Response:
 @exception_view_config(Exception)
 def server_error(exc: Exception, request: Request) -> Response:
     path = request.environ.get("PATH_INFO")
-    if is_last_attempt(request):
+    if will_retry(request, exc):  # a transient failure: no traceback, it runs again
+        log.warning("retrying %s %s after %r", request.method, path, exc)
+    else:
         log.exception("unhandled error on %s %s", request.method, path)
-    else:  # pyramid_retry may run the request again; say so without a traceback
-        log.warning(
-            "error on %s %s (attempt %s, may be retried): %r",
-            request.method,
-            path,
-            request.environ.get("retry.attempt"),
-            exc,
-        )
     return _error_page(request, 500, "Server error", "Something went wrong on our side; it has been logged.")

@@ -1,0 +1,251 @@
+"""Importing PyPI JSON documents: validated, idempotent, never half-written."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from myapp.packaging.importer import ClassifierCache, DocumentError, import_document, parse_document
+from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
+from myapp.packaging.services import latest_release, release_history
+from tests.conftest import BIN, SHARED_DATA, LiveServer, fresh_database, missing
+from tests.factories import make_package
+
+
+def file_entry(filename: str, when: str = "2020-01-02T03:04:05", **extra: Any) -> dict[str, Any]:
+    return {
+        "filename": filename,
+        "packagetype": "sdist" if filename.endswith(".tar.gz") else "bdist_wheel",
+        "python_version": "source" if filename.endswith(".tar.gz") else "py3",
+        "size": 1234,
+        "digests": {"sha256": "ab" * 32, "md5": "00" * 16},
+        "upload_time": when,
+        "url": f"https://files.example.org/{filename}",
+        **extra,
+    }
+
+
+def document(name: str = "Sample_Pkg") -> dict[str, Any]:
+    return {
+        "info": {
+            "name": name,
+            "version": "1.1",
+            "summary": "A sample",
+            "description": "Hello *world*",
+            "description_content_type": "text/markdown",
+            "home_page": "https://example.org",
+            "license": "MIT",
+            "author": "Someone",
+            "keywords": "a,b",
+            "classifiers": ["Topic :: Z", "Topic :: A"],
+            "project_urls": {"Source": "https://example.org/src"},
+            "requires_python": ">=3.8",
+        },
+        "releases": {
+            "1.0": [file_entry("sample_pkg-1.0.tar.gz", "2020-01-01T00:00:00")],
+            "1.1": [
+                file_entry("sample_pkg-1.1.tar.gz", "2020-02-01T00:00:00"),
+                file_entry("sample_pkg-1.1-py3-none-any.whl", "2020-02-01T00:05:00", requires_python=">=3.8"),
+            ],
+            "2.0b1": [file_entry("sample_pkg-2.0b1.tar.gz", "2020-03-01T00:00:00")],
+            "0.1": [],
+        },
+    }
+
+
+def run_import(db: Session, doc: Any):  # type: ignore[no-untyped-def]
+    return import_document(db, parse_document(doc), ClassifierCache(db))
+
+
+def snapshot(db: Session) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to compare before and after."""
+    db.expire_all()
+    tables = {"packages": Package, "releases": Release, "files": ReleaseFile, "classifiers": Classifier}
+    snap = {name: [tuple(r) for r in db.execute(select(model.__table__)).all()] for name, model in tables.items()}
+    snap["links"] = sorted(tuple(r) for r in db.execute(select(package_classifiers)).all())
+    return {k: sorted(v, key=repr) for k, v in snap.items()}
+
+
+def test_import_creates_everything(dbsession):
+    stats = run_import(dbsession, document())
+    assert (stats.new_projects, stats.new_releases, stats.new_files) == (1, 4, 4)
+    package = dbsession.scalar(select(Package))
+    assert package.name == "sample-pkg" and package.display_name == "Sample_Pkg"
+    assert [c.classifier for c in package.classifiers] == ["Topic :: A", "Topic :: Z"]
+    assert package.project_urls == {"Source": "https://example.org/src"}
+    history = release_history(dbsession, package)
+    assert [r.version for r in history] == ["2.0b1", "1.1", "1.0", "0.1"]
+    assert latest_release(history).version == "1.1"  # 2.0b1 is a pre-release
+    assert package.created.isoformat() == "2020-01-01T00:00:00+00:00"
+    assert package.updated.isoformat() == "2020-03-01T00:00:00+00:00"
+    r11 = next(r for r in history if r.version == "1.1")
+    assert r11.summary == "A sample" and r11.requires_python == ">=3.8"
+
+
+def test_import_twice_changes_nothing(dbsession):
+    run_import(dbsession, document())
+    before = snapshot(dbsession)
+    stats = run_import(dbsession, document())
+    assert (stats.new_projects, stats.updated_projects, stats.new_releases, stats.new_files) == (0, 0, 0, 0)
+    assert snapshot(dbsession) == before
+
+
+def test_reimport_applies_real_changes(dbsession):
+    run_import(dbsession, document())
+    doc = document()
+    doc["info"]["summary"] = "A better sample"
+    doc["info"]["classifiers"] = ["Topic :: A", "Topic :: New"]
+    doc["releases"]["1.0"][0]["yanked"] = True
+    doc["releases"]["1.2"] = [file_entry("sample_pkg-1.2.tar.gz", "2021-01-01T00:00:00")]
+    stats = run_import(dbsession, doc)
+    assert (stats.updated_projects, stats.new_releases, stats.new_files) == (1, 1, 1)
+    package = dbsession.scalar(select(Package))
+    dbsession.refresh(package)
+    assert package.summary == "A better sample"
+    assert [c.classifier for c in package.classifiers] == ["Topic :: A", "Topic :: New"]
+    assert dbsession.scalar(select(Release.yanked).where(Release.version == "1.0")) is True
+    assert package.updated.year == 2021
+
+
+def _bad(mutate) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    doc = copy.deepcopy(document())
+    mutate(doc)
+    return doc
+
+
+BAD_DOCUMENTS = {
+    "not an object": [1, 2, 3],
+    "no info": {"releases": {}},
+    "releases not an object": _bad(lambda d: d.update(releases=[])),
+    "bad name": _bad(lambda d: d["info"].update(name="-bad name-")),
+    "NUL in summary": _bad(lambda d: d["info"].update(summary="a\x00b")),
+    "summary too long": _bad(lambda d: d["info"].update(summary="x" * 600)),
+    "bad sha256": _bad(lambda d: d["releases"]["1.0"][0]["digests"].update(sha256="nothex")),
+    "negative size": _bad(lambda d: d["releases"]["1.0"][0].update(size=-1)),
+    "bad time": _bad(lambda d: d["releases"]["1.0"][0].update(upload_time="yesterday")),
+    "path in filename": _bad(lambda d: d["releases"]["1.0"][0].update(filename="../../etc/passwd")),
+    "javascript url": _bad(lambda d: d["releases"]["1.0"][0].update(url="javascript:alert(1)")),
+    "duplicate file": _bad(lambda d: d["releases"]["1.1"].append(file_entry("sample_pkg-1.0.tar.gz"))),
+    "file not an object": _bad(lambda d: d["releases"]["1.1"].append("nope")),
+    "classifiers not a list": _bad(lambda d: d["info"].update(classifiers="Topic :: A")),
+}
+
+
+@pytest.mark.parametrize("case", BAD_DOCUMENTS)
+def test_bad_documents_are_refused_with_a_reason_and_write_nothing(dbsession, case):
+    before = snapshot(dbsession)
+    with pytest.raises(DocumentError) as info:
+        run_import(dbsession, BAD_DOCUMENTS[case])
+    assert str(info.value)
+    assert snapshot(dbsession) == before
+
+
+def test_conflict_with_stored_data_rolls_back_the_whole_document(dbsession):
+    """A file name owned by another project: the database refuses, and none of
+    the document (package, releases, new classifiers) stays behind."""
+    make_package(dbsession, "other", versions=["1.0"])
+    taken = dbsession.scalar(select(ReleaseFile.filename))
+    doc = document()
+    doc["info"]["classifiers"] = ["Topic :: Brand New"]
+    doc["releases"]["1.1"].append(file_entry(taken))
+    before = snapshot(dbsession)
+    cache = ClassifierCache(dbsession)
+    with pytest.raises(DocumentError, match="conflicts"):
+        import_document(dbsession, parse_document(doc), cache)
+    assert snapshot(dbsession) == before
+    assert "Topic :: Brand New" not in cache.ids
+    # the session is still usable: a good document imports after a bad one
+    assert import_document(dbsession, parse_document(document("fine")), cache).new_projects == 1
+
+
+def test_unknown_metadata_is_stored_as_missing(dbsession):
+    doc = document()
+    doc["info"].update(license="UNKNOWN", author="", home_page=None, project_urls=None)
+    run_import(dbsession, doc)
+    package = dbsession.scalar(select(Package))
+    assert (package.license, package.author, package.home_page, package.project_urls) == (None, None, None, {})
+
+
+# -- the command line, on a fresh database, against the real top-100 documents --
+
+
+def test_cli_imports_real_pypi_documents(backend, tmp_path):
+    if not SHARED_DATA.is_dir():
+        missing(f"{SHARED_DATA} is not present")
+    with fresh_database(backend, tmp_path) as url:
+        server = LiveServer(url, tmp_path, demo=False)
+        assert server.run_cli(str(BIN / "myapp-initdb"), str(server.ini)).returncode == 0
+        first = server.run_cli(str(BIN / "myapp-import"), str(server.ini), str(SHARED_DATA), "--no-progress")
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.startswith(
+            "96 projects (96 new, 0 updated), 5547 releases (5547 new), 19160 files (19160 new), 0 skipped, in "
+        ), first.stdout
+        second = server.run_cli(str(BIN / "myapp-import"), str(server.ini), str(SHARED_DATA), "--no-progress")
+        assert second.returncode == 0, second.stderr
+        assert "96 projects (0 new, 0 updated), 5547 releases (0 new), 19160 files (0 new), 0 skipped" in second.stdout
+
+        with server:
+            import urllib.request
+
+            with urllib.request.urlopen(server.base + "/project/requests/") as res:
+                page = res.read().decode()
+            assert 'requests <span class="version">2.18.4</span>' in page
+            assert "Python HTTP for Humans." in page
+            with urllib.request.urlopen(server.base + "/") as res:
+                home = res.read().decode()
+            assert "<strong>96</strong> projects" in home
+            assert "<strong>5,547</strong> releases" in home
+            assert "<strong>19,160</strong> files" in home
+
+
+def test_cli_reports_bad_documents_and_imports_the_rest(backend, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.json").write_text(json.dumps(document("good-one")))
+    (docs / "broken.json").write_text("{ not json")
+    (docs / "bad.json").write_text(json.dumps(BAD_DOCUMENTS["bad sha256"]))
+    with fresh_database(backend, tmp_path) as url:
+        server = LiveServer(url, tmp_path, demo=False)
+        assert server.run_cli(str(BIN / "myapp-initdb"), str(server.ini)).returncode == 0
+        done = server.run_cli(str(BIN / "myapp-import"), str(server.ini), str(docs), "--no-progress")
+        assert done.returncode == 2
+        assert "skipped" in done.stderr and "broken.json: not valid JSON" in done.stderr
+        assert "bad.json: file 'sample_pkg-1.0.tar.gz': digests.sha256" in done.stderr
+        assert done.stdout.startswith("1 projects (1 new, 0 updated), 4 releases (4 new), 4 files (4 new), 2 skipped")
+
+
+def test_all_real_versions_sort_as_packaging_does():
+    if not SHARED_DATA.is_dir():
+        missing(f"{SHARED_DATA} is not present")
+    from packaging.version import InvalidVersion, Version
+
+    from myapp.packaging.names import version_sort_key
+
+    versions: set[str] = set()
+    for path in SHARED_DATA.glob("*.json"):
+        versions.update(json.loads(path.read_text())["releases"])
+    valid = []
+    for v in versions:
+        try:
+            valid.append((Version(v), v))
+        except InvalidVersion:
+            assert version_sort_key(v) < version_sort_key("0")  # legacy versions sort first
+    assert len(valid) > 2000
+    by_packaging = [parsed for parsed, _ in sorted(valid)]
+    by_key = [parsed for parsed, _ in sorted(valid, key=lambda pv: version_sort_key(pv[1]))]
+    assert by_key == by_packaging
+
+
+def test_real_documents_count():
+    """Counts straight from the documents, so the CLI test's figures are not magic."""
+    if not SHARED_DATA.is_dir():
+        missing(f"{SHARED_DATA} is not present")
+    docs = [json.loads(p.read_text()) for p in sorted(SHARED_DATA.glob("*.json"))]
+    assert len(docs) == 96
+    assert sum(len(d["releases"]) for d in docs) == 5547
+    assert sum(len(f) for d in docs for f in d["releases"].values()) == 19160

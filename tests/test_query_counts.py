@@ -1,0 +1,41 @@
+"""SQL statements per page: constant however much data a project has (no N+1)."""
+
+from __future__ import annotations
+
+from tests.factories import make_package
+
+
+def statements_for(testapp, count_queries, path: str) -> int:
+    count_queries.statements.clear()
+    testapp.get(path)
+    return count_queries.count
+
+
+def test_project_page_statements_do_not_grow_with_releases(testapp, dbsession, count_queries):
+    make_package(dbsession, "small", versions=["1.0", "2.0"], classifiers=["Topic :: A"])
+    make_package(
+        dbsession,
+        "large",
+        versions=[f"{i}.0" for i in range(200)],
+        files_per_release=2,
+        classifiers=["Topic :: B", "Topic :: C"],
+    )
+    small = statements_for(testapp, count_queries, "/project/small/")
+    large = statements_for(testapp, count_queries, "/project/large/")
+    assert small == large == 3, count_queries.statements  # package, classifiers, releases
+
+
+def test_release_page_statements_do_not_grow_with_files(testapp, dbsession, count_queries):
+    make_package(dbsession, "few", versions=["1.0"], files_per_release=1)
+    make_package(dbsession, "many", versions=["1.0"], files_per_release=60)
+    few = statements_for(testapp, count_queries, "/project/few/1.0/")
+    many = statements_for(testapp, count_queries, "/project/many/1.0/")
+    assert few == many <= 4, count_queries.statements
+
+
+def test_list_pages_are_a_fixed_number_of_statements(testapp, dbsession, count_queries):
+    for i in range(30):
+        make_package(dbsession, f"lib-{i:02d}", versions=["1.0", "1.1", "2.0rc1"])
+    assert statements_for(testapp, count_queries, "/") == 2  # counts + recent with latest versions
+    assert statements_for(testapp, count_queries, "/projects/") == 2  # total + page
+    assert statements_for(testapp, count_queries, "/search?q=lib") == 2  # total + page
