@@ -113,6 +113,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", help="database URL for myapp (default DATABASE_URL, else a fresh SQLite file)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     parser.add_argument(
+        "--no-page-cache",
+        action="store_true",
+        help="set myapp.page_cache_seconds = 0: every request renders from the database",
+    )
+    parser.add_argument(
         "--loader", choices=("auto", "wrk", "python"), default="auto", help="load generator (default: wrk if installed)"
     )
     args = parser.parse_args(argv)
@@ -133,11 +138,13 @@ def production_ini() -> RawIni:
     return ini
 
 
-def app_settings(database_url: str) -> dict[str, str]:
+def app_settings(database_url: str, page_cache: bool = True) -> dict[str, str]:
     """production.ini's [app:main] on another database, over plain HTTP."""
     settings = dict(production_ini()["app:main"])
     settings["sqlalchemy.url"] = database_url.replace("%", "%%")  # PasteDeploy interpolates values
     settings["myapp.secure_cookies"] = "false"
+    if not page_cache:
+        settings["myapp.page_cache_seconds"] = "0"
     return settings
 
 
@@ -377,7 +384,9 @@ def run(args: argparse.Namespace) -> tuple[str, list[Row]]:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="myapp-bench-")))
         url = database_url(args, folder)
         app_port, bare_port = free_ports(2)
-        app_ini = write_ini(folder / "myapp.ini", app_settings(url), app_port, args.threads)
+        app_ini = write_ini(
+            folder / "myapp.ini", app_settings(url, page_cache=not args.no_page_cache), app_port, args.threads
+        )
         bare_ini = write_ini(folder / "bare.ini", {"use": "call:hello:main"}, bare_port, args.threads)
         env = server_env()
         init_database(app_ini, env)
@@ -429,7 +438,11 @@ def describe(args: argparse.Namespace, database: str) -> str:
         loader = f"wrk -t{min(2, args.connections)} -c{args.connections} -d{args.duration}s"
     else:  # one process of Python threads: the client may be the bottleneck
         loader = f"Python http.client, {args.connections} connections, {args.duration} s"
-    return f"waitress {args.threads} threads per server, {database} database, load: {loader}, {os.cpu_count()} CPUs"
+    cache = "page cache off" if args.no_page_cache else "page cache on (production.ini)"
+    return (
+        f"waitress {args.threads} threads per server, {database} database, {cache}, load: {loader}, "
+        f"{os.cpu_count()} CPUs"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,13 +72,17 @@ def security_headers_tween_factory(handler: Callable[[Request], Response], regis
     if hsts:
         headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
 
+    if csp:
+        headers["Content-Security-Policy"] = csp
+    names = {name.lower() for name in headers}
+
     def tween(request: Request) -> Response:
         response = handler(request)
-        for name, value in headers.items():
-            response.headers.setdefault(name, value)
+        present = {name.lower() for name, _ in response.headerlist} & names
         # The debug toolbar's own pages need inline scripts; it is dev-only.
-        if csp and not request.environ.get("PATH_INFO", "").startswith("/_debug_toolbar"):
-            response.headers.setdefault("Content-Security-Policy", csp)
+        if request.environ.get("PATH_INFO", "").startswith("/_debug_toolbar"):
+            present.add("content-security-policy")
+        response.headerlist.extend((k, v) for k, v in headers.items() if k.lower() not in present)
         return response
 
     return tween
