@@ -226,6 +226,9 @@ myapp.secret = {TEST_SECRET}
 myapp.secure_cookies = false
 myapp.files_dir = {files_dir}
 
+[pshell]
+setup = myapp.pshell.setup
+
 [alembic]
 script_location = myapp:alembic
 
@@ -235,7 +238,7 @@ listen = 127.0.0.1:{port}
 threads = {threads}
 
 [loggers]
-keys = root
+keys = root, myapp
 
 [handlers]
 keys = console
@@ -246,6 +249,11 @@ keys = generic
 [logger_root]
 level = WARN
 handlers = console
+
+[logger_myapp]
+level = INFO
+handlers =
+qualname = myapp
 
 [handler_console]
 class = StreamHandler
@@ -263,38 +271,56 @@ format = %(levelname)s [%(name)s] %(message)s
 class LiveServer:
     """``myapp-initdb`` then ``pserve`` on a free port, as a user would run them."""
 
-    def __init__(self, url: str, folder: Path, *, demo: bool = True, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        folder: Path,
+        *,
+        demo: bool = True,
+        migrate: bool = True,
+        ini: Path | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``ini`` (with the ``port`` it listens on) replaces the generated test ini;
+        ``env`` adds to the environment of every command."""
         self.url = url
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.folder = folder
-        self.ini = write_ini(folder / "live.ini", url, folder / "files", self.port)
+        self.ini = ini or write_ini(folder / "live.ini", url, folder / "files", self.port)
         self.demo = demo
         self.migrate = migrate
+        self.env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"PYTHONUNBUFFERED": "1"}
+        self.env.update(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.log = folder / "server.log"
 
     def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("DATABASE_URL", None)
-        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, check=False)
+        return subprocess.run(args, capture_output=True, text=True, env=self.env, timeout=300, check=False)
+
+    def initdb(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.run_cli(str(BIN / "myapp-initdb"), str(self.ini), *extra)
 
     def start(self) -> LiveServer:
         if self.migrate:
-            args = [str(BIN / "myapp-initdb"), str(self.ini)] + (["--demo"] if self.demo else [])
-            done = self.run_cli(*args)
+            done = self.initdb(*(["--demo"] if self.demo else []))
             assert done.returncode == 0, done.stderr
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         self.process = subprocess.Popen(
-            [str(BIN / "pserve"), str(self.ini)], stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env
+            [str(BIN / "pserve"), str(self.ini)], stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=self.env
         )
+        self.wait_until_listening()
+        return self
+
+    def wait_until_listening(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"pserve exited: {self.log.read_text()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                    return
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"pserve did not start: {self.log.read_text()}")

@@ -179,7 +179,7 @@ def test_cli_imports_real_pypi_documents(backend, tmp_path):
         missing(f"{SHARED_DATA} is not present")
     with fresh_database(backend, tmp_path) as url:
         server = LiveServer(url, tmp_path, demo=False)
-        assert server.run_cli(str(BIN / "myapp-initdb"), str(server.ini)).returncode == 0
+        assert server.initdb().returncode == 0
         first = server.run_cli(str(BIN / "myapp-import"), str(server.ini), str(SHARED_DATA), "--no-progress")
         assert first.returncode == 0, first.stderr
         assert first.stdout.startswith(
@@ -211,7 +211,7 @@ def test_cli_reports_bad_documents_and_imports_the_rest(backend, tmp_path):
     (docs / "bad.json").write_text(json.dumps(BAD_DOCUMENTS["bad sha256"]))
     with fresh_database(backend, tmp_path) as url:
         server = LiveServer(url, tmp_path, demo=False)
-        assert server.run_cli(str(BIN / "myapp-initdb"), str(server.ini)).returncode == 0
+        assert server.initdb().returncode == 0
         done = server.run_cli(str(BIN / "myapp-import"), str(server.ini), str(docs), "--no-progress")
         assert done.returncode == 2
         assert "skipped" in done.stderr and "broken.json: not valid JSON" in done.stderr

@@ -12,7 +12,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config, notfound_view_config, view_config
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from myapp.data import will_retry
 from myapp.packaging import services
@@ -93,6 +93,23 @@ def http_error(exc: HTTPException, request: Request) -> Response:
 def bad_encoding(exc: UnicodeDecodeError, request: Request) -> Response:
     """Non-UTF-8 bytes in the path or query string are the client's fault."""
     return _error_page(request, 400, "Bad request", "The address is not valid UTF-8.")
+
+
+@exception_view_config(DBAPIError)
+def database_unavailable(exc: DBAPIError, request: Request) -> Response:
+    """The database refused or dropped us (down, overloaded, a serialization
+    failure that outlived its retries): a 503 the client may retry, not a 500."""
+    if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+        return server_error(exc, request)
+    if will_retry(request, exc):
+        log.warning("retrying %s %s after %r", request.method, request.environ.get("PATH_INFO"), exc)
+    else:
+        log.error("database unavailable on %s %s: %s", request.method, request.environ.get("PATH_INFO"), exc)
+    response = _error_page(
+        request, 503, "Service unavailable", "The site is temporarily unavailable. Please try again in a moment."
+    )
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 @exception_view_config(Exception)

@@ -1,0 +1,148 @@
+"""The app as a user runs it: ``myapp-initdb`` and ``pserve`` on waitress, real
+HTTP from real threads, on a fresh SQLite file and a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import configparser
+import http.client
+import json
+import os
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+
+from sqlalchemy import create_engine, func, select, text
+
+from myapp.packaging.models import Package, ReleaseFile
+from tests.conftest import BIN, ROOT, LiveServer, free_port, fresh_database, live_server
+
+THREADS = 8
+REQUESTS_PER_THREAD = 50
+
+
+def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as res:
+            return res.status, dict(res.headers), res.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def query(url: str, stmt):  # type: ignore[no-untyped-def]
+    """Read the live server's database from outside, on a connection of our own."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(stmt).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_downloads_lose_no_count(backend, tmp_path):
+    """8 threads x 50 requests increment one counter: all 400 are kept."""
+    with live_server(backend, tmp_path) as server:
+        filename = query(server.url, select(ReleaseFile.filename).order_by(ReleaseFile.id).limit(1))
+        expected_body = (tmp_path / "files").rglob(filename).__next__().read_bytes()
+        barrier = threading.Barrier(THREADS)
+        failures: list[str] = []
+
+        def download_many() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            barrier.wait()
+            for _ in range(REQUESTS_PER_THREAD):
+                conn.request("GET", f"/files/{filename}")
+                res = conn.getresponse()
+                body = res.read()
+                if res.status != 200 or body != expected_body:
+                    failures.append(f"{res.status} {body[:80]!r}")
+            conn.close()
+
+        threads = [threading.Thread(target=download_many) for _ in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert failures == []
+        stmt = select(ReleaseFile.downloads).where(ReleaseFile.filename == filename)
+        assert query(server.url, stmt) == THREADS * REQUESTS_PER_THREAD
+        assert "Traceback" not in server.log.read_text()
+
+
+def test_initdb_twice_keeps_the_data(backend, tmp_path):
+    with fresh_database(backend, tmp_path) as url:
+        server = LiveServer(url, tmp_path)
+        first = server.initdb("--demo")
+        assert first.returncode == 0, first.stderr
+        assert "Loaded 36 demo projects." in first.stdout
+        packages = query(url, select(func.count()).select_from(Package))
+        files = query(url, select(func.count()).select_from(ReleaseFile))
+        second = server.initdb("--demo")
+        assert second.returncode == 0, second.stderr
+        assert "already has projects; demo data not loaded" in second.stdout
+        assert query(url, select(func.count()).select_from(Package)) == packages == 36
+        assert query(url, select(func.count()).select_from(ReleaseFile)) == files
+        assert query(url, text("SELECT version_num FROM alembic_version")) == "0001"
+
+
+def test_health_is_503_when_the_database_is_down(tmp_path):
+    dead = f"postgresql+psycopg://nobody:secret-pw@127.0.0.1:{free_port()}/nothing"
+    with LiveServer(dead, tmp_path, migrate=False) as server:
+        status, _, body = fetch(server.base + "/health")
+        assert status == 503
+        assert json.loads(body) == {"status": "error", "database": "unavailable"}
+        status, headers, body = fetch(server.base + "/")
+        assert status == 503 and b"temporarily unavailable" in body  # the site's own page, not a traceback
+        assert headers["Retry-After"] == "5"
+    log = server.log.read_text()
+    assert "Connecting to DB at postgresql+psycopg://nobody:***@127.0.0.1" in log
+    assert "secret-pw" not in log
+
+
+def test_production_ini_runs_on_postgresql_with_only_the_url_changed(tmp_path):
+    """production.ini as shipped, with DATABASE_URL pointing at PostgreSQL and
+    the secret in the environment: the operator's deployment."""
+    with fresh_database("postgresql", tmp_path) as url:
+        ini = configparser.RawConfigParser()
+        ini.read(ROOT / "production.ini")
+        port = free_port()
+        ini["server:main"]["listen"] = f"127.0.0.1:{port}"  # a free port instead of 0.0.0.0:6543
+        ini["app:main"]["myapp.files_dir"] = str(tmp_path / "files")
+        path = tmp_path / "production.ini"
+        with path.open("w") as fh:
+            ini.write(fh)
+        env = {"DATABASE_URL": url, "MYAPP_SECRET": "a-long-random-production-secret-123"}
+        with LiveServer(url, tmp_path, ini=path, port=port, env=env) as server:
+            status, headers, body = fetch(server.base + "/")
+            assert status == 200 and b"<strong>36</strong> projects" in body
+            assert headers["Strict-Transport-Security"].startswith("max-age=")
+            assert fetch(server.base + "/")[1].get("X-Page-Cache") == "hit"  # production caches pages
+            assert fetch(server.base + "/health")[0] == 200
+        assert query(url, select(func.count()).select_from(Package)) == 36  # the data went to PostgreSQL
+
+
+def test_production_ini_refuses_to_start_without_a_secret(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MYAPP_SECRET"}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    code = "from pyramid.paster import get_app; get_app('production.ini')"
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode != 0
+    assert "Set MYAPP_SECRET" in done.stderr
+
+
+def test_pshell_has_dbsession_models_and_transaction(tmp_path):
+    with fresh_database("sqlite", tmp_path) as url:
+        server = LiveServer(url, tmp_path)
+        assert server.initdb("--demo").returncode == 0
+        script = "print('COUNT', dbsession.scalar(select(func.count()).select_from(Package)), tm is not None)\n"
+        done = subprocess.run(
+            [str(BIN / "pshell"), str(server.ini)],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "COUNT 36 True" in done.stdout, done.stdout + done.stderr
