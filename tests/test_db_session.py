@@ -162,3 +162,27 @@ def test_forked_worker_gets_its_own_connections(tmp_path: Path) -> None:
     assert queue.get(timeout=5) == 2
     assert parent_conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
     parent_conn.close()
+
+
+@pytest.mark.usefixtures("clean_dbsession")
+def test_sqlite_lock_timeout_is_marked_retryable(tmp_path: Path) -> None:
+    """Past the busy timeout SQLite says "database is locked": the request
+    may run again, so pyramid_retry must see the error as retryable."""
+    from pyramid_retry import IRetryableError
+    from sqlalchemy.exc import OperationalError
+
+    DbSession.global_init(str(tmp_path / "l.sqlite"), busy_timeout_ms=50)
+    engine = DbSession.engine
+    assert engine is not None
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    holder = engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+    holder.begin()  # holds the write lock
+    try:
+        with engine.connect() as other, pytest.raises(OperationalError) as info:
+            other.execute(text("INSERT INTO t VALUES (1)"))
+        assert "database is locked" in str(info.value)
+        assert IRetryableError.providedBy(info.value)
+    finally:
+        holder.rollback()
+        holder.close()
