@@ -15,6 +15,8 @@ requires = [
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
     "readme_renderer[md]>=42",
+    # Pyramid and PasteDeploy import pkg_resources at run time; setuptools 82 removed it.
+    "setuptools>=68,<81",
     "SQLAlchemy>=2.0,<2.1",
     "tqdm>=4.66",
     "transaction>=4.0",
