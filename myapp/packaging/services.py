@@ -7,9 +7,9 @@ serves requests (``request.dbsession``), scripts and tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Select, case, false, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, case, false, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from myapp.packaging.models import Package, Release, ReleaseFile
@@ -35,7 +35,7 @@ class ProjectRow:
     latest_version: str | None
 
 
-def latest_version_of(package_id_column) -> Select:  # type: ignore[no-untyped-def]
+def latest_version_of(package_id_column: ColumnElement[int]) -> ScalarSelect[str]:
     """Correlated subquery: the version ``pip install`` would pick, i.e. the
     newest non-yanked final release, else the newest non-yanked pre-release."""
     return (
@@ -68,11 +68,18 @@ def recently_updated(db: Session, limit: int = 10) -> list[ProjectRow]:
     return _rows(db, select(Package).order_by(Package.updated.desc(), Package.name).limit(limit))
 
 
+def _page_of(
+    db: Session, *, where: tuple[ColumnElement[bool], ...] = (), order: tuple[Any, ...], page: int, per_page: int
+) -> Page[ProjectRow]:
+    """One page of projects and the total count: two statements."""
+    total = db.scalar(select(func.count()).select_from(Package).where(*where)) or 0
+    stmt = select(Package).where(*where).order_by(*order).offset(offset_for(page, per_page)).limit(per_page)
+    return Page(_rows(db, stmt), page, total, per_page).check_exists()
+
+
 def browse(db: Session, *, sort: SortOrder = "name", page: int = 1, per_page: int = PER_PAGE) -> Page[ProjectRow]:
     order = (Package.name,) if sort == "name" else (Package.updated.desc(), Package.name)
-    total = db.scalar(select(func.count()).select_from(Package)) or 0
-    stmt = select(Package).order_by(*order).offset(offset_for(page, per_page)).limit(per_page)
-    return Page(_rows(db, stmt), page, total, per_page).check_exists()
+    return _page_of(db, order=order, page=page, per_page=per_page)
 
 
 def search(db: Session, query: str, *, page: int = 1, per_page: int = PER_PAGE) -> Page[ProjectRow]:
@@ -90,11 +97,7 @@ def search(db: Session, query: str, *, page: int = 1, per_page: int = PER_PAGE) 
         (Package.name.startswith(wanted, autoescape=True), 1),
         else_=2,
     )
-    total = db.scalar(select(func.count()).select_from(Package).where(matches)) or 0
-    stmt = (
-        select(Package).where(matches).order_by(rank, Package.name).offset(offset_for(page, per_page)).limit(per_page)
-    )
-    return Page(_rows(db, stmt), page, total, per_page).check_exists()
+    return _page_of(db, where=(matches,), order=(rank, Package.name), page=page, per_page=per_page)
 
 
 def find_package(db: Session, name: str) -> Package | None:

@@ -90,8 +90,9 @@ def download(request: Request) -> Any:
     filename = request.matchdict["filename"]
     file = services.count_download(request.dbsession, filename) if _FILENAME.match(filename) else None
     if file is not None and file.storage_path:
-        path = Path(request.registry.settings["myapp.files_dir"]) / file.storage_path
-        if path.is_file():
+        root = Path(request.registry.settings["myapp.files_dir"]).resolve()
+        path = (root / file.storage_path).resolve()
+        if path.is_relative_to(root) and path.is_file():  # never serve outside the store
             return FileResponse(str(path), request=request, content_type="application/octet-stream")
     if file is not None and file.url:
         return HTTPFound(location=file.url)

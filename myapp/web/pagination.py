@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound
 
@@ -50,10 +50,3 @@ class Page(Generic[T]):
 
 def offset_for(number: int, per_page: int = PER_PAGE) -> int:
     return (number - 1) * per_page
-
-
-def query_with(params: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
-    """The current query string with some keys replaced (for page links)."""
-    merged = {k: v for k, v in params.items() if k not in changes}
-    merged.update({k: v for k, v in changes.items() if v is not None})
-    return merged
