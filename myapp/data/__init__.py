@@ -92,12 +92,8 @@ def will_retry(request: Request, exc: BaseException) -> bool:
 
 
 def _request_dbsession(request: Request) -> Session:
-    # Tests may hand in a session bound to an outer, rolled-back transaction.
-    dbsession = request.environ.get("myapp.dbsession")
-    if dbsession is None:
-        factory = request.registry["dbsession_factory"]
-        dbsession = get_tm_session(factory, request.tm, write=request.method not in SAFE_METHODS)
-    return dbsession
+    factory = request.registry["dbsession_factory"]
+    return get_tm_session(factory, request.tm, write=request.method not in SAFE_METHODS)
 
 
 def includeme(config: Configurator) -> None:

@@ -44,6 +44,8 @@ def render_description(text: str | None, content_type: str | None = None) -> Mar
         rendered = txt.render(text)
     else:
         rendered = rst.render(text)
-    if rendered is None:  # invalid markup: show it as text, escaped
-        rendered = f"<pre>{html.escape(text)}</pre>"
+    if rendered is None:
+        # Like PyPI: markup that does not render cleanly is shown as the text it is.
+        rendered = f'<pre class="plain">{html.escape(text)}</pre>'
+
     return Markup(rendered)  # noqa: S704 - sanitized by readme_renderer (nh3)
