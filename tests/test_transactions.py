@@ -169,8 +169,7 @@ def serialization_view(request: Any) -> Response:
 
 @pytest.fixture
 def pg_counter(backend, tx_app, db_url):
-    if backend != "postgresql":
-        pytest.skip("serialization failures are a PostgreSQL behaviour")
+    assert backend == "postgresql"
     # This test needs real commits from two connections, so it works outside
     # the rolled-back test transaction and cleans up after itself.
     tx_app.registry["dbsession_factory"] = DbSession.factory
@@ -182,6 +181,7 @@ def pg_counter(backend, tx_app, db_url):
         conn.execute(text("DROP TABLE serial_counter"))
 
 
+@pytest.mark.postgresql_only  # serialization failures are a PostgreSQL behaviour
 @pytest.mark.usefixtures("pg_counter")
 def test_postgresql_serialization_failure_is_retried(tx_app):
     SERIAL_CALLS.clear()
