@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, case, false, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from myapp.packaging.models import Package, Release, ReleaseFile
 from myapp.packaging.names import normalize
@@ -60,7 +60,11 @@ def counts(db: Session) -> IndexCounts:
 
 
 def _rows(db: Session, stmt: Select) -> list[ProjectRow]:
-    stmt = stmt.add_columns(latest_version_of(Package.id).label("latest_version"))
+    # Lists never show the description (often tens of KB): leave it in the
+    # database, and make any accidental use fail loudly instead of a query per row.
+    stmt = stmt.add_columns(latest_version_of(Package.id).label("latest_version")).options(
+        defer(Package.description, raiseload=True)
+    )
     return [ProjectRow(package, latest) for package, latest in db.execute(stmt)]
 
 
