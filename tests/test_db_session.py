@@ -186,3 +186,16 @@ def test_sqlite_lock_timeout_is_marked_retryable(tmp_path: Path) -> None:
     finally:
         holder.rollback()
         holder.close()
+
+
+@pytest.mark.usefixtures("clean_dbsession")
+def test_errors_do_not_show_bound_parameters(tmp_path: Path) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    DbSession.global_init(str(tmp_path / "h.sqlite"))
+    with DbSession.engine.begin() as conn:  # type: ignore[union-attr]
+        conn.execute(text("CREATE TABLE t (x TEXT UNIQUE)"))
+        conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": "hunter2-secret"})
+        with pytest.raises(IntegrityError) as info:
+            conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": "hunter2-secret"})
+    assert "hunter2-secret" not in str(info.value)

@@ -150,6 +150,9 @@ class DbSession:
             if not folder.is_dir():
                 raise DbConfigError(f"The folder for the SQLite file {url.database!r} does not exist.")
         options.setdefault("pool_pre_ping", True)
+        # Bound parameters (user input, later password hashes) stay out of
+        # error messages and logs; pass hide_parameters=False to debug.
+        options.setdefault("hide_parameters", True)
         try:
             engine = create_engine(url, echo=echo, **options)
         except (ArgumentError, ImportError, TypeError) as exc:

@@ -104,7 +104,13 @@ def database_unavailable(exc: DBAPIError, request: Request) -> Response:
     if will_retry(request, exc):
         log.warning("retrying %s %s after %r", request.method, request.environ.get("PATH_INFO"), exc)
     else:
-        log.error("database unavailable on %s %s: %s", request.method, request.environ.get("PATH_INFO"), exc)
+        log.error(
+            "database unavailable on %s %s: %s: %s",
+            request.method,
+            request.environ.get("PATH_INFO"),
+            type(exc.orig).__name__,
+            exc.orig,
+        )
     response = _error_page(
         request, 503, "Service unavailable", "The site is temporarily unavailable. Please try again in a moment."
     )
