@@ -132,6 +132,7 @@ def _store(files_dir: Path, filename: str, data: bytes) -> tuple[str, str]:
 def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2024) -> int:
     """Add demo projects; returns how many. Deterministic for a given seed."""
     rng = random.Random(seed)
+    yanks = random.Random(seed + 1)  # its own stream, so the projects stay the same
     classifiers = [Classifier(classifier=c) for c in CLASSIFIERS]
     db.add_all(classifiers)
     names = [f"{p}-{s}" for p in PREFIXES for s in STEMS]
@@ -191,6 +192,12 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
                     )
                 )
             package.releases.append(release)
+        if len(package.releases) >= 4 and yanks.random() < 0.3:
+            # Some history worth showing: a yanked release below the newest.
+            bad = package.releases[-2]
+            bad.yanked, bad.yanked_reason = True, "Broken packaging; use the next release."
+            for file in bad.files:
+                file.yanked = True
         package.updated = when
         db.add(package)
     db.flush()
