@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import pyramid_tm
@@ -22,6 +23,8 @@ import transaction.interfaces
 import zope.sqlalchemy
 import zope.sqlalchemy.datamanager
 from pyramid_retry import IRetryableError, is_last_attempt
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from myapp.data.db_session import DbConfigError, DbSession, safe_url, to_url
@@ -32,7 +35,18 @@ if TYPE_CHECKING:
     from pyramid.request import Request
     from pyramid.response import Response
 
-__all__ = ["Base", "DbConfigError", "DbSession", "get_tm_session", "safe_url", "to_url", "will_retry"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Base",
+    "DbConfigError",
+    "DbSession",
+    "database_answers",
+    "get_tm_session",
+    "safe_url",
+    "to_url",
+    "will_retry",
+]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -77,6 +91,16 @@ def commit_veto(request: Request, response: Response) -> bool:
     if exc_info is not None:
         pyramid_tm.maybe_tag_retryable(request, exc_info)
     return pyramid_tm.default_commit_veto(request, response)
+
+
+def database_answers(dbsession: Session) -> bool:
+    """True if the database runs a trivial query (for /health)."""
+    try:
+        dbsession.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return False
+    return True
 
 
 def will_retry(request: Request, exc: BaseException) -> bool:

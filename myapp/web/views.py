@@ -8,13 +8,13 @@ from typing import Any
 from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.httpexceptions import HTTPException, HTTPMovedPermanently, HTTPNotFound
 from pyramid.interfaces import IRoutesMapper
+from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config, notfound_view_config, view_config
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from myapp.data import will_retry
+from myapp.data import database_answers, will_retry
 from myapp.packaging import services
 
 log = logging.getLogger(__name__)
@@ -30,18 +30,13 @@ def home(request: Request) -> dict[str, Any]:
 
 @view_config(route_name="health", renderer="json")
 def health(request: Request) -> dict[str, Any]:
-    try:
-        request.dbsession.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        log.warning("health check: database unavailable: %s", type(exc).__name__)
+    if not database_answers(request.dbsession):
         request.response.status = 503
         return {"status": "error", "database": "unavailable"}
     return {"status": "ok", "database": "ok"}
 
 
 def _error_page(request: Request, status: int, title: str, message: str) -> Response:
-    from pyramid.renderers import render_to_response
-
     response = render_to_response(
         "myapp:templates/error.jinja2",
         {"status": status, "title": title, "message": message},
