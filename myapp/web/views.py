@@ -90,15 +90,22 @@ def bad_encoding(exc: UnicodeDecodeError, request: Request) -> Response:
     return _error_page(request, 400, "Bad request", "The address is not valid UTF-8.")
 
 
+def _logged_retry(request: Request, exc: BaseException) -> bool:
+    """If pyramid_retry will run the request again, say so (no traceback: the
+    failure is transient) and return True; the caller logs a final failure."""
+    if not will_retry(request, exc):
+        return False
+    log.warning("retrying %s %s after %r", request.method, request.environ.get("PATH_INFO"), exc)
+    return True
+
+
 @exception_view_config(DBAPIError)
 def database_unavailable(exc: DBAPIError, request: Request) -> Response:
     """The database refused or dropped us (down, overloaded, a serialization
     failure that outlived its retries): a 503 the client may retry, not a 500."""
     if not exc.connection_invalidated and not isinstance(exc, OperationalError):
         return server_error(exc, request)
-    if will_retry(request, exc):
-        log.warning("retrying %s %s after %r", request.method, request.environ.get("PATH_INFO"), exc)
-    else:
+    if not _logged_retry(request, exc):
         log.error(
             "database unavailable on %s %s: %s: %s",
             request.method,
@@ -115,9 +122,6 @@ def database_unavailable(exc: DBAPIError, request: Request) -> Response:
 
 @exception_view_config(Exception)
 def server_error(exc: Exception, request: Request) -> Response:
-    path = request.environ.get("PATH_INFO")
-    if will_retry(request, exc):  # a transient failure: no traceback, it runs again
-        log.warning("retrying %s %s after %r", request.method, path, exc)
-    else:
-        log.exception("unhandled error on %s %s", request.method, path)
+    if not _logged_retry(request, exc):
+        log.exception("unhandled error on %s %s", request.method, request.environ.get("PATH_INFO"))
     return _error_page(request, 500, "Server error", "Something went wrong on our side; it has been logged.")
