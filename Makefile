@@ -19,7 +19,9 @@ run: $(VENV)/.installed-dev
 	$(BIN)/myapp-initdb $(CONFIG) --demo
 	$(BIN)/pserve $(CONFIG)
 
+# Security lint first (no medium or high findings), then every test.
 test: $(VENV)/.installed-testing
+	$(BIN)/bandit --quiet --recursive myapp --severity-level medium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

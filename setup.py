@@ -25,6 +25,7 @@ requires = [
 ]
 
 tests_require = [
+    "bandit>=1.7",
     "playwright>=1.40",
     "pytest>=8",
     "WebTest>=3.0",

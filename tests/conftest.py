@@ -274,6 +274,7 @@ level = NOTSET
 formatter = generic
 
 [formatter_generic]
+class = myapp.logs.SafeFormatter
 format = %(levelname)s [%(name)s] %(message)s
 """
     )

@@ -69,9 +69,16 @@ def test_non_utf8_bytes_are_400(testapp, path):
         assert "not valid UTF-8" in res.text
 
 
-def test_huge_query_string_is_rejected_cleanly(testapp):
-    res = testapp.get("/search", params={"q": "x" * 100_000}, status=400)
+def test_long_search_is_rejected_cleanly(testapp):
+    res = testapp.get("/search", params={"q": "x" * 5000}, status=400)
     assert "limited to 200 characters" in res.text
+
+
+def test_absurd_urls_are_414_before_any_view(testapp):
+    res = testapp.get("/search", params={"q": "x" * 100_000}, status=414)
+    assert "limited to 8192 bytes" in res.text
+    assert res.headers["X-Content-Type-Options"] == "nosniff"
+    assert testapp.get("/project/" + "a" * 9000 + "/", status=414)
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])

@@ -172,7 +172,7 @@ def test_unsafe_method_is_405(testapp):
 
 
 def test_health(testapp):
-    assert testapp.get("/health").json == {"status": "ok", "database": "ok"}
+    assert testapp.get("/health").json == {"status": "ok", "database": "ok", "schema": "ok", "files": "ok"}
 
 
 def test_missing_trailing_slash_redirects(testapp, dbsession):

@@ -11,11 +11,15 @@
   "database is locked".
 * ``request.dbsession`` is created on first use, joined to ``request.tm``
   through ``zope.sqlalchemy``, and closed when the transaction ends.
+* ``write_after_response`` is for bookkeeping that must never fail the
+  request it belongs to (download counts): a short transaction of its own,
+  after the request's has committed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pyramid_tm
@@ -29,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from myapp.data.db_session import DbConfigError, DbSession, safe_url, to_url
 from myapp.data.meta import Base
+from myapp.data.migrations import schema_problem
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -41,14 +46,20 @@ __all__ = [
     "Base",
     "DbConfigError",
     "DbSession",
+    "database_accepts_writes",
     "database_answers",
     "get_tm_session",
     "safe_url",
+    "schema_problem",
     "to_url",
     "will_retry",
+    "write_after_response",
 ]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BOOKKEEPING_ATTEMPTS = 3
+# PostgreSQL's serialization failure and deadlock: the same write may succeed if run again.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 def get_tm_session(
@@ -73,9 +84,47 @@ def get_tm_session(
     zope.sqlalchemy.register(
         dbsession, transaction_manager=transaction_manager, initial_state=zope.sqlalchemy.datamanager.STATUS_CHANGED
     )
-    if write and factory.kw["bind"].dialect.name == "sqlite":
-        dbsession.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    if write:
+        _take_write_lock(dbsession)
     return dbsession
+
+
+def _take_write_lock(dbsession: Session) -> None:
+    """On SQLite, begin with ``BEGIN IMMEDIATE``; other databases lock rows as they write."""
+    if dbsession.get_bind().dialect.name == "sqlite":
+        dbsession.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+
+
+def _is_transient(exc: SQLAlchemyError) -> bool:
+    return IRetryableError.providedBy(exc) or getattr(getattr(exc, "orig", None), "sqlstate", None) in (
+        _TRANSIENT_SQLSTATES
+    )
+
+
+def write_after_response(request: Request, work: Callable[[Session], object], *, what: str) -> None:
+    """Run ``work(session)`` in a transaction of its own once the request's
+    transaction has committed and its response is decided.
+
+    For bookkeeping that must never turn a good response into an error: a
+    transient failure is tried again, a lasting one (a read-only database) is
+    logged and the response goes out as it is. Not run when the request fails.
+    """
+    factory = request.registry["dbsession_factory"]
+
+    def run(_request: Request, _response: Response) -> None:
+        for attempt in range(1, BOOKKEEPING_ATTEMPTS + 1):
+            try:
+                with factory() as session, session.begin():
+                    _take_write_lock(session)
+                    work(session)
+                return
+            except SQLAlchemyError as exc:
+                if attempt < BOOKKEEPING_ATTEMPTS and _is_transient(exc):
+                    continue
+                log.error("could not record %s: %s", what, type(getattr(exc, "orig", None) or exc).__name__)
+                return
+
+    request.add_response_callback(run)
 
 
 def commit_veto(request: Request, response: Response) -> bool:
@@ -100,6 +149,20 @@ def database_answers(dbsession: Session) -> bool:
     except SQLAlchemyError as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         return False
+    return True
+
+
+def database_accepts_writes(dbsession: Session) -> bool:
+    """True if the database takes a write (a no-op update, rolled back):
+    catches a read-only file or replica that still answers reads."""
+    savepoint = dbsession.begin_nested()
+    try:
+        dbsession.execute(text("UPDATE alembic_version SET version_num = version_num"))
+    except SQLAlchemyError as exc:
+        log.warning("database refuses writes: %s", type(getattr(exc, "orig", None) or exc).__name__)
+        return False
+    finally:
+        savepoint.rollback()
     return True
 
 

@@ -4,6 +4,7 @@ from pyramid.config import Configurator
 
 
 def includeme(config: Configurator) -> None:
+    config.add_route("home", "/")
     config.add_route("projects", "/projects/")
     config.add_route("search", "/search")
     config.add_route("project", "/project/{name}/")

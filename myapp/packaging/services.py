@@ -132,17 +132,14 @@ def find_release(db: Session, package: Package, version: str) -> Release | None:
     )
 
 
-def count_download(db: Session, filename: str) -> ReleaseFile | None:
-    """Add one to a file's download count, atomically, and return the file.
+def find_file(db: Session, filename: str) -> ReleaseFile | None:
+    return db.scalar(select(ReleaseFile).where(ReleaseFile.filename == filename))
 
-    The increment is done in SQL (``downloads = downloads + 1``) and is the
-    transaction's first statement, so concurrent requests never lose a count
-    on SQLite or PostgreSQL.
+
+def count_download(db: Session, file_id: int) -> None:
+    """Add one to a file's download count.
+
+    The increment is done in SQL (``downloads = downloads + 1``), so
+    concurrent downloads never lose a count on SQLite or PostgreSQL.
     """
-    file_id = db.scalar(
-        update(ReleaseFile)
-        .where(ReleaseFile.filename == filename)
-        .values(downloads=ReleaseFile.downloads + 1)
-        .returning(ReleaseFile.id)
-    )
-    return None if file_id is None else db.get(ReleaseFile, file_id)
+    db.execute(update(ReleaseFile).where(ReleaseFile.id == file_id).values(downloads=ReleaseFile.downloads + 1))

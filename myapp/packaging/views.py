@@ -1,22 +1,33 @@
-"""Browse, search and read projects. Views are thin: they check input, ask
-``services`` and hand the result to a template."""
+"""The index's front page, browsing, search, project pages and downloads.
+Views are thin: they check input, ask ``services`` and hand the result to a
+template."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
-from pyramid.httpexceptions import HTTPBadRequest, HTTPFound, HTTPMovedPermanently, HTTPNotFound
+from pyramid.httpexceptions import (
+    HTTPBadRequest,
+    HTTPFound,
+    HTTPMovedPermanently,
+    HTTPNotFound,
+    HTTPServiceUnavailable,
+)
 from pyramid.request import Request
-from pyramid.response import FileResponse
 from pyramid.view import view_config
 
+from myapp.data import write_after_response
 from myapp.packaging import services
 from myapp.packaging.models import Package, Release
 from myapp.packaging.names import is_valid_name
 from myapp.packaging.rendering import render_description
+from myapp.web.files import serve_file
 from myapp.web.pagination import page_number
+
+log = logging.getLogger(__name__)
 
 MAX_QUERY = 200
 # What a version or file name in a URL may contain; anything else cannot exist.
@@ -36,7 +47,13 @@ def _package_or_404(request: Request) -> Package:
     return package
 
 
-@view_config(route_name="projects", renderer="myapp:templates/projects.jinja2", page_cache=True)
+@view_config(route_name="home", renderer="myapp:templates/home.jinja2", page_cache=True)
+def home(request: Request) -> dict[str, Any]:
+    db = request.dbsession
+    return {"counts": services.counts(db), "recent": services.recently_updated(db)}
+
+
+@view_config(route_name="projects", renderer="myapp:templates/projects.jinja2", page_cache=("sort", "page"))
 def projects(request: Request) -> dict[str, Any]:
     sort = request.GET.get("sort", "name")
     if sort not in services.SORT_ORDERS:
@@ -45,7 +62,7 @@ def projects(request: Request) -> dict[str, Any]:
     return {"page": page, "sort": sort}
 
 
-@view_config(route_name="search", renderer="myapp:templates/search.jinja2", page_cache=True)
+@view_config(route_name="search", renderer="myapp:templates/search.jinja2", page_cache=("q", "page"))
 def search(request: Request) -> dict[str, Any]:
     query = request.GET.get("q", "").replace("\x00", "").strip()
     if len(query) > MAX_QUERY:
@@ -86,15 +103,24 @@ def release(request: Request) -> dict[str, Any]:
 
 @view_config(route_name="file")
 def download(request: Request) -> Any:
-    """Count a download, then serve the stored bytes or send the client on."""
+    """Serve the stored bytes (or send the client to the file's original
+    address), and count a download once the response is decided."""
     filename = request.matchdict["filename"]
-    file = services.count_download(request.dbsession, filename) if _FILENAME.match(filename) else None
-    if file is not None and file.storage_path:
+    file = services.find_file(request.dbsession, filename) if _FILENAME.match(filename) else None
+    if file is None or not (file.storage_path or file.url):
+        raise HTTPNotFound(f"No file called {filename!r} is available.")
+    if file.storage_path:
         root = Path(request.registry.settings["myapp.files_dir"]).resolve()
         path = (root / file.storage_path).resolve()
-        if path.is_relative_to(root) and path.is_file():  # never serve outside the store
-            return FileResponse(str(path), request=request, content_type="application/octet-stream")
-    if file is not None and file.url:
-        return HTTPFound(location=file.url)
-    # Nothing to serve: the 404 also undoes the count (commit veto).
-    raise HTTPNotFound(f"No file called {filename!r} is available.")
+        if not (path.is_relative_to(root) and path.is_file()):  # never serve outside the store
+            # The database says we have it: a lost file or an unmounted store is ours to fix.
+            log.error("stored file missing: %s (expected at %s)", filename, path)
+            raise HTTPServiceUnavailable("This file is temporarily unavailable. The site's operators have been told.")
+        served = serve_file(request, path, etag=file.sha256, content_type="application/octet-stream")
+        response, counts = served.response, served.is_download
+    else:
+        response, counts = HTTPFound(location=file.url), request.method == "GET"
+    if counts:
+        file_id = file.id
+        write_after_response(request, lambda db: services.count_download(db, file_id), what=f"a download of {filename}")
+    return response

@@ -1,5 +1,6 @@
 """``myapp-initdb CONFIG [--demo]``: migrate the database to the newest schema,
-and with ``--demo`` load demo data if the database has no projects yet."""
+make the files folder, and with ``--demo`` load demo data if the database has
+no projects yet."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     assert DbSession.engine is not None
     upgrade_to_head(DbSession.engine, args.config_uri)
     print(f"Database at {safe_url(DbSession.engine.url)} is at the newest schema.")
+    files_dir = Path(settings["myapp.files_dir"])
+    files_dir.mkdir(parents=True, exist_ok=True)
     if args.demo:
         with managed_session() as db:
             if is_empty(db):
-                count = load_demo(db, Path(settings["myapp.files_dir"]))
+                count = load_demo(db, files_dir)
                 print(f"Loaded {count} demo projects.")
             else:
                 print("The database already has projects; demo data not loaded.")

@@ -1,4 +1,5 @@
-"""The site's shell: home page, health check, error pages, static files."""
+"""The site's shell: layout, page cache, health check, error pages, static
+files. Domain packages build on it; it imports none of them."""
 
 from pyramid.config import Configurator
 
@@ -12,5 +13,4 @@ def includeme(config: Configurator) -> None:
     config.include("myapp.web.cache")
     config.add_jinja2_search_path("myapp:templates", name=".jinja2")
     config.add_static_view("static", "myapp:static", cache_max_age=3600)
-    config.add_route("home", "/")
     config.add_route("health", "/health")

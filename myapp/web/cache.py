@@ -1,15 +1,26 @@
 """A small in-process cache of rendered public pages.
 
-A view opts in with ``@view_config(..., page_cache=True)``. For
+A view opts in with ``@view_config(..., page_cache=True)``, or with the names
+of the query parameters it reads: ``page_cache=("q", "page")``. For
 ``myapp.page_cache_seconds`` (0 turns it off; production.ini uses a few
-seconds) an anonymous GET of the same URL is answered from memory by a tween
+seconds) an anonymous GET of the same page is answered from memory by a tween
 that sits above pyramid_tm: no transaction, no routing, no database, no
 template. Like a CDN in front of PyPI, it trades a few seconds of staleness
 for throughput; with several processes each keeps its own copy, so a change
 shows everywhere within that time.
 
-Only 200 responses to requests without a session cookie are stored, so
-nothing personal is ever cached or served to someone else.
+What makes it safe against hostile clients:
+
+* The key is a tuple of the validated request's parts (scheme, the Host that
+  ``myapp.security``'s guard has checked against the allowed hosts, path, and
+  the parsed query), never a string glued from raw headers.
+* A page is stored only when the request's query holds nothing but the
+  parameters the view declared, each once; anything else is rendered and not
+  kept, so junk parameters cannot fill the cache.
+* The cache is bounded in bytes (``myapp.page_cache_bytes``) as well as in
+  time; expired pages are dropped as new ones arrive.
+* Only 200 responses to requests without a session cookie or credentials are
+  stored, so nothing personal is ever cached or served to someone else.
 """
 
 from __future__ import annotations
@@ -28,8 +39,12 @@ from pyramid.response import Response
 
 from myapp.security import SESSION_COOKIE
 
-CACHEABLE = "myapp.page_cache"  # environ flag set by views that opted in
+CACHEABLE = "myapp.page_cache"  # environ key: the query parameters the view reads
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 _COOKIE_PREFIX = SESSION_COOKIE + "="
+_ENTRY_OVERHEAD = 400  # bytes of Python objects around each stored page, roughly
+
+CacheKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
 
 
 @dataclass(frozen=True)
@@ -37,44 +52,88 @@ class CachedPage:
     body: bytes
     headerlist: tuple[tuple[str, str], ...]
     expires: float
+    size: int
 
 
 class PageCache:
-    """URL -> rendered page, bounded in size and age; thread-safe."""
+    """Key -> rendered page, bounded in bytes and age; thread-safe.
 
-    def __init__(self, seconds: float, max_entries: int = 2000) -> None:
+    Every page lives the same number of seconds, so insertion order is expiry
+    order: the oldest entry is both the first to expire and the first to
+    evict when the byte budget is reached.
+    """
+
+    def __init__(self, seconds: float, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.seconds = seconds
-        self.max_entries = max_entries
-        self._pages: OrderedDict[str, CachedPage] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._pages: OrderedDict[CacheKey, CachedPage] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> CachedPage | None:
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def get(self, key: CacheKey) -> CachedPage | None:
         page = self._pages.get(key)
         if page is None or page.expires < time.monotonic():
             return None
         return page
 
-    def put(self, key: str, response: Response) -> None:
+    def put(self, key: CacheKey, response: Response) -> None:
         # Only the entity headers: per-response ones (cookies, dates) are not replayed.
         headers = tuple((k, v) for k, v in response.headerlist if k.lower() in ("content-type", "content-language"))
-        page = CachedPage(response.body, headers, time.monotonic() + self.seconds)
+        body = response.body
+        size = len(body) + sum(len(k) + len(v) for k, v in headers) + _key_size(key) + _ENTRY_OVERHEAD
+        if size > self.max_bytes // 8:  # one page never takes a large share of the budget
+            return
+        now = time.monotonic()
+        page = CachedPage(body, headers, now + self.seconds, size)
         with self._lock:
+            old = self._pages.pop(key, None)
+            if old is not None:
+                self.bytes -= old.size
             self._pages[key] = page
-            self._pages.move_to_end(key)
-            while len(self._pages) > self.max_entries:
-                self._pages.popitem(last=False)
+            self.bytes += size
+            while self._pages:
+                oldest = next(iter(self._pages.values()))
+                if oldest.expires >= now and self.bytes <= self.max_bytes:
+                    break
+                self.bytes -= self._pages.popitem(last=False)[1].size
 
     def clear(self) -> None:
         """Forget everything (call after a write that pages must show at once)."""
         with self._lock:
             self._pages.clear()
+            self.bytes = 0
 
 
-def _key(environ: dict[str, Any]) -> str | None:
-    """The cache key for an anonymous GET/HEAD, else None."""
-    if environ["REQUEST_METHOD"] not in ("GET", "HEAD") or _COOKIE_PREFIX in environ.get("HTTP_COOKIE", ""):
+def _key_size(key: CacheKey) -> int:
+    scheme, host, path, query = key
+    return len(scheme) + len(host) + len(path) + sum(len(k) + len(v) for k, v in query)
+
+
+def cache_key(request: Request) -> CacheKey | None:
+    """The key for an anonymous GET/HEAD, else None (never cached)."""
+    environ = request.environ
+    if (
+        environ["REQUEST_METHOD"] not in ("GET", "HEAD")
+        or _COOKIE_PREFIX in environ.get("HTTP_COOKIE", "")
+        or "HTTP_AUTHORIZATION" in environ
+    ):
         return None
-    return f"{environ.get('HTTP_HOST', '')}{environ.get('PATH_INFO', '')}?{environ.get('QUERY_STRING', '')}"
+    try:
+        query = tuple(sorted(request.GET.items()))
+    except UnicodeDecodeError:
+        return None  # the view answers 400
+    return (request.scheme, request.host, environ.get("PATH_INFO", ""), query)
+
+
+def _storable(request: Request, key: CacheKey, response: Response) -> bool:
+    wanted = request.environ.get(CACHEABLE)
+    if wanted is None or response.status_code != 200 or "Set-Cookie" in response.headers:
+        return False
+    names = [name for name, _ in key[3]]
+    return len(names) == len(set(names)) and set(names) <= wanted
 
 
 def page_cache_tween_factory(handler: Callable[[Request], Response], registry: Registry) -> Callable:
@@ -83,14 +142,14 @@ def page_cache_tween_factory(handler: Callable[[Request], Response], registry: R
         return handler
 
     def tween(request: Request) -> Response:
-        key = _key(request.environ)
+        key = cache_key(request)
         if key is None:
             return handler(request)
         page = cache.get(key)
         if page is not None:
             return Response(body=page.body, headerlist=[*page.headerlist, ("X-Page-Cache", "hit")])
         response = handler(request)
-        if response.status_code == 200 and request.environ.get(CACHEABLE) and not response.headers.get("Set-Cookie"):
+        if _storable(request, key, response):
             cache.put(key, response)
         return response
 
@@ -98,12 +157,15 @@ def page_cache_tween_factory(handler: Callable[[Request], Response], registry: R
 
 
 def page_cache(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
-    """View deriver for ``page_cache=True``: marks the request as cacheable."""
-    if not info.options.get("page_cache"):
+    """View deriver for ``page_cache=True`` or ``page_cache=(param, ...)``:
+    marks the request as cacheable, with the query parameters the view reads."""
+    option = info.options.get("page_cache")
+    if not option:
         return view
+    params = frozenset(() if option is True else option)
 
     def mark(context: Any, request: Request) -> Any:
-        request.environ[CACHEABLE] = True
+        request.environ[CACHEABLE] = params
         return view(context, request)
 
     return mark
@@ -113,8 +175,15 @@ page_cache.options = ("page_cache",)  # type: ignore[attr-defined]
 
 
 def includeme(config: Configurator) -> None:
-    seconds = float(config.get_settings().get("myapp.page_cache_seconds", 0) or 0)
-    config.registry["page_cache"] = PageCache(seconds)
+    settings = config.get_settings()
+    seconds = float(settings.get("myapp.page_cache_seconds", 0) or 0)
+    max_bytes = int(settings.get("myapp.page_cache_bytes", DEFAULT_MAX_BYTES))
+    config.registry["page_cache"] = PageCache(seconds, max_bytes)
     config.add_view_deriver(page_cache)
-    # Above the transaction manager: a hit needs no transaction at all.
-    config.add_tween("myapp.web.cache.page_cache_tween_factory", over="pyramid_tm.tm_tween_factory")
+    # Below the guard (keys use the Host it has checked), above the transaction
+    # manager (a hit needs no transaction at all).
+    config.add_tween(
+        "myapp.web.cache.page_cache_tween_factory",
+        under="myapp.security.request_guard_tween_factory",
+        over="pyramid_tm.tm_tween_factory",
+    )

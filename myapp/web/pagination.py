@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -12,13 +13,15 @@ from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound
 T = TypeVar("T")
 
 PER_PAGE = 20
+# ASCII digits only: str.isdigit() also accepts "²" and "①", which int() rejects.
+_PAGE = re.compile(r"[1-9][0-9]{0,5}", re.ASCII)
 
 
 def page_number(params: Mapping[str, str]) -> int:
     """``?page=N`` as a positive int; anything else is a 400, not a 500."""
     raw = params.get("page", "1")
-    if not raw.isdigit() or len(raw) > 6 or int(raw) < 1:
-        raise HTTPBadRequest("page must be a whole number from 1.")
+    if not _PAGE.fullmatch(raw):
+        raise HTTPBadRequest("page must be a whole number from 1 to 999999.")
     return int(raw)
 
 

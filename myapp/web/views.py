@@ -1,9 +1,12 @@
-"""Home page, health check, and the site's own error pages."""
+"""Health check, and the site's own error pages."""
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.httpexceptions import HTTPException, HTTPMovedPermanently, HTTPNotFound
@@ -11,29 +14,41 @@ from pyramid.interfaces import IRoutesMapper
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
+from pyramid.settings import asbool
 from pyramid.view import exception_view_config, notfound_view_config, view_config
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from myapp.data import database_answers, will_retry
-from myapp.packaging import services
+from myapp.data import database_accepts_writes, database_answers, schema_problem, will_retry
 
 log = logging.getLogger(__name__)
 
 CSRF_MESSAGE = "This form has expired or did not come from this site. Reload the page and try again."
 
 
-@view_config(route_name="home", renderer="myapp:templates/home.jinja2", page_cache=True)
-def home(request: Request) -> dict[str, Any]:
-    db = request.dbsession
-    return {"counts": services.counts(db), "recent": services.recently_updated(db)}
-
-
 @view_config(route_name="health", renderer="json")
 def health(request: Request) -> dict[str, Any]:
-    if not database_answers(request.dbsession):
+    """What the site needs to work: a database that answers, with the schema
+    this code expects (and, with ``myapp.health_write_check``, that accepts a
+    write), and a files folder it can write to. 503 with the reasons if not."""
+    settings = request.registry.settings
+    db = request.dbsession
+    checks: dict[str, str] = {"database": "ok" if database_answers(db) else "unavailable"}
+    if checks["database"] == "ok":
+        checks["schema"] = schema_problem(db.connection()) or "ok"
+        if asbool(settings.get("myapp.health_write_check", False)):
+            checks["write"] = "ok" if database_accepts_writes(db) else "refused"
+    files = Path(settings["myapp.files_dir"])
+    if not files.is_dir():
+        checks["files"] = "missing"
+    elif not os.access(files, os.W_OK | os.X_OK):
+        checks["files"] = "not writable"
+    else:
+        checks["files"] = "ok"
+    healthy = all(value == "ok" for value in checks.values())
+    if not healthy:
         request.response.status = 503
-        return {"status": "error", "database": "unavailable"}
-    return {"status": "ok", "database": "ok"}
+        log.warning("health check failed: %s", ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
+    return {"status": "ok" if healthy else "error", **checks}
 
 
 def _error_page(request: Request, status: int, title: str, message: str) -> Response:
@@ -58,8 +73,18 @@ def _with_slash(request: Request) -> str | None:
         return None
     for route in request.registry.getUtility(IRoutesMapper).get_routes():
         if route.pattern.endswith("/") and route.match(path + "/") is not None:
-            return request.application_url + path + "/" + (f"?{request.query_string}" if request.query_string else "")
+            return _relative_location(path + "/", request.query_string)
     return None
+
+
+def _relative_location(path: str, query: str) -> str:
+    """A Location on this site whatever the request held: percent-encoded
+    (no CR/LF can reach the header) and never ``//host`` (protocol-relative)."""
+    location = "/" + quote(path, safe="/!$&'()*+,;=:@~").lstrip("/")
+    if query:
+        # The raw query is latin-1 text of the bytes sent; keep its escapes, encode the rest.
+        location += "?" + quote(query.encode("latin-1"), safe="/?!$&'()*+,;=:@~%")
+    return location
 
 
 @notfound_view_config()
@@ -78,7 +103,7 @@ def http_error(exc: HTTPException, request: Request) -> Response:
     # A CSRF failure's own detail is for developers, not for the person at the form.
     message = CSRF_MESSAGE if isinstance(exc, BadCSRFOrigin | BadCSRFToken) else exc.detail or exc.explanation
     response = _error_page(request, exc.status_code, exc.title, message)
-    for name in ("Allow", "Location", "Retry-After", "WWW-Authenticate"):
+    for name in ("Allow", "Content-Range", "Location", "Retry-After", "WWW-Authenticate"):
         if name in exc.headers:
             response.headers[name] = exc.headers[name]
     return response
