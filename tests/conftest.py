@@ -229,7 +229,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_ini(path: Path, url: str, files_dir: Path, port: int, threads: int = 8) -> Path:
+def write_ini(
+    path: Path, url: str, files_dir: Path, port: int, threads: int = 8, extra: dict[str, str] | None = None
+) -> Path:
+    """A test ini; ``extra`` adds app settings."""
+    more = "".join(f"{key} = {value}\n" for key, value in (extra or {}).items())
     path.write_text(
         f"""[app:main]
 use = egg:myapp
@@ -237,7 +241,7 @@ sqlalchemy.url = {url.replace("%", "%%")}
 myapp.secret = {TEST_SECRET}
 myapp.secure_cookies = false
 myapp.files_dir = {files_dir}
-
+{more}
 [pshell]
 setup = myapp.pshell.setup
 
@@ -294,14 +298,15 @@ class LiveServer:
         ini: Path | None = None,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
-        """``ini`` (with the ``port`` it listens on) replaces the generated test ini;
-        ``env`` adds to the environment of every command."""
+        """``ini`` (with the ``port`` it listens on) replaces the generated test ini,
+        ``settings`` add to it; ``env`` adds to the environment of every command."""
         self.url = url
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.folder = folder
-        self.ini = ini or write_ini(folder / "live.ini", url, folder / "files", self.port)
+        self.ini = ini or write_ini(folder / "live.ini", url, folder / "files", self.port, extra=settings)
         self.demo = demo
         self.migrate = migrate
         self.env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"PYTHONUNBUFFERED": "1"}

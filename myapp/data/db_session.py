@@ -145,7 +145,8 @@ class DbSession:
 
     @staticmethod
     def _create_engine(url: URL, *, echo: bool, busy_timeout_ms: int, **options: Any) -> Engine:
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        is_file = url.database not in (None, "", ":memory:") and not url.database.startswith("file:")  # not a URI
+        if url.get_backend_name() == "sqlite" and is_file:
             folder = Path(url.database).parent
             if not folder.is_dir():
                 raise DbConfigError(f"The folder for the SQLite file {url.database!r} does not exist.")

@@ -1,0 +1,101 @@
+"""Hardening checks that need the real server: memory under a flood of huge
+and unique URLs, and a database that refuses writes, on waitress."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import create_engine, select, text
+
+from myapp.packaging.models import ReleaseFile
+from tests.conftest import LiveServer, fresh_database, live_server
+from tests.test_live import fetch, query
+
+FLOOD = 2500
+HUGE_QUERY = 250_000
+RSS_BUDGET_MB = 150
+
+
+def raw_request(port: int, target: str, headers: str = "") -> int:
+    """Send one GET as raw bytes and return the status code."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_page_cache_memory_stays_bounded_under_a_url_flood(tmp_path, capsys):
+    """The reported attack: 2,500 URLs with 250 kB query strings took 700 MB
+    for good. Now they are 414s, unknown parameters are never stored, and the
+    pages that are stored (2,500 unique searches) fit a byte budget."""
+    settings = {"myapp.page_cache_seconds": "300", "myapp.page_cache_bytes": str(8 * 1024 * 1024)}
+    with live_server("sqlite", tmp_path, settings=settings) as server:
+        assert server.process is not None
+        pid, port = server.process.pid, server.port
+        for _ in range(20):
+            raw_request(port, "/search?q=warm-up")
+        before = rss_mb(pid)
+        lock = threading.Lock()
+        statuses: dict[int, int] = {}
+
+        def send(i: int) -> None:
+            filler = f"{i:06d}" + "x" * HUGE_QUERY
+            targets = [f"/projects/?sort=name&q={filler}", f"/search?q=term-{i}-{'y' * 150}", f"/?utm={i}{'z' * 4000}"]
+            for target in targets:
+                status = raw_request(port, target)
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(send, range(FLOOD)))
+        after = rss_mb(pid)
+        assert raw_request(port, "/search?q=term-7-" + "y" * 150) == 200
+    with capsys.disabled():
+        print(f"\nRSS {before:.0f} MB -> {after:.0f} MB after {3 * FLOOD} requests; statuses {statuses}")
+    assert statuses == {414: FLOOD, 200: 2 * FLOOD}
+    assert after - before < RSS_BUDGET_MB
+
+
+def _read_only_url(backend: str, url: str) -> str:
+    """The same database, for a server that can only read it."""
+    if backend == "sqlite":
+        return f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=ro&uri=true"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        name = conn.execute(text("SELECT current_database()")).scalar()
+        conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+    engine.dispose()
+    return url
+
+
+def test_a_read_only_database_still_serves_files_and_health_says_so(backend, tmp_path):
+    with fresh_database(backend, tmp_path) as url:
+        writable = LiveServer(url, tmp_path)
+        assert writable.initdb("--demo").returncode == 0
+        filename = query(url, select(ReleaseFile.filename).order_by(ReleaseFile.id).limit(1))
+        ro_url = _read_only_url(backend, url)
+        server = LiveServer(
+            ro_url, tmp_path, migrate=False, settings={"myapp.health_write_check": "true"}, env={"DATABASE_URL": ro_url}
+        )
+        with server:
+            status, headers, body = fetch(f"{server.base}/files/{filename}")
+            assert status == 200 and len(body) == int(headers["Content-Length"]) > 0
+            assert fetch(server.base + "/")[0] == 200  # pages still read
+            status, _, body = fetch(server.base + "/health")
+            assert status == 503 and b'"write": "refused"' in body
+        log = server.log.read_text()
+        assert f"could not record a download of {filename}" in log
+        assert "Traceback" not in log
+        assert query(url, select(ReleaseFile.downloads).where(ReleaseFile.filename == filename)) == 0
