@@ -20,9 +20,9 @@ from sqlalchemy import select, text
 from myapp.config import configure
 from myapp.logs import SafeFormatter
 from myapp.packaging.models import ReleaseFile
-from myapp.security import DEFAULT_ALLOWED_HOSTS, allowed_hosts, valid_host
 from myapp.web.cache import PageCache
-from myapp.web.files import byte_range
+from myapp.web.files import ByteRange, parse_range
+from myapp.web.guard import DEFAULT_ALLOWED_HOSTS, allowed_hosts, valid_host
 from myapp.web.views import _relative_location
 from tests.factories import make_package
 
@@ -230,15 +230,17 @@ def test_only_full_gets_and_first_chunks_count(testapp, dbsession, files_dir):
     assert testapp.get(url, headers={"Range": "bytes=-10"}, status=206).body == full.body[-10:]
     assert downloads(dbsession, file) == 2  # later chunks do not
 
-    # If-Range with another entity: the whole (new) file, counted.
-    assert testapp.get(url, headers={"Range": "bytes=100-", "If-Range": '"other"'}, status=200)
-    assert downloads(dbsession, file) == 3
+    # If-Range naming this file: the range; another entity, a weak tag or junk: the whole file, counted.
+    assert testapp.get(url, headers={"Range": "bytes=100-", "If-Range": f'"{file.sha256}"'}, status=206)
+    assert testapp.get(url, headers={"Range": "bytes=100-", "If-Range": since}, status=206)
+    assert downloads(dbsession, file) == 2
+    for if_range in ('"other"', f'W/"{file.sha256}"', "garbage GMT", "Mon, 99 Foo 2024 25:61:61 GMT", "\x00"):
+        assert testapp.get(url, headers={"Range": "bytes=100-", "If-Range": if_range}, status=200)
+    assert downloads(dbsession, file) == 7
 
 
-@pytest.mark.parametrize(
-    "header", ["bytes=-", "bytes=--1", "bytes=abc", "bytes=5-1", "bytes=4096-", "bytes=-0", "bytes=²-", "bytes= 1 - x"]
-)
-def test_bad_or_unsatisfiable_ranges_are_416_and_count_nothing(testapp, dbsession, files_dir, header):
+@pytest.mark.parametrize("header", ["bytes=5-1", "bytes=4096-", "bytes=-0", "bytes=99999999999-"])
+def test_unsatisfiable_ranges_are_416_and_count_nothing(testapp, dbsession, files_dir, header):
     file = stored_file(dbsession, files_dir, size=4096)
     res = testapp.get(f"/files/{file.filename}", headers={"Range": header}, status=416)
     assert res.headers["Content-Range"] == "bytes */4096"
@@ -246,24 +248,62 @@ def test_bad_or_unsatisfiable_ranges_are_416_and_count_nothing(testapp, dbsessio
     assert downloads(dbsession, file) == 0
 
 
+@pytest.mark.parametrize("header", ["bytes=-", "bytes=--1", "bytes=abc", "bytes=\xb2-", "bytes= 1 - x", "bytes=1-2-3"])
+@pytest.mark.parametrize("path", ["/files/{}", "/static/site.css"])
+def test_malformed_ranges_are_416_everywhere_and_count_nothing(testapp, dbsession, files_dir, header, path):
+    file = stored_file(dbsession, files_dir, size=4096)
+    res = testapp.get(path.format(file.filename), headers={"Range": header}, status=416)
+    assert "not a valid byte range" in res.text
+    assert res.headers["X-Content-Type-Options"] == "nosniff"
+    assert downloads(dbsession, file) == 0
+
+
 @pytest.mark.parametrize("header", ["items=0-1", "bytes=0-1,5-6"])
-def test_ranges_we_do_not_serve_are_ignored(testapp, dbsession, files_dir, header):
+@pytest.mark.parametrize("path", ["/files/{}", "/static/site.css"])
+def test_ranges_we_do_not_serve_are_ignored(testapp, dbsession, files_dir, header, path):
     file = stored_file(dbsession, files_dir, size=100)
-    assert len(testapp.get(f"/files/{file.filename}", headers={"Range": header}, status=200).body) == 100
+    full = testapp.get(path.format(file.filename))
+    assert testapp.get(path.format(file.filename), headers={"Range": header}, status=200).body == full.body
 
 
-def test_byte_range_parser():
-    assert byte_range("bytes=0-0", 10) == (0, 1)
-    assert byte_range("bytes=5-", 10) == (5, 10)
-    assert byte_range("bytes=5-1000", 10) == (5, 10)
-    assert byte_range("bytes=-3", 10) == (7, 10)
-    assert byte_range("bytes=-30", 10) == (0, 10)
-    assert byte_range("BYTES=1-2", 10) == (1, 3)
-    for bad in ("bytes=-", "bytes=--1", "bytes=10-", "bytes=3-2", "bytes=-0", "bytes=9" * 30 + "-"):
-        assert byte_range(bad, 10) is None, bad
-    for ignored in ("items=0-1", "bytes=0-1,3-4", "0-1"):
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"If-Modified-Since": "Thu, 01 Jan 99999 00:00:00 GMT"},
+        {"If-Modified-Since": "garbage GMT"},
+        {"If-Unmodified-Since": "Thu, 01 Jan 99999 00:00:00 GMT"},
+        {"Range": "bytes=0-1", "If-Range": "Thu, 01 Jan 99999 00:00:00 GMT"},
+        {"Range": "bytes=0-1", "If-Range": "garbage GMT"},
+    ],
+)
+@pytest.mark.parametrize("path", ["/files/{}", "/static/site.css"])
+def test_dates_that_are_not_dates_are_ignored(testapp, dbsession, files_dir, headers, path):
+    file = stored_file(dbsession, files_dir, size=100)
+    res = testapp.get(path.format(file.filename), headers=headers, status=200)
+    assert len(res.body) > 2
+
+
+def test_range_parser():
+    def span(header: str, size: int = 10) -> tuple[int, int] | None:
+        wanted = parse_range(header)
+        assert wanted is not None
+        return wanted.span(size)
+
+    assert span("bytes=0-0") == (0, 1)
+    assert span("bytes=5-") == (5, 10)
+    assert span("bytes=5-1000") == (5, 10)
+    assert span("bytes=-3") == (7, 10)
+    assert span("bytes=-30") == (0, 10)
+    assert span("BYTES=1-2") == (1, 3)
+    assert parse_range("bytes=3-") == ByteRange(3, None, None)
+    for unsatisfiable in ("bytes=10-", "bytes=3-2", "bytes=-0"):
+        assert span(unsatisfiable) is None, unsatisfiable
+    assert span("bytes=0-", 0) is None
+    for malformed in ("bytes=-", "bytes=--1", "bytes=a-", "bytes=9" * 30 + "-", "bytes=\u0663-"):
         with pytest.raises(ValueError):
-            byte_range(ignored, 10)
+            parse_range(malformed)
+    for ignored in ("items=0-1", "bytes=0-1,3-4", "0-1", ""):
+        assert parse_range(ignored) is None
 
 
 def test_a_download_is_served_when_the_count_cannot_be_written(testapp, dbsession, files_dir, caplog):

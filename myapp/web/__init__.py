@@ -10,6 +10,7 @@ def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     settings.setdefault("jinja2.filters", "\n".join(f"{name} = myapp.web.filters.{name}" for name in FILTERS))
     config.include("pyramid_jinja2")
+    config.include("myapp.web.guard")
     config.include("myapp.web.cache")
     config.add_jinja2_search_path("myapp:templates", name=".jinja2")
     config.add_static_view("static", "myapp:static", cache_max_age=3600)

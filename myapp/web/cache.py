@@ -12,7 +12,7 @@ shows everywhere within that time.
 What makes it safe against hostile clients:
 
 * The key is a tuple of the validated request's parts (scheme, the Host that
-  ``myapp.security``'s guard has checked against the allowed hosts, path, and
+  ``myapp.web.guard`` has checked against the allowed hosts, path, and
   the parsed query), never a string glued from raw headers.
 * A page is stored only when the request's query holds nothing but the
   parameters the view declared, each once; anything else is rendered and not
@@ -184,6 +184,6 @@ def includeme(config: Configurator) -> None:
     # manager (a hit needs no transaction at all).
     config.add_tween(
         "myapp.web.cache.page_cache_tween_factory",
-        under="myapp.security.request_guard_tween_factory",
+        under="myapp.web.guard.request_guard_tween_factory",
         over="pyramid_tm.tm_tween_factory",
     )

@@ -4,18 +4,21 @@ WebOb can answer conditional and ranged requests itself, but only when the
 response is finally sent, after the view (and anything that should depend on
 the outcome, such as a download counter) has run; and its ``Range`` parser
 raises on ``bytes=-``. Here the view learns what it is serving: the full
-file, a part of it, or nothing new.
+file, a part of it, or nothing new. ``myapp.web.guard`` uses the same parsers
+to turn away malformed headers before any view (static files included).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pyramid.httpexceptions import HTTPNotModified, HTTPRequestRangeNotSatisfiable
 from pyramid.request import Request
 from pyramid.response import FileResponse, Response
+from webob.datetime_utils import parse_date
 
 # Stored files never change (a name is used once), so caches may keep them for good.
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -30,25 +33,48 @@ class Served:
     is_download: bool
 
 
-def byte_range(header: str, size: int) -> tuple[int, int] | None:
-    """``(start, stop)`` for a single byte range of a ``size``-byte file; None
-    when the range cannot be served. Raises ``ValueError`` for a header that
-    asks for no byte range at all (another unit, or several ranges), which
-    the caller ignores as RFC 9110 allows."""
+@dataclass(frozen=True)
+class ByteRange:
+    """One ``Range: bytes=...`` spec: ``first``-``last`` (``last`` may be
+    None), or the final ``suffix`` bytes."""
+
+    first: int | None
+    last: int | None
+    suffix: int | None
+
+    def span(self, size: int) -> tuple[int, int] | None:
+        """``(start, stop)`` within a ``size``-byte file; None if unsatisfiable."""
+        if self.suffix is not None:
+            return (max(0, size - self.suffix), size) if self.suffix > 0 and size > 0 else None
+        assert self.first is not None
+        last = self.last if self.last is not None else size - 1
+        if self.first >= size or last < self.first:
+            return None
+        return self.first, min(last, size - 1) + 1
+
+
+def parse_range(header: str) -> ByteRange | None:
+    """The ``Range`` header as one byte range. None for what is no byte range
+    we serve (another unit, or several ranges): RFC 9110 lets a server ignore
+    those. ``ValueError`` for a malformed byte range (``bytes=-``, ``bytes=--1``),
+    on which WebOb's own parser raises."""
     header = header.strip()
     if not header.lower().startswith("bytes=") or "," in header:
-        raise ValueError(header)
+        return None
     match = _RANGE.fullmatch("bytes=" + header[6:].replace(" ", ""))
     if match is None:
-        return None
+        raise ValueError("malformed byte range")
     if match["suffix"] is not None:
-        suffix = int(match["suffix"])
-        return (max(0, size - suffix), size) if suffix > 0 and size > 0 else None
-    first = int(match["first"])
-    last = int(match["last"]) if match["last"] else size - 1
-    if first >= size or last < first:
+        return ByteRange(None, None, int(match["suffix"]))
+    return ByteRange(int(match["first"]), int(match["last"]) if match["last"] else None, None)
+
+
+def http_date(value: str) -> datetime | None:
+    """An HTTP date, or None if it is not one (WebOb's parser raises on some, e.g. year 99999)."""
+    try:
+        return parse_date(value)
+    except (ValueError, OverflowError):
         return None
-    return first, min(last, size - 1) + 1
 
 
 def serve_file(request: Request, path: Path, *, etag: str | None, content_type: str) -> Served:
@@ -65,19 +91,16 @@ def serve_file(request: Request, path: Path, *, etag: str | None, content_type: 
     if request.if_none_match and etag:
         not_modified = etag in request.if_none_match
     else:
-        since = request.if_modified_since
+        since = http_date(request.headers.get("If-Modified-Since", ""))
         not_modified = since is not None and response.last_modified is not None and response.last_modified <= since
     if not_modified:
         return Served(HTTPNotModified(headers=_validators(response)), is_download=False)
 
     is_get = request.method == "GET"
-    header = request.headers.get("Range")
-    if header and response in request.if_range:  # no If-Range, or it names this file
+    wanted = parse_range(request.headers.get("Range", ""))  # the guard has refused malformed ones
+    if wanted is not None and _if_range_holds(request, response):
         size = response.content_length or 0
-        try:
-            span = byte_range(header, size)
-        except ValueError:
-            return Served(response, is_download=is_get)
+        span = wanted.span(size)
         if span is None:
             raise HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
         start, stop = span
@@ -87,6 +110,20 @@ def serve_file(request: Request, path: Path, *, etag: str | None, content_type: 
         response.content_length = stop - start
         return Served(response, is_download=is_get and start == 0)
     return Served(response, is_download=is_get)
+
+
+def _if_range_holds(request: Request, response: Response) -> bool:
+    """RFC 9110, 13.1.5: serve the range only if ``If-Range`` is absent or names
+    this very file (its strong ETag, or exactly its Last-Modified date); else,
+    or if it is malformed, the whole file. (WebOb's own check raises on a
+    malformed date.)"""
+    value = request.headers.get("If-Range", "").strip()
+    if not value:
+        return True
+    if value.startswith(('"', "W/")):
+        return response.etag is not None and value == f'"{response.etag}"'
+    date = http_date(value)
+    return date is not None and response.last_modified == date
 
 
 def _validators(response: Response) -> dict[str, str]:
