@@ -1,7 +1,7 @@
 """The first thing every request meets, before any cache, routing or view:
 it refuses what no page can answer, and drops what must be ignored.
 
-* A ``Host`` that is not this site: 400. The Host ends up in redirects that
+* A ``Host`` that is missing or not this site: 400. The Host ends up in redirects that
   WebOb makes absolute and in the page cache's key, so a forged one must
   never get that far. The accepted Host is written back normalized.
 * An absurdly long URL: 414.
@@ -73,11 +73,12 @@ def valid_host(header: str, allowed: tuple[str, ...]) -> str | None:
 
 def _refusal(environ: dict[str, Any], allowed: tuple[str, ...], max_url: int) -> HTTPException | None:
     """What is wrong with the request, if anything; fixes what may be ignored."""
-    if "HTTP_HOST" in environ:  # HTTP/1.0 clients may omit it; then SERVER_NAME (ours) is used
-        host = valid_host(environ["HTTP_HOST"], allowed)
-        if host is None:
-            return HTTPBadRequest("This site does not answer to that host name.")
-        environ["HTTP_HOST"] = host
+    # Without a Host, WebOb would make redirects absolute with the server's own
+    # idea of its name (waitress: "waitress.invalid"); HTTP/1.1 requires one anyway.
+    host = valid_host(environ.get("HTTP_HOST", ""), allowed)
+    if host is None:
+        return HTTPBadRequest("This site does not answer to that host name.")
+    environ["HTTP_HOST"] = host
     if len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", "")) > max_url:
         return HTTPRequestURITooLong(f"Addresses are limited to {max_url} bytes.")
     for name in _DATE_HEADERS:
