@@ -7,25 +7,34 @@ HERE = Path(__file__).parent
 requires = [
     "alembic>=1.13",
     "argon2-cffi>=23.1",
+    "email-validator>=2.1",
+    "itsdangerous>=2.1",
     "packaging>=24",
     "plaster_pastedeploy",
     "psycopg[binary]>=3.1",
+    "pyotp>=2.9",
     "pyramid>=2.0",
     "pyramid_jinja2>=2.10",
+    "pyramid_mailer>=0.15.1",
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
     "readme_renderer[md]>=42",
+    "segno>=1.6",
     # Pyramid and PasteDeploy import pkg_resources at run time; setuptools 82 removed it.
     "setuptools>=68,<81",
     "SQLAlchemy>=2.0,<2.1",
     "tqdm>=4.66",
     "transaction>=4.0",
     "waitress>=3.0",
+    "WTForms>=3.1",
     "zope.sqlalchemy>=3.1",
+    "zxcvbn>=4.4",
 ]
 
 tests_require = [
+    "aiosmtpd>=1.4",
     "bandit>=1.7",
+    "hypothesis>=6.100",
     "playwright>=1.40",
     "pytest>=8",
     "WebTest>=3.0",
@@ -58,6 +67,7 @@ setup(
         "console_scripts": [
             "myapp-initdb = myapp.scripts.initdb:main",
             "myapp-import = myapp.scripts.import_json:main",
+            "myapp-adduser = myapp.scripts.adduser:main",
         ],
     },
 )

@@ -17,11 +17,18 @@ from typing import Any
 from pyramid.router import Router
 
 from myapp.config import configure
-from myapp.data import DbSession
+from myapp.data import DbConfigError, DbSession
 from myapp.data.settings import database_url, engine_options
+from myapp.security import SettingsError
 
 
 def main(global_config: dict[str, Any] | None = None, **settings: Any) -> Router:
-    """The WSGI application, as ``pserve`` and ``waitress`` call it."""
-    DbSession.global_init(database_url(settings), **engine_options(settings))
-    return configure(settings).make_wsgi_app()
+    """The WSGI application, as ``pserve`` and ``waitress`` call it.
+
+    A setting the operator must fix stops start-up with one line that says
+    what to do, not a traceback."""
+    try:
+        DbSession.global_init(database_url(settings), **engine_options(settings))
+        return configure(settings).make_wsgi_app()
+    except (SettingsError, DbConfigError) as exc:
+        raise SystemExit(f"myapp: {exc}") from None

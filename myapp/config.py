@@ -14,7 +14,8 @@ from pyramid.config import Configurator
 INCLUDES = (
     "myapp.data",  # request.dbsession + pyramid_tm + pyramid_retry
     "myapp.security",  # session cookie, CSRF, allowed methods, headers
-    "myapp.web",  # Jinja2, static files, home, health, error pages
+    "myapp.web",  # Jinja2, request guard, page cache, static files, health, error pages
+    "myapp.accounts",  # users, sign-in, security policy, mail
     "myapp.packaging",  # the package index
 )
 

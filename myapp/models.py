@@ -1,7 +1,23 @@
 """Every model, imported in one place so that ``Base.metadata`` is complete
 (Alembic's autogenerate and pshell read it from here)."""
 
+from myapp.accounts.models import ApiToken, EventTag, RecoveryCode, ThrottleEvent, User, UserEvent
 from myapp.data.meta import Base
-from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
+from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, Role, RoleName, package_classifiers
 
-__all__ = ["Base", "Classifier", "Package", "Release", "ReleaseFile", "package_classifiers"]
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Classifier",
+    "EventTag",
+    "Package",
+    "RecoveryCode",
+    "Release",
+    "ReleaseFile",
+    "Role",
+    "RoleName",
+    "ThrottleEvent",
+    "User",
+    "UserEvent",
+    "package_classifiers",
+]

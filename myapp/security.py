@@ -4,6 +4,8 @@ other hosts, absurd URLs and malformed headers is ``myapp.web.guard``.)"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +18,10 @@ from pyramid.response import Response
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.settings import asbool, aslist
 
-SESSION_COOKIE = "myapp_session"
+SESSION_COOKIE = "myapp_session"  # production.ini: "__Host-myapp_session" (HTTPS only, this host only)
+SESSION_SECONDS = 12 * 3600  # a session idle this long ends
+STRONG_SECRET_LENGTH = 32
+PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "placeholder", "your-secret", "secret-here", "example")
 SECRET_ENV = "MYAPP_SECRET"  # noqa: S105 - the variable's name, not a secret
 DEFAULT_METHODS = ("GET", "HEAD")
 
@@ -26,15 +31,33 @@ DEFAULT_CSP = (
 )
 
 
-def session_secret(settings: dict[str, Any]) -> str:
-    """``MYAPP_SECRET`` from the environment, else ``myapp.secret`` from the ini."""
+class SettingsError(ConfigurationError):
+    """A setting the operator must fix; ``myapp.main`` reports it in one line."""
+
+
+def app_secret(settings: dict[str, Any]) -> str:
+    """``MYAPP_SECRET`` from the environment, else ``myapp.secret`` from the ini.
+
+    With ``myapp.require_strong_secret`` (production.ini) it must be 32
+    characters or more and not look like a placeholder."""
     secret = os.environ.get(SECRET_ENV) or settings.get("myapp.secret") or ""
-    if len(secret) < 16:
-        raise ConfigurationError(
+    strict = asbool(settings.get("myapp.require_strong_secret", False))
+    minimum = STRONG_SECRET_LENGTH if strict else 16
+    how = "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if len(secret) < minimum:
+        raise SettingsError(
             f"Set {SECRET_ENV} in the environment (or myapp.secret in the ini) to a random string "
-            "of at least 16 characters; it signs the session cookie."
+            f"of at least {minimum} characters ({how})."
         )
+    if strict and any(word in secret.lower() for word in PLACEHOLDER_WORDS):
+        raise SettingsError(f"{SECRET_ENV} looks like a placeholder; set it to a random string ({how}).")
     return secret
+
+
+def derived_secret(settings: dict[str, Any], purpose: str) -> str:
+    """A key for one use (sessions, signed links), derived from the app secret,
+    so that no two uses share a key."""
+    return hmac.new(app_secret(settings).encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 
 def require_methods(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
@@ -92,13 +115,16 @@ def security_headers_tween_factory(handler: Callable[[Request], Response], regis
 
 def includeme(config: Configurator) -> None:
     settings = config.get_settings()
+    cookie_name = settings.setdefault("myapp.session_cookie_name", SESSION_COOKIE)
     config.set_session_factory(
         SignedCookieSessionFactory(
-            session_secret(settings),
-            cookie_name=SESSION_COOKIE,
+            derived_secret(settings, "session"),
+            cookie_name=cookie_name,
             httponly=True,
             samesite="Lax",
             secure=asbool(settings.get("myapp.secure_cookies", True)),
+            timeout=SESSION_SECONDS,
+            reissue_time=300,
         )
     )
     config.set_default_csrf_options(require_csrf=True)

@@ -147,6 +147,7 @@ def app_settings(url: str, files_dir: Path) -> dict[str, Any]:
         "myapp.secret": TEST_SECRET,
         "myapp.secure_cookies": "false",
         "myapp.files_dir": str(files_dir),
+        "myapp.mail_folder": str(files_dir.parent / "mail"),
         "pyramid.reload_templates": "false",
     }
 
@@ -241,6 +242,7 @@ sqlalchemy.url = {url.replace("%", "%%")}
 myapp.secret = {TEST_SECRET}
 myapp.secure_cookies = false
 myapp.files_dir = {files_dir}
+myapp.mail_folder = {files_dir.parent / "mail"}
 {more}
 [pshell]
 setup = myapp.pshell.setup

@@ -18,6 +18,7 @@ import webtest
 from sqlalchemy import select, text
 
 from myapp.config import configure
+from myapp.data.migrations import head_revisions
 from myapp.logs import SafeFormatter
 from myapp.packaging.models import ReleaseFile
 from myapp.web.cache import PageCache
@@ -364,7 +365,7 @@ def test_health_reports_a_schema_behind_the_code(testapp, dbsession):
     dbsession.execute(text("UPDATE alembic_version SET version_num = '0000'"))
     res = testapp.get("/health", status=503)
     assert res.json["status"] == "error"
-    assert res.json["schema"] == "at 0000, the code needs 0001; run myapp-initdb CONFIG"
+    assert res.json["schema"] == "at 0000, the code needs 0002; run myapp-initdb CONFIG"
 
 
 def test_health_reports_a_missing_or_read_only_files_folder(settings, dbsession, tmp_path):
@@ -380,7 +381,7 @@ def test_health_write_check(settings, dbsession):
     app = configure({**settings, "myapp.health_write_check": "true"}).make_wsgi_app()
     res = webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"}).get("/health")
     assert res.json == {"status": "ok", "database": "ok", "schema": "ok", "write": "ok", "files": "ok"}
-    assert dbsession.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+    assert {dbsession.scalar(text("SELECT version_num FROM alembic_version"))} == head_revisions()  # rolled back
 
 
 def test_a_lost_stored_file_is_503_and_logged_not_404(testapp, dbsession, files_dir, caplog):

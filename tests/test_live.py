@@ -82,7 +82,7 @@ def test_initdb_twice_keeps_the_data(backend, tmp_path):
         assert "already has projects; demo data not loaded" in second.stdout
         assert query(url, select(func.count()).select_from(Package)) == packages == 36
         assert query(url, select(func.count()).select_from(ReleaseFile)) == files
-        assert query(url, text("SELECT version_num FROM alembic_version")) == "0001"
+        assert query(url, text("SELECT version_num FROM alembic_version")) == "0002"
 
 
 def test_health_is_503_when_the_database_is_down(tmp_path):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Enum, MetaData
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -40,6 +41,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+def str_enum(cls: type[enum.StrEnum], length: int) -> Enum:
+    """A Python ``StrEnum`` stored as its values in a plain string column (no
+    database enum type to migrate), checked on the way in."""
+    return Enum(
+        cls, native_enum=False, length=length, validate_strings=True, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class Base(DeclarativeBase):

@@ -1,7 +1,9 @@
-"""Projects, their releases and release files, and trove classifiers."""
+"""Projects, their releases and release files, trove classifiers, and who
+may manage a project (``Role``)."""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import (
@@ -21,7 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from myapp.data.meta import Base, UTCDateTime, utcnow
+from myapp.accounts.models import User
+from myapp.data.meta import Base, UTCDateTime, str_enum, utcnow
 
 # Byte-wise ordering for version sort keys: PostgreSQL's locale collations
 # ignore punctuation, which would break the encoding. SQLite already compares
@@ -74,7 +77,6 @@ class Package(Base):
     requires_python: Mapped[str | None] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    # Room for the next issue: an owner (users.id) and a role table.
 
     releases: Mapped[list[Release]] = relationship(
         back_populates="package",
@@ -83,6 +85,9 @@ class Package(Base):
         order_by="desc(Release.sort_key)",
     )
     classifiers: Mapped[list[Classifier]] = relationship(secondary=package_classifiers, order_by=Classifier.classifier)
+    roles: Mapped[list[Role]] = relationship(
+        back_populates="package", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     @property
     def links(self) -> list[tuple[str, str]]:
@@ -151,3 +156,26 @@ class ReleaseFile(Base):
 
     def __repr__(self) -> str:
         return f"<ReleaseFile {self.filename!r}>"
+
+
+class RoleName(enum.StrEnum):
+    OWNER = "owner"  # uploads, and manages who else may
+    MAINTAINER = "maintainer"  # uploads
+
+
+class Role(Base):
+    """A user's role on a project: one per user and project."""
+
+    __tablename__ = "roles"
+    __table_args__ = (UniqueConstraint("user_id", "package_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"), index=True)
+    role: Mapped[RoleName] = mapped_column(str_enum(RoleName, 20))
+
+    user: Mapped[User] = relationship()
+    package: Mapped[Package] = relationship(back_populates="roles")
+
+    def __repr__(self) -> str:
+        return f"<Role {self.role} of user {self.user_id} on package {self.package_id}>"

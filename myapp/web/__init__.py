@@ -8,7 +8,9 @@ from myapp.web.filters import FILTERS
 
 def includeme(config: Configurator) -> None:
     settings = config.get_settings()
-    settings.setdefault("jinja2.filters", "\n".join(f"{name} = myapp.web.filters.{name}" for name in FILTERS))
+    settings.setdefault(
+        "jinja2.filters", "\n".join(f"{name} = myapp.web.filters.{func.__name__}" for name, func in FILTERS.items())
+    )
     config.include("pyramid_jinja2")
     config.include("myapp.web.guard")
     config.include("myapp.web.cache")

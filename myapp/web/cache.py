@@ -37,11 +37,8 @@ from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
 
-from myapp.security import SESSION_COOKIE
-
 CACHEABLE = "myapp.page_cache"  # environ key: the query parameters the view reads
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
-_COOKIE_PREFIX = SESSION_COOKIE + "="
 _ENTRY_OVERHEAD = 400  # bytes of Python objects around each stored page, roughly
 
 CacheKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
@@ -112,12 +109,14 @@ def _key_size(key: CacheKey) -> int:
     return len(scheme) + len(host) + len(path) + sum(len(k) + len(v) for k, v in query)
 
 
-def cache_key(request: Request) -> CacheKey | None:
-    """The key for an anonymous GET/HEAD, else None (never cached)."""
+def cache_key(request: Request, session_cookie: str) -> CacheKey | None:
+    """The key for an anonymous GET/HEAD, else None (never cached): a request
+    with a session cookie (signed in, or holding a CSRF token) or credentials
+    is never answered from, nor stored in, the cache."""
     environ = request.environ
     if (
         environ["REQUEST_METHOD"] not in ("GET", "HEAD")
-        or _COOKIE_PREFIX in environ.get("HTTP_COOKIE", "")
+        or session_cookie in environ.get("HTTP_COOKIE", "")
         or "HTTP_AUTHORIZATION" in environ
     ):
         return None
@@ -140,9 +139,10 @@ def page_cache_tween_factory(handler: Callable[[Request], Response], registry: R
     cache: PageCache = registry["page_cache"]
     if cache.seconds <= 0:
         return handler
+    session_cookie = registry.settings["myapp.session_cookie_name"] + "="
 
     def tween(request: Request) -> Response:
-        key = cache_key(request)
+        key = cache_key(request, session_cookie)
         if key is None:
             return handler(request)
         page = cache.get(key)

@@ -20,8 +20,12 @@ def date(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d") if value else ""
 
 
+def datetime_(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
 def thousands(n: int) -> str:
     return f"{n:,}"
 
 
-FILTERS = {"filesize": filesize, "date": date, "thousands": thousands}
+FILTERS = {"filesize": filesize, "date": date, "datetime": datetime_, "thousands": thousands}

@@ -1,0 +1,110 @@
+"""The account forms (WTForms): fields, rules, and messages shown beside them.
+
+Rules that need the database (a taken name) are checked by the views through
+``services``; these are the ones a form can check on its own. CSRF is
+Pyramid's job (every unsafe request), not the forms'.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from wtforms import Field, Form, PasswordField, StringField
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
+
+from myapp.accounts.passwords import password_problem
+
+# Letters, digits and -_. ; starting and ending with a letter or digit (PEP 508-ish).
+USERNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?", re.ASCII)
+
+
+class FormData:
+    """A request's form fields as WTForms reads them (WebOb calls ``getlist`` ``getall``)."""
+
+    def __init__(self, fields: Any) -> None:
+        self._fields = fields
+
+    def __iter__(self) -> Any:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fields
+
+    def getlist(self, name: str) -> list[Any]:
+        return self._fields.getall(name)
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def username_rule(form: Form, field: Field) -> None:
+    if not USERNAME.fullmatch(field.data or ""):
+        raise ValidationError(
+            "Use 1 to 50 letters, digits, '-', '_' or '.', starting and ending with a letter or digit."
+        )
+
+
+def email_rule(form: Form, field: Field) -> None:
+    try:
+        field.data = validate_email(field.data or "", check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def new_password_rule(form: Form, field: Field) -> None:
+    """Strong enough, and not made of the user's own name or address (a form for a
+    signed-in user sets ``form.user_inputs``; the register form has the fields)."""
+    inputs = [*getattr(form, "user_inputs", ())]
+    inputs += [str(f.data or "") for name in ("username", "email") if isinstance(f := getattr(form, name, None), Field)]
+    problem = password_problem(field.data or "", user_inputs=tuple(inputs))
+    if problem:
+        raise ValidationError(problem)
+
+
+class RegisterForm(Form):
+    username = StringField("Username", [InputRequired(), username_rule], filters=[_strip])
+    email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
+    password = PasswordField("Password", [InputRequired(), new_password_rule])
+
+
+class LoginForm(Form):
+    username = StringField("Username or email", [InputRequired(), Length(max=254)], filters=[_strip])
+    password = PasswordField("Password", [InputRequired(), Length(max=1024)])
+
+
+class TwoFactorForm(Form):
+    code = StringField("Code from your app, or a recovery code", [InputRequired(), Length(max=64)], filters=[_strip])
+
+
+class ChangePasswordForm(Form):
+    current_password = PasswordField("Current password", [InputRequired(), Length(max=1024)])
+    password = PasswordField("New password", [InputRequired(), new_password_rule])
+
+
+class ChangeEmailForm(Form):
+    email = StringField("New email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
+    current_password = PasswordField("Current password", [InputRequired(), Length(max=1024)])
+
+
+class ForgotPasswordForm(Form):
+    username = StringField("Username or email", [InputRequired(), Length(max=254)], filters=[_strip])
+
+
+class ResetPasswordForm(Form):
+    password = PasswordField("New password", [InputRequired(), new_password_rule])
+
+
+class TokenForm(Form):
+    name = StringField("Name", [InputRequired(), Length(max=100)], filters=[_strip])
+    project = StringField("Project (empty: the whole account)", [Optional(), Length(max=200)], filters=[_strip])
+    expires_days = StringField("Expires after (days, empty: never)", [Optional()], filters=[_strip])
+
+    def validate_expires_days(self, field: Field) -> None:
+        if field.data and not (re.fullmatch(r"[0-9]{1,4}", field.data, re.ASCII) and 1 <= int(field.data) <= 3650):
+            raise ValidationError("Give a number of days from 1 to 3650, or leave it empty.")

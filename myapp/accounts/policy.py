@@ -1,0 +1,140 @@
+"""Who is asking, and may they: Pyramid 2's security policy for the site.
+
+A request is made by a user when either
+
+* its session (the signed cookie) names the user and the session
+  generation the user still has (logout, a password change or disabling the
+  account bump it, so a copied cookie dies everywhere at once); or
+* it carries HTTP basic auth: a username (or email) and password, or
+  ``__token__`` and an API token. Tools (pip, twine) use this.
+
+Permissions come from ACLs: the root grants ``account`` to anyone signed in
+and ``admin`` to administrators; a project's context adds its roles.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
+from pyramid.request import Request
+
+from myapp.accounts import services
+from myapp.accounts.models import ApiToken, User
+from myapp.data import write_after_response
+
+SESSION_KEY = "auth"
+TOKEN_USERNAME = "__token__"  # noqa: S105 - the username that says "the password is a token"
+ADMINS = "group:admins"
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: User
+    token: ApiToken | None = None  # set when the request authenticated with an API token
+
+    @property
+    def principals(self) -> list[str]:
+        found = [f"user:{self.user.id}"]
+        if self.user.is_admin:
+            found.append(ADMINS)
+        return found
+
+
+class Root:
+    """The site's default context."""
+
+    __acl__ = ((Allow, Authenticated, "account"), (Allow, ADMINS, "admin"))
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    """``(username, password)`` from an ``Authorization: Basic`` header."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else None
+
+
+class SecurityPolicy:
+    def identity(self, request: Request) -> Identity | None:
+        # Once per request (on the request, not its environ: a retried request
+        # is a new request with a new database session).
+        if not hasattr(request, "_identity"):
+            request._identity = self._basic_auth_identity(request) or self._session_identity(request)
+        return request._identity
+
+    def _session_identity(self, request: Request) -> Identity | None:
+        auth = request.session.get(SESSION_KEY)
+        if not isinstance(auth, dict):
+            return None
+        user = services.get_user(request.dbsession, auth.get("uid", 0))
+        if user is None or not user.is_active or user.session_generation != auth.get("gen"):
+            request.session.invalidate()  # a session from before a logout: drop it
+            return None
+        return Identity(user)
+
+    def _basic_auth_identity(self, request: Request) -> Identity | None:
+        credentials = basic_credentials(request)
+        if credentials is None:
+            return None
+        username, password = credentials
+        db = request.dbsession
+        if username == TOKEN_USERNAME:
+            token = services.find_token(db, password)
+            if token is None:
+                return None
+            token_id = token.id
+            write_after_response(request, lambda s: services.mark_token_used(s, token_id), what="a token's last use")
+            return Identity(token.user, token)
+        user = services.authenticate(db, username, password)
+        return None if user is None else Identity(user)
+
+    def authenticated_userid(self, request: Request) -> int | None:
+        identity = self.identity(request)
+        return None if identity is None else identity.user.id
+
+    def permits(self, request: Request, context: Any, permission: str) -> Any:
+        identity = self.identity(request)
+        principals = [Everyone] if identity is None else [Everyone, Authenticated, *identity.principals]
+        return ACLHelper().permits(context, principals, permission)
+
+    def remember(self, request: Request, userid: Any, **kw: Any) -> list[tuple[str, str]]:
+        """Sign ``userid`` (a ``User``) in: a brand-new session, so nothing
+        from before (a planted session, its CSRF token) survives."""
+        user: User = userid
+        request.session.invalidate()
+        request.session[SESSION_KEY] = {"uid": user.id, "gen": user.session_generation}
+        request.session.new_csrf_token()
+        request._identity = Identity(user)
+        return []
+
+    def forget(self, request: Request, **kw: Any) -> list[tuple[str, str]]:
+        request.session.invalidate()
+        request._identity = None
+        return []
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """``target`` if it is a path on this site, else ``default``: never another
+    host, whatever the browser would make of it (``//host``, ``/\\host``,
+    ``https:``, tabs and newlines that browsers strip, encoded variants)."""
+    if not target or len(target) > 2000 or not target.startswith("/"):
+        return default
+    if any(ord(c) < 0x21 or c in "\\\x7f" for c in target) or not target.isascii():
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
+        return default
+    return target

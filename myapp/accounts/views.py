@@ -1,0 +1,406 @@
+"""Register, sign in (with a second factor), sign out, recover, and manage
+one's own account. Views are thin: forms check input, ``services`` change
+things, templates show them.
+
+A form that fails answers 400 with the messages beside its fields (and what
+was typed, except passwords); nothing the request did is kept, except what
+must be (throttle counts and failed sign-ins), which ``write_after_response``
+records in a transaction of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPNotFound, HTTPSeeOther
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.security import forget, remember
+from pyramid.view import forbidden_view_config, view_config
+from wtforms import Form
+
+from myapp.accounts import services, two_factor
+from myapp.accounts.forms import (
+    ChangeEmailForm,
+    ChangePasswordForm,
+    ForgotPasswordForm,
+    FormData,
+    LoginForm,
+    RegisterForm,
+    ResetPasswordForm,
+    TwoFactorForm,
+)
+from myapp.accounts.links import LinkSigner
+from myapp.accounts.mail import send_mail
+from myapp.accounts.models import EventTag, User
+from myapp.accounts.passwords import verify_password
+from myapp.accounts.policy import safe_next
+from myapp.accounts.services import Throttle
+from myapp.data import write_after_response
+from myapp.data.meta import utcnow
+
+LOGIN_BY_USER = Throttle("login-user")
+LOGIN_BY_ADDRESS = Throttle("login-address")
+RESET_BY_USER = Throttle("reset-user")
+RESET_BY_ADDRESS = Throttle("reset-address")
+TWO_FACTOR_BY_USER = Throttle("two-factor-user")
+FORM_METHODS = ("GET", "HEAD", "POST")  # a page with a form that posts to itself
+PENDING_KEY = "pending-2fa"  # session: who passed the password step, waiting for a code
+PENDING_SECONDS = 300
+SETUP_KEY = "setup-2fa"  # session: the secret being set up, until the first code confirms it
+
+
+class TooManyAttempts(HTTPBadRequest):
+    code = 429
+    title = "Too Many Requests"
+    explanation = "Too many attempts. Wait a while and try again."
+
+
+def _user(request: Request) -> User:
+    identity = request.identity
+    if identity is None:  # views with permission="account" never get here anonymously
+        raise HTTPForbidden()
+    return identity.user
+
+
+def _links(request: Request) -> LinkSigner:
+    return request.registry["link_signer"]
+
+
+def _form(request: Request, cls: type[Form], **kwargs: Any) -> Form:
+    return cls(FormData(request.POST) if request.method == "POST" else None, **kwargs)
+
+
+def _failed(request: Request, values: dict[str, Any]) -> dict[str, Any]:
+    request.response.status = 400
+    return values
+
+
+def _check_throttles(request: Request, *checks: tuple[Throttle, str]) -> None:
+    for throttle, key in checks:
+        wait = throttle.retry_after(request.dbsession, key)
+        if wait is not None:
+            raise TooManyAttempts(headers={"Retry-After": str(wait)})
+
+
+def _count_attempts(request: Request, *checks: tuple[Throttle, str]) -> None:
+    """Count failed attempts even though the request itself keeps nothing."""
+
+    def count(db: Any) -> None:
+        for throttle, key in checks:
+            throttle.count(db, key)
+
+    write_after_response(request, count, what="a throttle count")
+
+
+def _sign_in(request: Request, user: User, came_from: str | None) -> HTTPSeeOther:
+    user.last_login = utcnow()
+    services.record_event(request.dbsession, user, EventTag.LOGIN, request.client_addr)
+    remember(request, user)
+    return HTTPSeeOther(location=safe_next(came_from, request.route_path("account")))
+
+
+@forbidden_view_config()
+def forbidden(exc: HTTPForbidden, request: Request) -> Response:
+    """Anonymous: sign in first, then come back. Signed in: not allowed."""
+    if request.identity is None and request.method in ("GET", "HEAD"):
+        return HTTPSeeOther(location=request.route_path("account.login", _query={"came_from": request.path_qs}))
+    return request.invoke_exception_view((HTTPForbidden, HTTPForbidden("You may not do that."), None))
+
+
+@view_config(
+    route_name="account.register", renderer="myapp:templates/accounts/register.jinja2", require_methods=FORM_METHODS
+)
+def register(request: Request) -> Any:
+    form = _form(request, RegisterForm)
+    if request.method != "POST":
+        return {"form": form}
+    db = request.dbsession
+    valid = form.validate()
+    if form.username.data and services.find_user(db, form.username.data):
+        form.username.errors = [*form.username.errors, "That username is taken."]
+        valid = False
+    if form.email.data and services.find_user_by_email(db, form.email.data):
+        form.email.errors = [*form.email.errors, "An account with that email already exists."]
+        valid = False
+    if not valid:
+        return _failed(request, {"form": form})
+    user = services.create_user(
+        db,
+        username=form.username.data,
+        email=form.email.data,
+        password=form.password.data,
+        ip_address=request.client_addr,
+    )
+    _send_verification(request, user)
+    return _sign_in(request, user, None)
+
+
+def _send_verification(request: Request, user: User) -> None:
+    token = _links(request).verify_token(user)
+    send_mail(request, user, "verify", link=request.route_url("account.verify", _query={"token": token}))
+
+
+@view_config(route_name="account.login", renderer="myapp:templates/accounts/login.jinja2", require_methods=FORM_METHODS)
+def login(request: Request) -> Any:
+    came_from = request.params.get("came_from", "")
+    form = _form(request, LoginForm)
+    values = {"form": form, "came_from": safe_next(came_from, ""), "notices": request.session.pop_flash("login")}
+    if request.method != "POST":
+        return values
+    if not form.validate():
+        return _failed(request, values)
+    db = request.dbsession
+    checks = ((LOGIN_BY_USER, form.username.data.lower()), (LOGIN_BY_ADDRESS, request.client_addr or ""))
+    _check_throttles(request, *checks)
+    user = services.authenticate(db, form.username.data, form.password.data)
+    if user is None:
+        _count_attempts(request, *checks)
+        _record_failed_login(request, form.username.data)
+        form.password.errors = ["Wrong username or password."]
+        return _failed(request, values)
+    if user.has_two_factor:
+        request.session[PENDING_KEY] = {"uid": user.id, "gen": user.session_generation, "at": utcnow().timestamp()}
+        return HTTPSeeOther(location=request.route_path("account.two_factor", _query={"came_from": came_from}))
+    return _sign_in(request, user, came_from)
+
+
+def _record_failed_login(request: Request, login: str) -> None:
+    address = request.client_addr
+
+    def record(db: Any) -> None:
+        user = services.find_user_by_login(db, login)
+        if user is not None:
+            services.record_event(db, user, EventTag.LOGIN_FAILED, address)
+
+    write_after_response(request, record, what="a failed sign-in")
+
+
+@view_config(
+    route_name="account.two_factor",
+    renderer="myapp:templates/accounts/two_factor_login.jinja2",
+    require_methods=FORM_METHODS,
+)
+def two_factor_login(request: Request) -> Any:
+    """The second step of signing in: a code from the app, or a recovery code."""
+    pending = request.session.get(PENDING_KEY)
+    db = request.dbsession
+    user = services.get_user(db, pending["uid"]) if isinstance(pending, dict) else None
+    fresh = isinstance(pending, dict) and utcnow().timestamp() - pending.get("at", 0) < PENDING_SECONDS
+    if user is None or not fresh or not user.is_active or user.session_generation != pending.get("gen"):
+        request.session.pop(PENDING_KEY, None)
+        return HTTPSeeOther(location=request.route_path("account.login"))
+    came_from = request.params.get("came_from", "")
+    form = _form(request, TwoFactorForm)
+    values = {"form": form, "came_from": safe_next(came_from, "")}
+    if request.method != "POST":
+        return values
+    checks = ((TWO_FACTOR_BY_USER, str(user.id)),)
+    _check_throttles(request, *checks)
+    code = form.code.data or "" if form.validate() else ""
+    if not (two_factor.accept_code(user, code) or services.use_recovery_code(db, user, code, request.client_addr)):
+        _count_attempts(request, *checks)
+        form.code.errors = ["That code is not right (or was already used)."]
+        return _failed(request, values)
+    return _sign_in(request, user, came_from)
+
+
+@view_config(route_name="account.logout", require_methods=["POST"])
+def logout(request: Request) -> Any:
+    identity = request.identity
+    if identity is not None:
+        # Every copy of every session of this user stops working, everywhere.
+        services.end_sessions(identity.user)
+        services.record_event(request.dbsession, identity.user, EventTag.LOGOUT, request.client_addr)
+    forget(request)
+    return HTTPSeeOther(location=request.route_path("home"))
+
+
+@view_config(route_name="account", renderer="myapp:templates/accounts/account.jinja2", permission="account")
+def account(request: Request) -> dict[str, Any]:
+    return _account_page(request)
+
+
+def _account_page(request: Request, **forms: Form) -> dict[str, Any]:
+    user = _user(request)
+    return {
+        "user": user,
+        "password_form": forms.get("password_form") or ChangePasswordForm(),
+        "email_form": forms.get("email_form") or ChangeEmailForm(),
+        "events": services.recent_events(request.dbsession, user),
+        "notices": request.session.pop_flash("account"),
+    }
+
+
+@view_config(
+    route_name="account.password",
+    renderer="myapp:templates/accounts/account.jinja2",
+    permission="account",
+    require_methods=["POST"],
+)
+def change_password(request: Request) -> Any:
+    user = _user(request)
+    form = ChangePasswordForm(FormData(request.POST))
+    form.user_inputs = (user.username, user.email)
+    valid = form.validate()
+    if not verify_password(user.password_hash, form.current_password.data or ""):
+        form.current_password.errors = ["That is not your current password."]
+        valid = False
+    if not valid:
+        return _failed(request, _account_page(request, password_form=form))
+    services.set_password(request.dbsession, user, form.password.data, EventTag.PASSWORD_CHANGED, request.client_addr)
+    remember(request, user)  # this session goes on (with the new generation); all others end
+    request.session.flash("Your password was changed. Every other session has been signed out.", "account")
+    return HTTPSeeOther(location=request.route_path("account"))
+
+
+@view_config(
+    route_name="account.email",
+    renderer="myapp:templates/accounts/account.jinja2",
+    permission="account",
+    require_methods=["POST"],
+)
+def change_email(request: Request) -> Any:
+    user = _user(request)
+    db = request.dbsession
+    form = ChangeEmailForm(FormData(request.POST))
+    valid = form.validate()
+    if not verify_password(user.password_hash, form.current_password.data or ""):
+        form.current_password.errors = ["That is not your current password."]
+        valid = False
+    other = services.find_user_by_email(db, form.email.data) if form.email.data else None
+    if other is not None and other.id != user.id:
+        form.email.errors = [*form.email.errors, "An account with that email already exists."]
+        valid = False
+    if not valid:
+        return _failed(request, _account_page(request, email_form=form))
+    old = user.email
+    services.set_email(db, user, form.email.data, request.client_addr)
+    send_mail(request, user, "email_changed", to=old, new=user.email)
+    _send_verification(request, user)
+    request.session.flash(f"We sent a link to {user.email} to verify it.", "account")
+    return HTTPSeeOther(location=request.route_path("account"))
+
+
+@view_config(route_name="account.verify", renderer="myapp:templates/accounts/message.jinja2")
+def verify_email(request: Request) -> Any:
+    found = _links(request).verified_address(request.GET.get("token", ""))
+    db = request.dbsession
+    user = services.get_user(db, found[0]) if found else None
+    if user is None or user.email.lower() != found[1].lower():  # type: ignore[index]
+        request.response.status = 400
+        return {"title": "Link not valid", "message": "This link is not valid, has expired, or is for another address."}
+    if not user.email_verified:
+        user.email_verified = True
+        services.record_event(db, user, EventTag.EMAIL_VERIFIED, request.client_addr, email=user.email)
+    return {"title": "Email verified", "message": f"Thank you: {user.email} is verified."}
+
+
+@view_config(route_name="account.verify_resend", permission="account", require_methods=["POST"], renderer="string")
+def resend_verification(request: Request) -> Any:
+    user = _user(request)
+    if not user.email_verified:
+        _send_verification(request, user)
+        request.session.flash(f"We sent a new link to {user.email}.", "account")
+    return HTTPSeeOther(location=request.route_path("account"))
+
+
+@view_config(
+    route_name="account.forgot", renderer="myapp:templates/accounts/forgot.jinja2", require_methods=FORM_METHODS
+)
+def forgot_password(request: Request) -> Any:
+    """Sends a reset link if the account exists; says the same either way."""
+    form = _form(request, ForgotPasswordForm)
+    if request.method != "POST":
+        return {"form": form, "sent": False}
+    if not form.validate():
+        return _failed(request, {"form": form, "sent": False})
+    login = form.username.data
+    checks = ((RESET_BY_USER, login.lower()), (RESET_BY_ADDRESS, request.client_addr or ""))
+    _check_throttles(request, *checks)
+    _count_attempts(request, *checks)
+    db = request.dbsession
+    user = services.find_user_by_login(db, login)
+    if user is not None and user.is_active:
+        token = _links(request).reset_token(user)
+        send_mail(request, user, "reset", link=request.route_url("account.reset", _query={"token": token}))
+        services.record_event(db, user, EventTag.PASSWORD_RESET_REQUESTED, request.client_addr)
+    return {"form": form, "sent": True}
+
+
+@view_config(route_name="account.reset", renderer="myapp:templates/accounts/reset.jinja2", require_methods=FORM_METHODS)
+def reset_password(request: Request) -> Any:
+    token = request.params.get("token", "")
+    found = _links(request).reset_user_id(token)
+    db = request.dbsession
+    user = services.get_user(db, found[0]) if found else None
+    if user is None or not user.is_active or not _links(request).reset_matches(user, found[1]):  # type: ignore[index]
+        request.response.status = 400
+        return {"form": None, "token": "", "invalid": True}
+    form = _form(request, ResetPasswordForm)
+    form.user_inputs = (user.username, user.email)
+    values = {"form": form, "token": token, "invalid": False}
+    if request.method != "POST":
+        return values
+    if not form.validate():
+        return _failed(request, values)
+    services.set_password(db, user, form.password.data, EventTag.PASSWORD_RESET, request.client_addr)
+    forget(request)
+    request.session.flash("Your password was reset. Sign in with the new one.", "login")
+    return HTTPSeeOther(location=request.route_path("account.login"))
+
+
+@view_config(
+    route_name="account.two_factor_setup",
+    renderer="myapp:templates/accounts/two_factor.jinja2",
+    permission="account",
+    require_methods=FORM_METHODS,
+)
+def two_factor_setup(request: Request) -> Any:
+    """Turn two-factor sign-in on (scan, confirm with a code, keep the recovery
+    codes) or off (with a current code)."""
+    user = _user(request)
+    db = request.dbsession
+    form = _form(request, TwoFactorForm)
+    values: dict[str, Any] = {"user": user, "form": form, "codes": None, "qr": None, "secret": None}
+    if user.has_two_factor:
+        values["remaining"] = services.unused_recovery_codes(db, user)
+        if request.method == "POST":
+            if not (form.validate() and two_factor.accept_code(user, form.code.data)):
+                form.code.errors = ["That code is not right (or was already used)."]
+                return _failed(request, values)
+            services.remove_two_factor(db, user, request.client_addr)
+            request.session.flash("Two-factor sign-in is off.", "account")
+            return HTTPSeeOther(location=request.route_path("account"))
+        return values
+    secret = request.session.get(SETUP_KEY) or two_factor.new_secret()
+    request.session[SETUP_KEY] = secret
+    uri = two_factor.provisioning_uri(secret, user.username)
+    values.update(qr=two_factor.qr_code_svg(uri), secret=secret)
+    if request.method == "POST":
+        step = two_factor.matching_step(secret, form.code.data or "") if form.validate() else None
+        if step is None:
+            form.code.errors = ["That code is not right. Check the time on your phone and try the next one."]
+            return _failed(request, values)
+        del request.session[SETUP_KEY]
+        codes = services.add_two_factor(db, user, secret, step, request.client_addr)
+        values.update(codes=codes, qr=None, secret=None)
+    return values
+
+
+@view_config(route_name="admin.users", renderer="myapp:templates/accounts/admin_users.jinja2", permission="admin")
+def admin_users(request: Request) -> dict[str, Any]:
+    return {"users": services.all_users(request.dbsession)}
+
+
+@view_config(route_name="admin.user_active", permission="admin", require_methods=["POST"])
+def admin_set_active(request: Request) -> Any:
+    db = request.dbsession
+    user = services.find_user(db, request.matchdict["username"])
+    if user is None:
+        raise HTTPNotFound("No such user.")
+    active = request.POST.get("active") == "true"
+    if user.id == _user(request).id and not active:
+        raise HTTPBadRequest("You cannot disable your own account.")
+    services.set_active(db, user, active, by=_user(request), ip_address=request.client_addr)
+    return HTTPFound(location=request.route_path("admin.users"))
