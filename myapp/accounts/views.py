@@ -38,6 +38,7 @@ from myapp.accounts.policy import safe_next
 from myapp.accounts.services import Throttle
 from myapp.data import write_after_response
 from myapp.data.meta import utcnow
+from myapp.web.views import error_page
 
 LOGIN_BY_USER = Throttle("login-user")
 LOGIN_BY_ADDRESS = Throttle("login-address")
@@ -105,7 +106,7 @@ def forbidden(exc: HTTPForbidden, request: Request) -> Response:
     """Anonymous: sign in first, then come back. Signed in: not allowed."""
     if request.identity is None and request.method in ("GET", "HEAD"):
         return HTTPSeeOther(location=request.route_path("account.login", _query={"came_from": request.path_qs}))
-    return request.invoke_exception_view((HTTPForbidden, HTTPForbidden("You may not do that."), None))
+    return error_page(request, 403, "Forbidden", "Your account may not do that.")
 
 
 @view_config(

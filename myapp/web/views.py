@@ -51,7 +51,8 @@ def health(request: Request) -> dict[str, Any]:
     return {"status": "ok" if healthy else "error", **checks}
 
 
-def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+def error_page(request: Request, status: int, title: str, message: str) -> Response:
+    """The site's own error page, for views that answer an error themselves."""
     response = render_to_response(
         "myapp:templates/error.jinja2",
         {"status": status, "title": title, "message": message},
@@ -92,7 +93,7 @@ def not_found(exc: HTTPNotFound, request: Request) -> Response:
     location = _with_slash(request)
     if location is not None:
         return HTTPMovedPermanently(location=location)
-    return _error_page(request, 404, "Not found", exc.detail or "There is nothing at this address.")
+    return error_page(request, 404, "Not found", exc.detail or "There is nothing at this address.")
 
 
 @exception_view_config(HTTPException)
@@ -102,7 +103,7 @@ def http_error(exc: HTTPException, request: Request) -> Response:
         return exc
     # A CSRF failure's own detail is for developers, not for the person at the form.
     message = CSRF_MESSAGE if isinstance(exc, BadCSRFOrigin | BadCSRFToken) else exc.detail or exc.explanation
-    response = _error_page(request, exc.status_code, exc.title, message)
+    response = error_page(request, exc.status_code, exc.title, message)
     for name in ("Allow", "Content-Range", "Location", "Retry-After", "WWW-Authenticate"):
         if name in exc.headers:
             response.headers[name] = exc.headers[name]
@@ -112,7 +113,7 @@ def http_error(exc: HTTPException, request: Request) -> Response:
 @exception_view_config(UnicodeDecodeError)
 def bad_encoding(exc: UnicodeDecodeError, request: Request) -> Response:
     """Non-UTF-8 bytes in the path or query string are the client's fault."""
-    return _error_page(request, 400, "Bad request", "The address is not valid UTF-8.")
+    return error_page(request, 400, "Bad request", "The address is not valid UTF-8.")
 
 
 def _logged_retry(request: Request, exc: BaseException) -> bool:
@@ -138,7 +139,7 @@ def database_unavailable(exc: DBAPIError, request: Request) -> Response:
             type(exc.orig).__name__,
             exc.orig,
         )
-    response = _error_page(
+    response = error_page(
         request, 503, "Service unavailable", "The site is temporarily unavailable. Please try again in a moment."
     )
     response.headers["Retry-After"] = "5"
@@ -149,4 +150,4 @@ def database_unavailable(exc: DBAPIError, request: Request) -> Response:
 def server_error(exc: Exception, request: Request) -> Response:
     if not _logged_retry(request, exc):
         log.exception("unhandled error on %s %s", request.method, request.environ.get("PATH_INFO"))
-    return _error_page(request, 500, "Server error", "Something went wrong on our side; it has been logged.")
+    return error_page(request, 500, "Server error", "Something went wrong on our side; it has been logged.")

@@ -1,0 +1,90 @@
+"""Helpers for the account tests: make users, fill in forms, read the mail."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import webtest
+from sqlalchemy.orm import Session
+
+from myapp.accounts import services
+from myapp.accounts.models import User
+
+PASSWORD = "violet kettle harbour 93"
+NEW_PASSWORD = "amber lantern orchard 57"
+LINK = re.compile(r"http://\S+")
+
+
+def unique(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def make_user(db: Session, username: str | None = None, *, password: str = PASSWORD, **fields: Any) -> User:
+    username = username or unique()
+    user = services.create_user(db, username=username, email=f"{username}@example.org", password=password)
+    for name, value in fields.items():
+        setattr(user, name, value)
+    db.flush()
+    return user
+
+
+def form_for(page: webtest.TestResponse, action: str) -> webtest.forms.Form:
+    for form in page.forms.values():
+        if form.action == action:
+            return form
+    raise AssertionError(f"no form posting to {action} on the page")
+
+
+def submit(
+    app: webtest.TestApp,
+    path: str,
+    fields: dict[str, str],
+    *,
+    action: str | None = None,
+    status: Any = "*",
+    extra_environ: dict[str, str] | None = None,
+) -> webtest.TestResponse:
+    """Open ``path``, fill in its form (the one posting to ``action``, by default
+    the path itself) as a browser would, CSRF token included, and submit it."""
+    page = app.get(path, extra_environ=extra_environ or {})
+    form = form_for(page, action or path.split("?")[0])
+    for name, value in fields.items():
+        form[name] = value
+    return form.submit(status=status, expect_errors=True, extra_environ=extra_environ or {})
+
+
+def log_in(app: webtest.TestApp, username: str, password: str = PASSWORD, **kw: Any) -> webtest.TestResponse:
+    return submit(app, "/account/login", {"username": username, "password": password}, **kw)
+
+
+def log_out(app: webtest.TestApp) -> webtest.TestResponse:
+    return form_for(app.get("/account"), "/account/logout").submit(status=303)
+
+
+def signed_in_as(app: webtest.TestApp) -> str | None:
+    """The username the page header shows, or None for an anonymous visitor."""
+    link = app.get("/").html.select_one('.account-nav a[href="/account"]')
+    return link.text if link else None
+
+
+def mails_to(folder: Path, address: str) -> list[email.message.EmailMessage]:
+    """Messages the development mailer wrote for ``address``, oldest first."""
+    found = []
+    for path in sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if address in str(message["To"]):
+            found.append(message)
+    return found
+
+
+def link_in(message: email.message.EmailMessage) -> str:
+    """The path and query of the one link in a message (the test app is "localhost")."""
+    body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    url = LINK.search(body)
+    assert url, body
+    return url.group().removeprefix("http://localhost")
