@@ -362,6 +362,7 @@ def two_factor_setup(request: Request) -> Any:
     codes) or off (with a current code)."""
     user = _user(request)
     db = request.dbsession
+    request.response.cache_control = "no-store"  # a secret or recovery codes are on this page
     form = _form(request, TwoFactorForm)
     values: dict[str, Any] = {"user": user, "form": form, "codes": None, "qr": None, "secret": None}
     if user.has_two_factor:

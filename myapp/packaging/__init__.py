@@ -10,3 +10,4 @@ def includeme(config: Configurator) -> None:
     config.add_route("project", "/project/{name}/")
     config.add_route("release", "/project/{name}/{version}/")
     config.add_route("file", "/files/{filename}")
+    config.add_route("user", "/user/{username}/")

@@ -19,6 +19,7 @@ from pyramid.httpexceptions import (
 from pyramid.request import Request
 from pyramid.view import view_config
 
+from myapp.accounts.services import find_user
 from myapp.data import write_after_response
 from myapp.packaging import services
 from myapp.packaging.models import Package, Release
@@ -85,8 +86,18 @@ def project(request: Request) -> dict[str, Any]:
         "package": package,
         "releases": releases,
         "latest": services.latest_release(releases),
+        "maintainers": services.maintainers(request.dbsession, package),
         "description": render_description(package.description, package.description_content_type),
     }
+
+
+@view_config(route_name="user", renderer="myapp:templates/user.jinja2", page_cache=True)
+def user_page(request: Request) -> dict[str, Any]:
+    """A user's public page: the projects they maintain."""
+    user = find_user(request.dbsession, request.matchdict["username"])
+    if user is None or not user.is_active:
+        raise HTTPNotFound("There is no such user.")
+    return {"user": user, "roles": services.projects_of(request.dbsession, user)}
 
 
 @view_config(route_name="release", renderer="myapp:templates/release.jinja2", page_cache=True)
