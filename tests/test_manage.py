@@ -62,7 +62,7 @@ def test_only_owners_manage_collaborators(testapp, dbsession, project):
 
 
 def test_owner_adds_changes_and_removes_collaborators(testapp, dbsession, project):
-    package, owner, _ = project
+    package, *_ = project
     newcomer = make_user(dbsession, "nina")
     log_in(testapp, "olivia")
     assert add(testapp, "NINA").status_int == 303
