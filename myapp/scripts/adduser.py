@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from webob.multidict import MultiDict
+
 from myapp.accounts import services
-from myapp.accounts.forms import RegisterForm
+from myapp.accounts.forms import FormData, RegisterForm
 from myapp.scripts import load_settings, managed_session
 
 
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     password = sys.stdin.readline().rstrip("\r\n")
     # The same rules as the register page, with the same messages.
-    form = RegisterForm(data={"username": args.username, "email": args.email, "password": password})
+    fields = MultiDict(username=args.username, email=args.email, password=password)
+    form = RegisterForm(FormData(fields))
     valid = form.validate()
     load_settings(args.config_uri)
     with managed_session() as db:
