@@ -8,6 +8,7 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import webtest
 from sqlalchemy.orm import Session
@@ -83,8 +84,9 @@ def mails_to(folder: Path, address: str) -> list[email.message.EmailMessage]:
 
 
 def link_in(message: email.message.EmailMessage) -> str:
-    """The path and query of the one link in a message (the test app is "localhost")."""
+    """The path and query of the one link in a message."""
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     url = LINK.search(body)
     assert url, body
-    return url.group().removeprefix("http://localhost")
+    parts = urlsplit(url.group())
+    return f"{parts.path}?{parts.query}"

@@ -316,8 +316,8 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = folder / "server.log"
 
-    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(args, capture_output=True, text=True, env=self.env, timeout=300, check=False)
+    def run_cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, input=input, capture_output=True, text=True, env=self.env, timeout=300, check=False)
 
     def initdb(self, *extra: str) -> subprocess.CompletedProcess[str]:
         return self.run_cli(str(BIN / "myapp-initdb"), str(self.ini), *extra)

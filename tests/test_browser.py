@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import LiveServer, live_server, missing
+from tests.conftest import BIN, LiveServer, live_server, missing
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -191,4 +191,100 @@ def test_home_fits_a_phone_screen(server: LiveServer, phone: Page, problems: Pro
     widths = phone.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     phone.screenshot(path=tmp_path / "home-phone.png", full_page=True)
     assert widths[0] <= widths[1], f"the page scrolls sideways: scrollWidth {widths[0]} > innerWidth {widths[1]}"
+    problems.assert_none()
+
+
+@pytest.mark.parametrize("screen", ["desktop", "phone"])
+def test_account_path_register_verify_two_factor_maintainer(
+    server: LiveServer, browser: Browser, problems: Problems, tmp_path: Path, screen: str
+):
+    """Register, verify the address from the mail, set up two-factor sign-in
+    (the code computed from the secret shown), sign out, sign in with it, add a
+    maintainer to a project, sign out."""
+    import time
+
+    import pyotp
+    from playwright.sync_api import expect
+    from sqlalchemy import create_engine, text
+
+    from tests.accounts import PASSWORD, link_in, mails_to, unique
+
+    size = {"width": 1280, "height": 900} if screen == "desktop" else {"width": 390, "height": 800}
+    page = open_page(browser, problems, viewport=size, is_mobile=screen == "phone", has_touch=screen == "phone")
+    name, helper = unique("owner"), unique("helper")
+    address = f"{name}@example.org"
+    try:
+        # Register: signed in at once, with a verification mail on its way.
+        page.goto(server.base + "/account/register")
+        page.fill("#username", name)
+        page.fill("#email", address)
+        page.fill("#password", PASSWORD)
+        page.click("form button[type=submit]:text('Create account')")
+        page.wait_for_url(re.compile(r"/account$"))
+        expect(page.locator(".account-nav")).to_contain_text(name)
+        expect(page.locator("main")).to_contain_text("not verified")
+        (mail,) = mails_to(server.folder / "mail", address)
+        page.goto(server.base + link_in(mail))
+        expect(page.locator("main h1")).to_have_text("Email verified")
+
+        # A project to share, and a second account to share it with (the operator's tool).
+        engine = create_engine(server.url)
+        with engine.begin() as conn:
+            ids = conn.execute(
+                text("SELECT u.id, (SELECT min(id) FROM packages) FROM users u WHERE u.username = :n"), {"n": name}
+            ).one()
+            conn.execute(
+                text("INSERT INTO roles (user_id, package_id, role) VALUES (:u, :p, 'owner')"),
+                {"u": ids[0], "p": ids[1]},
+            )
+            project = conn.execute(text("SELECT name FROM packages WHERE id = :p"), {"p": ids[1]}).scalar()
+        engine.dispose()
+        added = server.run_cli(
+            str(BIN / "myapp-adduser"),
+            str(server.ini),
+            "--username",
+            helper,
+            "--email",
+            f"{helper}@example.org",
+            "--password-stdin",
+            input=PASSWORD + "\n",
+        )
+        assert added.returncode == 0, added.stderr
+
+        # Two-factor set-up: scan (here: read) the secret, type the current code.
+        page.goto(server.base + "/account/two-factor")
+        expect(page.locator(".qr svg")).to_be_visible()
+        secret = page.locator(".totp-secret").inner_text()
+        page.fill("#code", pyotp.TOTP(secret).now())
+        page.click("form button[type=submit]:text('Turn on')")
+        expect(page.locator(".recovery-codes code")).to_have_count(10)
+        page.screenshot(path=tmp_path / f"recovery-{screen}.png", full_page=True)
+
+        # Sign out, and in again: password, then a code.
+        page.click(".account-nav button:text('Log out')")
+        expect(page.locator(".account-nav")).to_contain_text("Log in")
+        page.click(".account-nav a:text('Log in')")
+        page.fill("#username", name)
+        page.fill("#password", PASSWORD)
+        page.click("form button[type=submit]:text('Log in')")
+        page.wait_for_url(re.compile(r"/account/login/two-factor"))
+        page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))  # the set-up used the current one
+        page.click("form button[type=submit]:text('Continue')")
+        page.wait_for_url(re.compile(r"/account$"))
+        expect(page.locator(".events")).to_contain_text("two-factor added")
+
+        # Add the helper as a maintainer of the project.
+        page.goto(server.base + f"/manage/project/{project}/collaborators")
+        page.fill("#add-collaborator #username", helper)
+        page.click("#add-collaborator button[type=submit]")
+        expect(page.locator("table.collaborators")).to_contain_text(helper)
+        page.goto(server.base + f"/project/{project}/")
+        expect(page.locator(".maintainers")).to_contain_text(helper)
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], f"the page scrolls sideways on a {screen}: {widths}"
+        page.screenshot(path=tmp_path / f"project-{screen}.png", full_page=True)
+        page.click(".account-nav button:text('Log out')")
+        expect(page.locator(".account-nav")).to_contain_text("Log in")
+    finally:
+        page.context.close()
     problems.assert_none()
