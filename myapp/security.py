@@ -24,6 +24,7 @@ STRONG_SECRET_LENGTH = 32
 PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "placeholder", "your-secret", "secret-here", "example")
 SECRET_ENV = "MYAPP_SECRET"  # noqa: S105 - the variable's name, not a secret
 DEFAULT_METHODS = ("GET", "HEAD")
+FORM_METHODS = ("GET", "HEAD", "POST")  # a page whose form posts back to it
 
 DEFAULT_CSP = (
     "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "

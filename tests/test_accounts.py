@@ -356,6 +356,16 @@ def test_two_factor_codes_are_throttled(testapp, dbsession):
     assert submit(testapp, "/account/login/two-factor", {"code": "000001"}).status_int == 429
 
 
+def test_basic_auth_with_a_password_is_refused_once_two_factor_is_on(testapp, dbsession):
+    user = make_user(dbsession)
+    _, token = services.create_token(dbsession, user, "ci")
+    assert testapp.get("/account", headers=basic(user.username, PASSWORD), status=200)
+    user.totp_secret = pyotp.random_base32()
+    dbsession.flush()
+    assert testapp.get("/account", headers=basic(user.username, PASSWORD), status=303)
+    assert testapp.get("/account", headers=basic("__token__", token), status=200)  # tokens still work
+
+
 def test_the_second_step_expires_with_the_session_generation(app, testapp, dbsession):
     user = make_user(dbsession, totp_secret=pyotp.random_base32())
     log_in(testapp, user.username)

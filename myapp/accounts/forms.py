@@ -11,9 +11,11 @@ import re
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.orm import Session
 from wtforms import Field, Form, PasswordField, StringField
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
+from myapp.accounts import services
 from myapp.accounts.passwords import password_problem
 
 # Letters, digits and -_. ; starting and ending with a letter or digit (PEP 508-ish).
@@ -71,6 +73,18 @@ class RegisterForm(Form):
     username = StringField("Username", [InputRequired(), username_rule], filters=[_strip])
     email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
     password = PasswordField("Password", [InputRequired(), new_password_rule])
+
+    def validate_new_account(self, db: Session) -> bool:
+        """The form's own rules, and a username and email nobody has (the
+        register page and ``myapp-adduser`` share this)."""
+        valid = self.validate()
+        if self.username.data and services.find_user(db, self.username.data):
+            self.username.errors = [*self.username.errors, "That username is taken."]
+            valid = False
+        if self.email.data and services.find_user_by_email(db, self.email.data):
+            self.email.errors = [*self.email.errors, "An account with that email already exists."]
+            valid = False
+        return valid
 
 
 class LoginForm(Form):

@@ -5,8 +5,9 @@ A request is made by a user when either
 * its session (the signed cookie) names the user and the session
   generation the user still has (logout, a password change or disabling the
   account bump it, so a copied cookie dies everywhere at once); or
-* it carries HTTP basic auth: a username (or email) and password, or
-  ``__token__`` and an API token. Tools (pip, twine) use this.
+* it carries HTTP basic auth: a username (or email) and password (not for
+  users with two-factor sign-in), or ``__token__`` and an API token. Tools
+  (pip, twine) use this.
 
 Permissions come from ACLs: the root grants ``account`` to anyone signed in
 and ``admin`` to administrators; a project's context adds its roles.
@@ -99,7 +100,8 @@ class SecurityPolicy:
             write_after_response(request, lambda s: services.mark_token_used(s, token_id), what="a token's last use")
             return Identity(token.user, token)
         user = services.authenticate(db, username, password)
-        return None if user is None else Identity(user)
+        # A password alone would get around a second factor: such users use tokens.
+        return None if user is None or user.has_two_factor else Identity(user)
 
     def authenticated_userid(self, request: Request) -> int | None:
         identity = self.identity(request)

@@ -38,6 +38,7 @@ from myapp.accounts.policy import safe_next
 from myapp.accounts.services import Throttle
 from myapp.data import write_after_response
 from myapp.data.meta import utcnow
+from myapp.security import FORM_METHODS
 from myapp.web.views import error_page
 
 LOGIN_BY_USER = Throttle("login-user")
@@ -45,7 +46,6 @@ LOGIN_BY_ADDRESS = Throttle("login-address")
 RESET_BY_USER = Throttle("reset-user")
 RESET_BY_ADDRESS = Throttle("reset-address")
 TWO_FACTOR_BY_USER = Throttle("two-factor-user")
-FORM_METHODS = ("GET", "HEAD", "POST")  # a page with a form that posts to itself
 PENDING_KEY = "pending-2fa"  # session: who passed the password step, waiting for a code
 PENDING_SECONDS = 300
 SETUP_KEY = "setup-2fa"  # session: the secret being set up, until the first code confirms it
@@ -117,14 +117,7 @@ def register(request: Request) -> Any:
     if request.method != "POST":
         return {"form": form}
     db = request.dbsession
-    valid = form.validate()
-    if form.username.data and services.find_user(db, form.username.data):
-        form.username.errors = [*form.username.errors, "That username is taken."]
-        valid = False
-    if form.email.data and services.find_user_by_email(db, form.email.data):
-        form.email.errors = [*form.email.errors, "An account with that email already exists."]
-        valid = False
-    if not valid:
+    if not form.validate_new_account(db):
         return _failed(request, {"form": form})
     user = services.create_user(
         db,
@@ -198,7 +191,7 @@ def two_factor_login(request: Request) -> Any:
         return values
     checks = ((TWO_FACTOR_BY_USER, str(user.id)),)
     _check_throttles(request, *checks)
-    code = form.code.data or "" if form.validate() else ""
+    code = (form.code.data or "") if form.validate() else ""
     if not (two_factor.accept_code(user, code) or services.use_recovery_code(db, user, code, request.client_addr)):
         _count_attempts(request, *checks)
         form.code.errors = ["That code is not right (or was already used)."]
@@ -233,6 +226,14 @@ def _account_page(request: Request, **forms: Form) -> dict[str, Any]:
     }
 
 
+def _current_password_given(form: Form, user: User) -> bool:
+    """Changes to the account itself ask for the password again."""
+    if verify_password(user.password_hash, form.current_password.data or ""):
+        return True
+    form.current_password.errors = ["That is not your current password."]
+    return False
+
+
 @view_config(
     route_name="account.password",
     renderer="myapp:templates/accounts/account.jinja2",
@@ -243,11 +244,7 @@ def change_password(request: Request) -> Any:
     user = _user(request)
     form = ChangePasswordForm(FormData(request.POST))
     form.user_inputs = (user.username, user.email)
-    valid = form.validate()
-    if not verify_password(user.password_hash, form.current_password.data or ""):
-        form.current_password.errors = ["That is not your current password."]
-        valid = False
-    if not valid:
+    if not all([form.validate(), _current_password_given(form, user)]):  # both run: every message shows
         return _failed(request, _account_page(request, password_form=form))
     services.set_password(request.dbsession, user, form.password.data, EventTag.PASSWORD_CHANGED, request.client_addr)
     remember(request, user)  # this session goes on (with the new generation); all others end
@@ -265,10 +262,7 @@ def change_email(request: Request) -> Any:
     user = _user(request)
     db = request.dbsession
     form = ChangeEmailForm(FormData(request.POST))
-    valid = form.validate()
-    if not verify_password(user.password_hash, form.current_password.data or ""):
-        form.current_password.errors = ["That is not your current password."]
-        valid = False
+    valid = all([form.validate(), _current_password_given(form, user)])  # both run: every message shows
     other = services.find_user_by_email(db, form.email.data) if form.email.data else None
     if other is not None and other.id != user.id:
         form.email.errors = [*form.email.errors, "An account with that email already exists."]

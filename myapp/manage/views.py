@@ -16,8 +16,8 @@ from myapp.data.meta import utcnow
 from myapp.packaging import services as packaging
 from myapp.packaging.context import ProjectContext
 from myapp.packaging.models import RoleName
+from myapp.security import FORM_METHODS
 
-FORM_METHODS = ("GET", "HEAD", "POST")
 NO_STORE = "no-store"  # pages that show a secret once must not be kept by any cache
 
 

@@ -31,16 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     # The same rules as the register page, with the same messages.
     fields = MultiDict(username=args.username, email=args.email, password=password)
     form = RegisterForm(FormData(fields))
-    valid = form.validate()
     load_settings(args.config_uri)
     with managed_session() as db:
-        if form.username.data and services.find_user(db, form.username.data):
-            form.username.errors = [*form.username.errors, "That username is taken."]
-            valid = False
-        if form.email.data and services.find_user_by_email(db, form.email.data):
-            form.email.errors = [*form.email.errors, "An account with that email already exists."]
-            valid = False
-        if not valid:
+        if not form.validate_new_account(db):
             for name, errors in form.errors.items():
                 for error in errors:
                     print(f"myapp-adduser: {name}: {error}", file=sys.stderr)
