@@ -37,6 +37,7 @@ tests_require = [
     "hypothesis>=6.100",
     "playwright>=1.40",
     "pytest>=8",
+    "uv>=0.4",
     "WebTest>=3.0",
 ]
 

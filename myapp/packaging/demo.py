@@ -14,8 +14,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from myapp.packaging.metadata import store_wheel_metadata
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
 from myapp.packaging.names import is_prerelease, normalize, version_sort_key
+from myapp.packaging.services import bump_serial
 
 PREFIXES = ["aero", "blue", "quick", "tiny", "deep", "py", "smart", "open", "fast", "micro", "hyper", "lazy"]
 STEMS = [
@@ -179,6 +181,7 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
                 (f"{module}-{version}.tar.gz", _sdist(display, version, summary), "sdist", "source"),
             ):
                 path, digest = _store(files_dir, filename, data)
+                metadata = store_wheel_metadata(files_dir, path) if filename.endswith(".whl") else None
                 release.files.append(
                     ReleaseFile(
                         filename=filename,
@@ -189,6 +192,7 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
                         sha256=digest,
                         upload_time=when,
                         storage_path=path,
+                        metadata_sha256=metadata,
                     )
                 )
             package.releases.append(release)
@@ -200,5 +204,7 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
                 file.yanked = True
         package.updated = when
         db.add(package)
+        db.flush()
+        bump_serial(db, package)
     db.flush()
     return projects

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from myapp.data.meta import utcnow
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.names import is_prerelease, is_valid_name, normalize, version_sort_key
+from myapp.packaging.services import bump_serial
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
@@ -318,18 +319,22 @@ def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> I
         )
         release_ids.update({version: rid for rid, version in rows})
         stats.new_releases = len(new_releases)
+    touched = bool(new_releases)
     for r in project.releases:
         if r.version in existing:
             _, yanked, summary, requires_python = existing[r.version]
             wanted = (r.yanked, r.summary or summary, r.requires_python)
             if (yanked, summary, requires_python) != wanted:
+                touched = True
                 db.execute(
                     update(Release)
                     .where(Release.id == release_ids[r.version])
                     .values(yanked=wanted[0], summary=wanted[1], requires_python=wanted[2])
                 )
 
-    stats.new_files = _write_files(db, project, release_ids)
+    stats.new_files, files_touched = _write_files(db, project, release_ids)
+    if changed or touched or files_touched or stats.new_projects:
+        bump_serial(db, package)
     return stats
 
 
@@ -347,7 +352,8 @@ def _write_classifiers(db: Session, package_id: int, wanted: set[int]) -> None:
         )
 
 
-def _write_files(db: Session, project: ProjectData, release_ids: dict[str, int]) -> int:
+def _write_files(db: Session, project: ProjectData, release_ids: dict[str, int]) -> tuple[int, bool]:
+    """Insert new files and update yanked flags: (new files, anything changed)."""
     have: dict[str, bool] = {}
     if release_ids:
         rows = db.execute(
@@ -355,6 +361,7 @@ def _write_files(db: Session, project: ProjectData, release_ids: dict[str, int])
         )
         have = {filename: yanked for filename, yanked in rows}
     new_rows = []
+    touched = False
     for r in project.releases:
         for f in r.files:
             if f.filename not in have:
@@ -373,7 +380,8 @@ def _write_files(db: Session, project: ProjectData, release_ids: dict[str, int])
                     }
                 )
             elif have[f.filename] != f.yanked:
+                touched = True
                 db.execute(update(ReleaseFile).where(ReleaseFile.filename == f.filename).values(yanked=f.yanked))
     if new_rows:
         db.execute(insert(ReleaseFile), new_rows)
-    return len(new_rows)
+    return len(new_rows), touched or bool(new_rows)

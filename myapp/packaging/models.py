@@ -77,6 +77,9 @@ class Package(Base):
     requires_python: Mapped[str | None] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Bumped (to one past the index's highest) on every change: the simple
+    # API's X-PyPI-Last-Serial, which mirrors and caches compare.
+    last_serial: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
 
     releases: Mapped[list[Release]] = relationship(
         back_populates="package",
@@ -149,6 +152,9 @@ class ReleaseFile(Base):
     upload_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     yanked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     storage_path: Mapped[str | None] = mapped_column(String(1024))
+    # A wheel's core metadata (its .dist-info/METADATA), stored beside it as
+    # <storage_path>.metadata and served at <file URL>.metadata (PEP 658).
+    metadata_sha256: Mapped[str | None] = mapped_column(String(64))
     url: Mapped[str | None] = mapped_column(String(2048))
     downloads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 

@@ -105,6 +105,12 @@ def search(db: Session, query: str, *, page: int = 1, per_page: int = PER_PAGE) 
     return _page_of(db, where=(matches,), order=(rank, Package.name), page=page, per_page=per_page)
 
 
+def bump_serial(db: Session, package: Package) -> int:
+    """Mark a change to the project: its serial becomes the index's highest."""
+    package.last_serial = (db.scalar(select(func.max(Package.last_serial))) or 0) + 1
+    return package.last_serial
+
+
 def find_package(db: Session, name: str) -> Package | None:
     """The package by (normalized) name, with classifiers loaded."""
     return db.scalar(select(Package).where(Package.name == normalize(name)).options(selectinload(Package.classifiers)))
@@ -113,6 +119,17 @@ def find_package(db: Session, name: str) -> Package | None:
 def release_history(db: Session, package: Package) -> list[Release]:
     """All releases, newest first, in one statement whatever their number."""
     return list(db.scalars(select(Release).where(Release.package_id == package.id).order_by(Release.sort_key.desc())))
+
+
+def releases_with_files(db: Session, package: Package) -> list[Release]:
+    """All releases, newest first, with their files: two statements."""
+    stmt = (
+        select(Release)
+        .where(Release.package_id == package.id)
+        .order_by(Release.sort_key.desc())
+        .options(selectinload(Release.files))
+    )
+    return list(db.scalars(stmt))
 
 
 def latest_release(releases: list[Release]) -> Release | None:

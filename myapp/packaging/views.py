@@ -112,22 +112,40 @@ def release(request: Request) -> dict[str, Any]:
     return {"package": package, "release": found}
 
 
+# By ending; anything else is plain bytes. (Never a Content-Encoding: clients would unpack the file.)
+CONTENT_TYPES = {".whl": "application/zip", ".zip": "application/zip", ".tar.gz": "application/gzip"}
+METADATA = ".metadata"  # PEP 658: <file URL>.metadata is the wheel's core metadata
+
+
+def _content_type(filename: str) -> str:
+    return next((t for end, t in CONTENT_TYPES.items() if filename.endswith(end)), "application/octet-stream")
+
+
+def _stored_path(request: Request, storage_path: str, filename: str) -> Path:
+    """The stored file's path; 503 (and an error in the log) if the store has lost it."""
+    root = Path(request.registry.settings["myapp.files_dir"]).resolve()
+    path = (root / storage_path).resolve()
+    if not (path.is_relative_to(root) and path.is_file()):  # never serve outside the store
+        # The database says we have it: a lost file or an unmounted store is ours to fix.
+        log.error("stored file missing: %s (expected at %s)", filename, path)
+        raise HTTPServiceUnavailable("This file is temporarily unavailable. The site's operators have been told.")
+    return path
+
+
 @view_config(route_name="file")
 def download(request: Request) -> Any:
     """Serve the stored bytes (or send the client to the file's original
-    address), and count a download once the response is decided."""
+    address), and count a download once the response is decided. A wheel's
+    core metadata is served at its name + ``.metadata``, and not counted."""
     filename = request.matchdict["filename"]
+    if filename.endswith(METADATA):
+        return _core_metadata(request, filename.removesuffix(METADATA))
     file = services.find_file(request.dbsession, filename) if _FILENAME.match(filename) else None
     if file is None or not (file.storage_path or file.url):
         raise HTTPNotFound(f"No file called {filename!r} is available.")
     if file.storage_path:
-        root = Path(request.registry.settings["myapp.files_dir"]).resolve()
-        path = (root / file.storage_path).resolve()
-        if not (path.is_relative_to(root) and path.is_file()):  # never serve outside the store
-            # The database says we have it: a lost file or an unmounted store is ours to fix.
-            log.error("stored file missing: %s (expected at %s)", filename, path)
-            raise HTTPServiceUnavailable("This file is temporarily unavailable. The site's operators have been told.")
-        served = serve_file(request, path, etag=file.sha256, content_type="application/octet-stream")
+        path = _stored_path(request, file.storage_path, filename)
+        served = serve_file(request, path, etag=file.sha256, content_type=_content_type(filename))
         response, counts = served.response, served.is_download
     else:
         response, counts = HTTPFound(location=file.url), request.method == "GET"
@@ -135,3 +153,11 @@ def download(request: Request) -> Any:
         file_id = file.id
         write_after_response(request, lambda db: services.count_download(db, file_id), what=f"a download of {filename}")
     return response
+
+
+def _core_metadata(request: Request, filename: str) -> Any:
+    file = services.find_file(request.dbsession, filename) if _FILENAME.match(filename) else None
+    if file is None or not (file.storage_path and file.metadata_sha256):
+        raise HTTPNotFound(f"There is no core metadata for {filename!r}.")
+    path = _stored_path(request, file.storage_path + METADATA, filename + METADATA)
+    return serve_file(request, path, etag=file.metadata_sha256, content_type="text/plain; charset=utf-8").response

@@ -1,0 +1,103 @@
+"""PyPI's JSON API: ``/pypi/{name}/json`` and ``/pypi/{name}/{version}/json``,
+in the shape pypi.org answers (``info``, ``releases``, ``urls``,
+``last_serial``, ``vulnerabilities``), for scripts and tools that read it."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
+from pyramid.request import Request
+from pyramid.view import view_config
+
+from myapp.packaging import services
+from myapp.packaging.models import Package, Release, ReleaseFile
+from myapp.packaging.names import is_valid_name
+
+
+def _package(request: Request) -> Package:
+    name = request.matchdict["name"]
+    package = services.find_package(request.dbsession, name) if is_valid_name(name) else None
+    if package is None:
+        raise HTTPNotFound(f"There is no project called {name!r}.")
+    if name != package.name:
+        raise HTTPMovedPermanently(location=request.current_route_path(name=package.name))
+    return package
+
+
+def file_json(request: Request, release: Release, file: ReleaseFile) -> dict[str, Any]:
+    uploaded = file.upload_time.astimezone(UTC)
+    return {
+        "comment_text": "",
+        "digests": {"sha256": file.sha256},
+        "downloads": file.downloads,
+        "filename": file.filename,
+        "has_sig": False,
+        "packagetype": file.packagetype,
+        "python_version": file.python_version,
+        "requires_python": file.requires_python,
+        "size": file.size,
+        "upload_time": uploaded.strftime("%Y-%m-%dT%H:%M:%S"),
+        "upload_time_iso_8601": uploaded.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "url": request.route_url("file", filename=file.filename) if file.storage_path else file.url,
+        "yanked": file.yanked,
+        "yanked_reason": release.yanked_reason if file.yanked else None,
+    }
+
+
+def info_json(request: Request, package: Package, release: Release | None) -> dict[str, Any]:
+    version = release.version if release else None
+    return {
+        "author": package.author,
+        "author_email": package.author_email,
+        "classifiers": [c.classifier for c in package.classifiers],
+        "description": package.description or "",
+        "description_content_type": package.description_content_type,
+        "home_page": package.home_page,
+        "keywords": package.keywords,
+        "license": package.license,
+        "maintainer": package.maintainer,
+        "maintainer_email": package.maintainer_email,
+        "name": package.display_name,
+        "package_url": request.route_url("project", name=package.name),
+        "project_url": request.route_url("project", name=package.name),
+        "project_urls": package.project_urls or None,
+        "release_url": request.route_url("release", name=package.name, version=version) if version else None,
+        "requires_python": (release.requires_python if release else None) or package.requires_python,
+        "summary": (release.summary if release else None) or package.summary,
+        "version": version,
+        "yanked": bool(release and release.yanked),
+        "yanked_reason": release.yanked_reason if release else None,
+    }
+
+
+@view_config(route_name="json.project", renderer="json")
+def project_json(request: Request) -> dict[str, Any]:
+    package = _package(request)
+    releases = services.releases_with_files(request.dbsession, package)
+    latest = services.latest_release(releases)
+    request.response.headers["X-PyPI-Last-Serial"] = str(package.last_serial)
+    return {
+        "info": info_json(request, package, latest),
+        "last_serial": package.last_serial,
+        "releases": {r.version: [file_json(request, r, f) for f in r.files] for r in reversed(releases)},
+        "urls": [file_json(request, latest, f) for f in latest.files] if latest else [],
+        "vulnerabilities": [],
+    }
+
+
+@view_config(route_name="json.release", renderer="json")
+def release_json(request: Request) -> dict[str, Any]:
+    package = _package(request)
+    version = request.matchdict["version"]
+    release = services.find_release(request.dbsession, package, version) if len(version) <= 100 else None
+    if release is None:
+        raise HTTPNotFound(f"{package.display_name} has no release {version!r}.")
+    request.response.headers["X-PyPI-Last-Serial"] = str(package.last_serial)
+    return {
+        "info": info_json(request, package, release),
+        "last_serial": package.last_serial,
+        "urls": [file_json(request, release, f) for f in release.files],
+        "vulnerabilities": [],
+    }

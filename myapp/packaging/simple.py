@@ -1,0 +1,203 @@
+"""The simple repository API that pip and uv read.
+
+* PEP 503 HTML and PEP 691 JSON, chosen by the ``Accept`` header (quality
+  values honoured; HTML when there is none or for ``*/*``; 406 when nothing
+  offered is acceptable), with ``Vary: Accept``. ``?format=`` picks one too.
+* API version 1.1: PEP 700's ``versions``, ``size`` and ``upload-time``
+  (so ``uv --exclude-newer`` works), PEP 592 yanks, and PEP 658/714 core
+  metadata (``data-core-metadata``; ``core-metadata`` in JSON).
+* ``X-PyPI-Last-Serial`` and an ETag on every page; ``If-None-Match`` gets 304.
+* ``/simple/`` lists every project: it is streamed from a session of its own,
+  so a million names never sit in memory at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from markupsafe import escape
+from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotAcceptable, HTTPNotFound, HTTPNotModified
+from pyramid.renderers import render_to_response
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import view_config
+from sqlalchemy import func, select
+
+from myapp.packaging import services
+from myapp.packaging.models import Package, Release, ReleaseFile
+from myapp.packaging.names import is_valid_name
+
+API_VERSION = "1.1"
+JSON = "application/vnd.pypi.simple.v1+json"
+HTML = "application/vnd.pypi.simple.v1+html"
+# In order of preference when the client likes several equally: HTML first,
+# so that browsers and ``*/*`` get a page and pip's header gets JSON.
+OFFERS = {
+    "text/html": "text/html",
+    HTML: HTML,
+    "application/vnd.pypi.simple.latest+html": HTML,
+    JSON: JSON,
+    "application/vnd.pypi.simple.latest+json": JSON,
+}
+FORMATS = {"text/html": "text/html", HTML: HTML, JSON: JSON}
+STREAM_BATCH = 5000
+
+
+def negotiate(request: Request) -> str:
+    """The representation to send: ``text/html``, the v1 HTML type, or the v1 JSON type."""
+    wanted = request.GET.get("format")
+    if wanted is not None:
+        if wanted not in FORMATS:
+            raise HTTPNotAcceptable(f"format must be one of: {', '.join(FORMATS)}.")
+        return FORMATS[wanted]
+    if "Accept" not in request.headers:
+        return "text/html"
+    offers = request.accept.acceptable_offers(list(OFFERS))
+    if not offers:
+        raise HTTPNotAcceptable(f"This page is available as: {', '.join(OFFERS)}.")
+    return OFFERS[offers[0][0]]
+
+
+def _conditional(request: Request, kind: str, serial: int, extra: str = "") -> dict[str, str]:
+    """The headers every simple page carries; raises 304 when the client has it."""
+    etag = f"{kind.rsplit('/', 1)[-1]}-{serial}{extra}"
+    headers = {"ETag": f'"{etag}"', "Vary": "Accept", "X-PyPI-Last-Serial": str(serial)}
+    if etag in request.if_none_match:
+        raise HTTPNotModified(headers=headers)
+    return headers
+
+
+def _content_type(kind: str) -> str:
+    return "text/html" if kind == "text/html" else kind
+
+
+@dataclass(frozen=True)
+class SimpleFile:
+    filename: str
+    url: str
+    sha256: str
+    requires_python: str | None
+    size: int
+    upload_time: datetime
+    yanked: str | bool  # False, or the reason (True when none was given)
+    core_metadata: str | None  # its sha256
+
+    def as_json(self) -> dict[str, Any]:
+        metadata = {"sha256": self.core_metadata} if self.core_metadata else False
+        return {
+            "filename": self.filename,
+            "url": self.url,
+            "hashes": {"sha256": self.sha256},
+            "requires-python": self.requires_python,
+            "size": self.size,
+            "upload-time": self.upload_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "yanked": self.yanked,
+            "core-metadata": metadata,
+            "dist-info-metadata": metadata,
+        }
+
+
+def project_files(request: Request, package: Package) -> tuple[list[str], list[SimpleFile]]:
+    """The project's versions, oldest first, and every file, in one statement each."""
+    db = request.dbsession
+    versions = list(
+        db.scalars(select(Release.version).where(Release.package_id == package.id).order_by(Release.sort_key))
+    )
+    rows = db.execute(
+        select(ReleaseFile, Release.yanked_reason)
+        .join(Release)
+        .where(Release.package_id == package.id)
+        .order_by(Release.sort_key, ReleaseFile.filename)
+    )
+    files = [
+        SimpleFile(
+            filename=f.filename,
+            url=request.route_path("file", filename=f.filename) if f.storage_path else (f.url or ""),
+            sha256=f.sha256,
+            requires_python=f.requires_python,
+            size=f.size,
+            upload_time=f.upload_time,
+            yanked=(reason or True) if f.yanked else False,
+            core_metadata=f.metadata_sha256 if f.storage_path else None,
+        )
+        for f, reason in rows
+    ]
+    return versions, files
+
+
+@view_config(route_name="simple.project", require_methods=["GET", "HEAD"])
+def simple_project(request: Request) -> Response:
+    kind = negotiate(request)
+    name = request.matchdict["name"]
+    package = services.find_package(request.dbsession, name) if is_valid_name(name) else None
+    if package is None:
+        raise HTTPNotFound(f"There is no project called {name!r}.")
+    if name != package.name:
+        raise HTTPMovedPermanently(location=request.route_path("simple.project", name=package.name, _query=request.GET))
+    headers = _conditional(request, kind, package.last_serial)
+    versions, files = project_files(request, package)
+    if kind == JSON:
+        body = {
+            "meta": {"api-version": API_VERSION, "_last-serial": package.last_serial},
+            "name": package.name,
+            "versions": versions,
+            "files": [f.as_json() for f in files],
+        }
+        response = render_to_response("json", body, request=request)
+    else:
+        values = {"package": package, "files": files, "api_version": API_VERSION}
+        response = render_to_response("myapp:templates/simple/project.jinja2", values, request=request)
+    response.content_type = _content_type(kind)
+    response.headers.update(headers)
+    return response
+
+
+@view_config(route_name="simple.index", require_methods=["GET", "HEAD"])
+def simple_index(request: Request) -> Response:
+    kind = negotiate(request)
+    count, serial = request.dbsession.execute(select(func.count(), func.max(Package.last_serial))).one()
+    headers = _conditional(request, kind, serial or 0, f"-{count}")
+    factory = request.registry["dbsession_factory"]
+    rows = _stream_projects(factory)
+    body = _index_json(rows, serial or 0) if kind == JSON else _index_html(request, rows)
+    response = Response(app_iter=(chunk.encode() for chunk in body), content_type=_content_type(kind))
+    response.headers.update(headers)
+    return response
+
+
+def _stream_projects(factory: Any) -> Iterator[tuple[str, str, int]]:
+    """(name, display name, serial) of every project, by name, in batches, from
+    a session of its own: the request's has ended by the time this runs."""
+    with factory() as db:
+        stmt = select(Package.name, Package.display_name, Package.last_serial).order_by(Package.name)
+        yield from db.execute(stmt.execution_options(yield_per=STREAM_BATCH))
+
+
+def _batched(pieces: Iterator[str]) -> Iterator[str]:
+    """Join many small strings into fewer chunks for the socket."""
+    batch: list[str] = []
+    for piece in pieces:
+        batch.append(piece)
+        if len(batch) == STREAM_BATCH:
+            yield "".join(batch)
+            batch.clear()
+    yield "".join(batch)
+
+
+def _index_html(request: Request, rows: Iterator[tuple[str, str, int]]) -> Iterator[str]:
+    base = request.route_path("simple.index")
+    yield f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{API_VERSION}">'
+    yield "<title>Simple index</title></head><body>\n"
+    yield from _batched(f'<a href="{base}{escape(name)}/">{escape(display)}</a><br>\n' for name, display, _ in rows)
+    yield "</body></html>\n"
+
+
+def _index_json(rows: Iterator[tuple[str, str, int]], serial: int) -> Iterator[str]:
+    yield '{"meta": ' + json.dumps({"api-version": API_VERSION, "_last-serial": serial}) + ', "projects": ['
+    entries = (json.dumps({"name": display, "_last-serial": last}) for _, display, last in rows)
+    yield from _batched(("" if i == 0 else ", ") + entry for i, entry in enumerate(entries))
+    yield "]}\n"
