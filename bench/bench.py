@@ -45,6 +45,8 @@ WARMUP_REQUESTS = 20
 MAX_REQUESTS_PER_CONNECTION = 1_000_000  # the Python loader stops at this or at the deadline
 TARGET_RATIO = 0.60
 PROJECT_LINK = re.compile(r'href="(/project/[^/"?#]+/)"')
+WHEEL_LINK = re.compile(r'href="(/files/[^"#]+\.whl)#')
+SIMPLE_JSON = "?format=application/vnd.pypi.simple.v1%2Bjson"
 WRK_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
 WRK_P99 = re.compile(r"^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$", re.MULTILINE)
 WRK_REQUESTS = re.compile(r"(\d+) requests in")
@@ -258,6 +260,14 @@ def warm_up(url: str) -> None:
         get_ok(url)
 
 
+def wheel_url(base: str, project: str) -> str:
+    """The first wheel the project's simple page links to."""
+    match = WHEEL_LINK.search(get_ok(f"{base}/simple/{project}/"))
+    if match is None:
+        raise BenchError(f"{base}/simple/{project}/ links to no wheel")
+    return base + match.group(1)
+
+
 def project_url(base: str) -> str:
     """A real demo project: the first one /projects/ links to."""
     match = PROJECT_LINK.search(get_ok(f"{base}/projects/"))
@@ -392,11 +402,17 @@ def run(args: argparse.Namespace) -> tuple[str, list[Row]]:
         init_database(app_ini, env)
         bare = stack.enter_context(serve(bare_ini, bare_port, {**env, "PYTHONPATH": str(HERE)}))
         app = stack.enter_context(serve(app_ini, app_port, env))
+        project = project_url(app)
+        name = project.rstrip("/").rsplit("/", 1)[-1]
         targets = [  # bare Pyramid first: the ratios are to its figures
             Target("bare Pyramid", f"{bare}/"),
             Target("home", f"{app}/"),
-            Target("project", project_url(app)),
+            Target("project", project),
             Target("search", f"{app}/search?q=cache"),
+            Target("simple index", f"{app}/simple/"),
+            Target("simple html", f"{app}/simple/{name}/"),
+            Target("simple json", f"{app}/simple/{name}/{SIMPLE_JSON}"),
+            Target("download", wheel_url(app, name)),
         ]
         for target in targets:
             warm_up(target.url)

@@ -55,6 +55,19 @@ def app_secret(settings: dict[str, Any]) -> str:
     return secret
 
 
+READ_ACCESS_ENV = "MYAPP_READ_ACCESS"
+READ_ACCESS = ("public", "authenticated")
+
+
+def read_access(settings: dict[str, Any]) -> str:
+    """Who may read the index: ``public`` (anyone) or ``authenticated``
+    (signed in, or HTTP basic auth), from ``MYAPP_READ_ACCESS`` or ``myapp.read_access``."""
+    value = (os.environ.get(READ_ACCESS_ENV) or settings.get("myapp.read_access") or "public").strip().lower()
+    if value not in READ_ACCESS:
+        raise SettingsError(f"myapp.read_access must be one of {', '.join(READ_ACCESS)}, not {value!r}.")
+    return value
+
+
 def derived_secret(settings: dict[str, Any], purpose: str) -> str:
     """A key for one use (sessions, signed links), derived from the app secret,
     so that no two uses share a key."""

@@ -58,7 +58,7 @@ def test_only_owners_manage_collaborators(testapp, dbsession, project):
     assert "/account/login?came_from=" in testapp.get(COLLABORATORS, status=303).location
     log_in(testapp, "mark")
     assert testapp.get(COLLABORATORS, status=403)
-    assert testapp.get("/manage/project/no-such-project/collaborators", status=404)
+    assert testapp.get("/manage/project/no-such-project/collaborators", status=403)  # says nothing of what exists
 
 
 def test_owner_adds_changes_and_removes_collaborators(testapp, dbsession, project):

@@ -1,17 +1,21 @@
 """People: accounts, signing in and out, recovery, two factors, API tokens'
 credentials, and who may do what (the security policy)."""
 
+from pyramid.authorization import Authenticated, Everyone
 from pyramid.config import Configurator
 
 from myapp.accounts.links import LinkSigner
-from myapp.accounts.policy import Root, SecurityPolicy
-from myapp.security import derived_secret
+from myapp.accounts.policy import READERS, Root, SecurityPolicy
+from myapp.security import derived_secret, read_access
 
 
 def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     config.set_security_policy(SecurityPolicy())
     config.set_root_factory(Root)
+    # Every view needs "view" unless it says otherwise: a private index is private by default.
+    config.registry[READERS] = Authenticated if read_access(settings) == "authenticated" else Everyone
+    config.set_default_permission("view")
     config.registry["link_signer"] = LinkSigner(derived_secret(settings, "links"))
     config.include("myapp.accounts.mail")
 

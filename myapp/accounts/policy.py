@@ -9,8 +9,11 @@ A request is made by a user when either
   users with two-factor sign-in), or ``__token__`` and an API token. Tools
   (pip, twine) use this.
 
-Permissions come from ACLs: the root grants ``account`` to anyone signed in
-and ``admin`` to administrators; a project's context adds its roles.
+Permissions come from ACLs: the root grants ``view`` (every page's default
+permission) to everyone, or only to those signed in when
+``myapp.read_access = authenticated``; ``account`` to anyone signed in and
+``admin`` to administrators; a project's context adds its roles. A token
+scoped to one project is good for that project's context only.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from urllib.parse import urlsplit
 
 from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 from pyramid.request import Request
+from pyramid.security import Denied
 
 from myapp.accounts import services
 from myapp.accounts.models import ApiToken, User
@@ -46,13 +50,29 @@ class Identity:
         return found
 
 
+READERS = "myapp.readers"  # registry: who may view, Everyone or Authenticated
+# Registry: names of routes that tools call; refusals there are 401 + WWW-Authenticate, not a login page.
+BASIC_AUTH_ROUTES = "myapp.basic_auth_routes"
+
+
+def site_acl(request: Request) -> list[tuple[Any, ...]]:
+    """The entries every context starts with."""
+    return [
+        (Allow, request.registry[READERS], "view"),
+        (Allow, Authenticated, "account"),
+        (Allow, ADMINS, ("admin", "view")),
+    ]
+
+
 class Root:
     """The site's default context."""
 
-    __acl__ = ((Allow, Authenticated, "account"), (Allow, ADMINS, "admin"))
-
     def __init__(self, request: Request) -> None:
         self.request = request
+
+    @property
+    def __acl__(self) -> list[tuple[Any, ...]]:
+        return site_acl(self.request)
 
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -109,6 +129,10 @@ class SecurityPolicy:
 
     def permits(self, request: Request, context: Any, permission: str) -> Any:
         identity = self.identity(request)
+        if identity is not None and identity.token is not None and identity.token.package_id is not None:
+            package = getattr(context, "package", None)
+            if package is None or package.id != identity.token.package_id:
+                return Denied("This API token is limited to another project.")
         principals = [Everyone] if identity is None else [Everyone, Authenticated, *identity.principals]
         return ACLHelper().permits(context, principals, permission)
 

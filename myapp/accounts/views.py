@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyramid.authorization import ACLDenied
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPNotFound, HTTPSeeOther
 from pyramid.request import Request
 from pyramid.response import Response
-from pyramid.security import forget, remember
+from pyramid.security import NO_PERMISSION_REQUIRED, Denied, forget, remember
 from pyramid.view import forbidden_view_config, view_config
 from wtforms import Form
 
@@ -34,7 +35,7 @@ from myapp.accounts.links import LinkSigner
 from myapp.accounts.mail import send_mail
 from myapp.accounts.models import EventTag, User
 from myapp.accounts.passwords import verify_password
-from myapp.accounts.policy import safe_next
+from myapp.accounts.policy import BASIC_AUTH_ROUTES, safe_next
 from myapp.accounts.services import Throttle
 from myapp.data import write_after_response
 from myapp.data.meta import utcnow
@@ -46,6 +47,8 @@ LOGIN_BY_ADDRESS = Throttle("login-address")
 RESET_BY_USER = Throttle("reset-user")
 RESET_BY_ADDRESS = Throttle("reset-address")
 TWO_FACTOR_BY_USER = Throttle("two-factor-user")
+# Signing in (and out, and recovering) must work for those who may not read yet.
+PUBLIC = NO_PERMISSION_REQUIRED
 PENDING_KEY = "pending-2fa"  # session: who passed the password step, waiting for a code
 PENDING_SECONDS = 300
 SETUP_KEY = "setup-2fa"  # session: the secret being set up, until the first code confirms it
@@ -103,14 +106,34 @@ def _sign_in(request: Request, user: User, came_from: str | None) -> HTTPSeeOthe
 
 @forbidden_view_config()
 def forbidden(exc: HTTPForbidden, request: Request) -> Response:
-    """Anonymous: sign in first, then come back. Signed in: not allowed."""
+    """Tools (routes in ``BASIC_AUTH_ROUTES``): 401 asking for basic auth, or
+    403 with the reason. People: sign in first, then come back; or, signed
+    in, a 403 page."""
+    route = request.matched_route.name if request.matched_route else None
+    result = getattr(exc, "result", None)
+    # Our own denials say why (a token's scope); an ACL's says how the ACL is built: not shown.
+    denial = str(result) if isinstance(result, Denied) and not isinstance(result, ACLDenied) else "You may not do that."
+    if route in request.registry.get(BASIC_AUTH_ROUTES, ()):
+        if request.identity is None:
+            response = error_page(
+                request,
+                401,
+                "Unauthorized",
+                "Sign in with HTTP basic auth: a username and password, or __token__ and an API token.",
+            )
+            response.headers["WWW-Authenticate"] = 'Basic realm="myapp", charset="UTF-8"'
+            return response
+        return error_page(request, 403, "Forbidden", denial)
     if request.identity is None and request.method in ("GET", "HEAD"):
         return HTTPSeeOther(location=request.route_path("account.login", _query={"came_from": request.path_qs}))
-    return error_page(request, 403, "Forbidden", "Your account may not do that.")
+    return error_page(request, 403, "Forbidden", denial)
 
 
 @view_config(
-    route_name="account.register", renderer="myapp:templates/accounts/register.jinja2", require_methods=FORM_METHODS
+    route_name="account.register",
+    permission=PUBLIC,
+    renderer="myapp:templates/accounts/register.jinja2",
+    require_methods=FORM_METHODS,
 )
 def register(request: Request) -> Any:
     form = _form(request, RegisterForm)
@@ -135,7 +158,12 @@ def _send_verification(request: Request, user: User) -> None:
     send_mail(request, user, "verify", link=request.route_url("account.verify", _query={"token": token}))
 
 
-@view_config(route_name="account.login", renderer="myapp:templates/accounts/login.jinja2", require_methods=FORM_METHODS)
+@view_config(
+    route_name="account.login",
+    permission=PUBLIC,
+    renderer="myapp:templates/accounts/login.jinja2",
+    require_methods=FORM_METHODS,
+)
 def login(request: Request) -> Any:
     came_from = request.params.get("came_from", "")
     form = _form(request, LoginForm)
@@ -172,6 +200,7 @@ def _record_failed_login(request: Request, login: str) -> None:
 
 @view_config(
     route_name="account.two_factor",
+    permission=PUBLIC,
     renderer="myapp:templates/accounts/two_factor_login.jinja2",
     require_methods=FORM_METHODS,
 )
@@ -199,7 +228,7 @@ def two_factor_login(request: Request) -> Any:
     return _sign_in(request, user, came_from)
 
 
-@view_config(route_name="account.logout", require_methods=["POST"])
+@view_config(route_name="account.logout", permission=PUBLIC, require_methods=["POST"])
 def logout(request: Request) -> Any:
     identity = request.identity
     if identity is not None:
@@ -277,7 +306,7 @@ def change_email(request: Request) -> Any:
     return HTTPSeeOther(location=request.route_path("account"))
 
 
-@view_config(route_name="account.verify", renderer="myapp:templates/accounts/message.jinja2")
+@view_config(route_name="account.verify", permission=PUBLIC, renderer="myapp:templates/accounts/message.jinja2")
 def verify_email(request: Request) -> Any:
     found = _links(request).verified_address(request.GET.get("token", ""))
     db = request.dbsession
@@ -301,7 +330,10 @@ def resend_verification(request: Request) -> Any:
 
 
 @view_config(
-    route_name="account.forgot", renderer="myapp:templates/accounts/forgot.jinja2", require_methods=FORM_METHODS
+    route_name="account.forgot",
+    permission=PUBLIC,
+    renderer="myapp:templates/accounts/forgot.jinja2",
+    require_methods=FORM_METHODS,
 )
 def forgot_password(request: Request) -> Any:
     """Sends a reset link if the account exists; says the same either way."""
@@ -323,7 +355,12 @@ def forgot_password(request: Request) -> Any:
     return {"form": form, "sent": True}
 
 
-@view_config(route_name="account.reset", renderer="myapp:templates/accounts/reset.jinja2", require_methods=FORM_METHODS)
+@view_config(
+    route_name="account.reset",
+    permission=PUBLIC,
+    renderer="myapp:templates/accounts/reset.jinja2",
+    require_methods=FORM_METHODS,
+)
 def reset_password(request: Request) -> Any:
     token = request.params.get("token", "")
     found = _links(request).reset_user_id(token)

@@ -14,8 +14,8 @@ from myapp.accounts.forms import FormData, TokenForm
 from myapp.accounts.models import EventTag, User
 from myapp.data.meta import utcnow
 from myapp.packaging import services as packaging
-from myapp.packaging.context import ProjectContext
-from myapp.packaging.models import RoleName
+from myapp.packaging.context import ProjectContext, project_or_404
+from myapp.packaging.models import Package, RoleName
 from myapp.security import FORM_METHODS
 
 NO_STORE = "no-store"  # pages that show a secret once must not be kept by any cache
@@ -39,7 +39,8 @@ def my_projects(request: Request) -> dict[str, Any]:
 def collaborators(context: ProjectContext, request: Request) -> Any:
     """Add a collaborator by username, change a role, remove one; a project
     keeps at least one owner."""
-    values: dict[str, Any] = {"package": context.package, "roles": context.roles, "error": None}
+    package = project_or_404(request)
+    values: dict[str, Any] = {"package": package, "roles": context.roles, "error": None}
     if request.method != "POST":
         return values
     db = request.dbsession
@@ -51,21 +52,21 @@ def collaborators(context: ProjectContext, request: Request) -> Any:
         error = "That is not something this page can do."
     elif user is None:
         error = f"There is no user called {username!r}."
-    elif action == "add" and packaging.role_of(db, user, context.package) is not None:
+    elif action == "add" and packaging.role_of(db, user, package) is not None:
         error = f"{user.username} is already a collaborator."
     if error is None:
         try:
-            _change_role(request, context, user, action, RoleName(role_name))  # type: ignore[arg-type]
+            _change_role(request, package, user, action, RoleName(role_name))  # type: ignore[arg-type]
         except packaging.LastOwnerError as exc:
             error = f"{exc} Make someone else an owner first."
     if error is not None:
         request.response.status = 400
         return values | {"error": error}
-    return HTTPSeeOther(location=request.route_path("manage.collaborators", name=context.package.name))
+    return HTTPSeeOther(location=request.route_path("manage.collaborators", name=package.name))
 
 
-def _change_role(request: Request, context: ProjectContext, user: User, action: str, role: RoleName) -> None:
-    db, package = request.dbsession, context.package
+def _change_role(request: Request, package: Package, user: User, action: str, role: RoleName) -> None:
+    db = request.dbsession
     detail = {"project": package.name, "by": _me(request).username}
     if action == "remove":
         packaging.remove_role(db, package, user)

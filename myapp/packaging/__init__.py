@@ -2,16 +2,23 @@
 
 from pyramid.config import Configurator
 
+from myapp.accounts.policy import BASIC_AUTH_ROUTES
+from myapp.packaging.context import FileContext, ProjectContext
+
+# What pip, uv and scripts call: on a private index they are asked for basic auth.
+TOOL_ROUTES = ("file", "simple.index", "simple.project", "json.project", "json.release")
+
 
 def includeme(config: Configurator) -> None:
     config.add_route("home", "/")
     config.add_route("projects", "/projects/")
     config.add_route("search", "/search")
-    config.add_route("project", "/project/{name}/")
-    config.add_route("release", "/project/{name}/{version}/")
-    config.add_route("file", "/files/{filename}")
+    config.add_route("project", "/project/{name}/", factory=ProjectContext)
+    config.add_route("release", "/project/{name}/{version}/", factory=ProjectContext)
+    config.add_route("file", "/files/{filename}", factory=FileContext)
     config.add_route("user", "/user/{username}/")
     config.add_route("simple.index", "/simple/")
-    config.add_route("simple.project", "/simple/{name}/")
-    config.add_route("json.project", "/pypi/{name}/json")
-    config.add_route("json.release", "/pypi/{name}/{version}/json")
+    config.add_route("simple.project", "/simple/{name}/", factory=ProjectContext)
+    config.add_route("json.project", "/pypi/{name}/json", factory=ProjectContext)
+    config.add_route("json.release", "/pypi/{name}/{version}/json", factory=ProjectContext)
+    config.registry.setdefault(BASIC_AUTH_ROUTES, set()).update(TOOL_ROUTES)

@@ -1,17 +1,25 @@
-"""A project as a security context: its roles become its ACL."""
+"""A project (or one of its files) as the security context of a request: its
+roles become its ACL, and a token scoped to it is good here and nowhere else.
+
+The context never answers 404 itself: the view does, after the permission
+check, so a private index tells a stranger nothing about which projects exist.
+"""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from pyramid.authorization import Allow
-from pyramid.httpexceptions import HTTPNotFound
+from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
 from pyramid.request import Request
 
-from myapp.accounts.policy import ADMINS
+from myapp.accounts.policy import ADMINS, site_acl
 from myapp.packaging import services
 from myapp.packaging.models import Package, Role, RoleName
-from myapp.packaging.names import is_valid_name
+from myapp.packaging.names import is_valid_filename, is_valid_name
+
+METADATA = ".metadata"  # PEP 658: <file URL>.metadata is the wheel's core metadata
 
 
 class ProjectContext:
@@ -19,18 +27,44 @@ class ProjectContext:
     owners; administrators may do both, to rescue an orphaned project."""
 
     def __init__(self, request: Request) -> None:
+        self.request = request
+        self.package: Package | None = self._find(request)
+
+    def _find(self, request: Request) -> Package | None:
         name = request.matchdict["name"]
-        package = services.find_package(request.dbsession, name) if is_valid_name(name) else None
-        if package is None:
-            raise HTTPNotFound(f"There is no project called {name!r}.")
-        self.package: Package = package
-        self.roles: list[Role] = services.maintainers(request.dbsession, package)
+        return services.find_package(request.dbsession, name) if is_valid_name(name) else None
+
+    @cached_property
+    def roles(self) -> list[Role]:
+        return services.maintainers(self.request.dbsession, self.package) if self.package else []
 
     @property
-    def __acl__(self) -> list[tuple[Any, ...]]:
-        acl: list[tuple[Any, ...]] = [(Allow, ADMINS, ("manage", "upload"))]
+    def __acl__(self) -> Any:
+        # A generator: the roles are queried only if a permission needs them ("view" does not).
+        yield from site_acl(self.request)
+        yield (Allow, ADMINS, ("manage", "upload"))
         for role in self.roles:
-            acl.append((Allow, f"user:{role.user_id}", "upload"))
+            yield (Allow, f"user:{role.user_id}", "upload")
             if role.role == RoleName.OWNER:
-                acl.append((Allow, f"user:{role.user_id}", "manage"))
-        return acl
+                yield (Allow, f"user:{role.user_id}", "manage")
+
+
+class FileContext(ProjectContext):
+    """The project a file (or its ``.metadata``) belongs to."""
+
+    def _find(self, request: Request) -> Package | None:
+        filename = request.matchdict["filename"].removesuffix(METADATA)
+        file = services.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
+        return file.release.package if file is not None else None
+
+
+def project_or_404(request: Request) -> Package:
+    """The context's project: 404 if there is none, and a redirect to its
+    normalized name (one URL per project: /project/Flask_Login/ -> /project/flask-login/)."""
+    package = getattr(request.context, "package", None)
+    name = request.matchdict["name"]
+    if package is None:
+        raise HTTPNotFound(f"There is no project called {name!r}.")
+    if name != package.name:
+        raise HTTPMovedPermanently(location=request.current_route_path(_query=request.GET, name=package.name))
+    return package

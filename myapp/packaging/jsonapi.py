@@ -7,23 +7,13 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
+from pyramid.httpexceptions import HTTPNotFound
 from pyramid.request import Request
 from pyramid.view import view_config
 
 from myapp.packaging import services
+from myapp.packaging.context import project_or_404
 from myapp.packaging.models import Package, Release, ReleaseFile
-from myapp.packaging.names import is_valid_name
-
-
-def _package(request: Request) -> Package:
-    name = request.matchdict["name"]
-    package = services.find_package(request.dbsession, name) if is_valid_name(name) else None
-    if package is None:
-        raise HTTPNotFound(f"There is no project called {name!r}.")
-    if name != package.name:
-        raise HTTPMovedPermanently(location=request.current_route_path(name=package.name))
-    return package
 
 
 def file_json(request: Request, release: Release, file: ReleaseFile) -> dict[str, Any]:
@@ -74,7 +64,7 @@ def info_json(request: Request, package: Package, release: Release | None) -> di
 
 @view_config(route_name="json.project", renderer="json")
 def project_json(request: Request) -> dict[str, Any]:
-    package = _package(request)
+    package = project_or_404(request)
     releases = services.releases_with_files(request.dbsession, package)
     latest = services.latest_release(releases)
     request.response.headers["X-PyPI-Last-Serial"] = str(package.last_serial)
@@ -89,7 +79,7 @@ def project_json(request: Request) -> dict[str, Any]:
 
 @view_config(route_name="json.release", renderer="json")
 def release_json(request: Request) -> dict[str, Any]:
-    package = _package(request)
+    package = project_or_404(request)
     version = request.matchdict["version"]
     release = services.find_release(request.dbsession, package, version) if len(version) <= 100 else None
     if release is None:

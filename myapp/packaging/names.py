@@ -11,8 +11,16 @@ from packaging.version import InvalidVersion, Version
 _VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
 
+# What a distribution file's name may contain; anything else cannot exist.
+_VALID_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}", re.ASCII)
+
+
 def is_valid_name(name: str) -> bool:
     return bool(_VALID_NAME.match(name)) and len(name) <= 200
+
+
+def is_valid_filename(filename: str) -> bool:
+    return _VALID_FILENAME.fullmatch(filename) is not None
 
 
 def normalize(name: str) -> str:

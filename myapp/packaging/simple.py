@@ -20,16 +20,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from markupsafe import escape
-from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotAcceptable, HTTPNotFound, HTTPNotModified
+from pyramid.httpexceptions import HTTPNotAcceptable, HTTPNotModified
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import func, select
 
-from myapp.packaging import services
+from myapp.packaging.context import project_or_404
 from myapp.packaging.models import Package, Release, ReleaseFile
-from myapp.packaging.names import is_valid_name
 
 API_VERSION = "1.1"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -132,12 +131,7 @@ def project_files(request: Request, package: Package) -> tuple[list[str], list[S
 @view_config(route_name="simple.project", require_methods=["GET", "HEAD"])
 def simple_project(request: Request) -> Response:
     kind = negotiate(request)
-    name = request.matchdict["name"]
-    package = services.find_package(request.dbsession, name) if is_valid_name(name) else None
-    if package is None:
-        raise HTTPNotFound(f"There is no project called {name!r}.")
-    if name != package.name:
-        raise HTTPMovedPermanently(location=request.route_path("simple.project", name=package.name, _query=request.GET))
+    package = project_or_404(request)
     headers = _conditional(request, kind, package.last_serial)
     versions, files = project_files(request, package)
     if kind == JSON:

@@ -12,7 +12,6 @@ from typing import Any
 from pyramid.httpexceptions import (
     HTTPBadRequest,
     HTTPFound,
-    HTTPMovedPermanently,
     HTTPNotFound,
     HTTPServiceUnavailable,
 )
@@ -22,8 +21,9 @@ from pyramid.view import view_config
 from myapp.accounts.services import find_user
 from myapp.data import write_after_response
 from myapp.packaging import services
-from myapp.packaging.models import Package, Release
-from myapp.packaging.names import is_valid_name
+from myapp.packaging.context import METADATA, project_or_404
+from myapp.packaging.models import Release
+from myapp.packaging.names import is_valid_filename
 from myapp.packaging.rendering import render_description
 from myapp.web.files import serve_file
 from myapp.web.pagination import page_number
@@ -33,19 +33,6 @@ log = logging.getLogger(__name__)
 MAX_QUERY = 200
 # What a version or file name in a URL may contain; anything else cannot exist.
 _VERSION = re.compile(r"^[A-Za-z0-9.!+_-]{1,100}$")
-_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
-
-
-def _package_or_404(request: Request) -> Package:
-    name = request.matchdict["name"]
-    package = services.find_package(request.dbsession, name) if is_valid_name(name) else None
-    if package is None:
-        raise HTTPNotFound(f"There is no project called {name!r}.")
-    if name != package.name:
-        # One URL per project: /project/Flask_Login/ -> /project/flask-login/
-        location = request.current_route_path(_query=request.GET, name=package.name)
-        raise HTTPMovedPermanently(location=location)
-    return package
 
 
 @view_config(route_name="home", renderer="myapp:templates/home.jinja2", page_cache=True)
@@ -80,13 +67,13 @@ def search(request: Request) -> dict[str, Any]:
 
 @view_config(route_name="project", renderer="myapp:templates/project.jinja2", page_cache=True)
 def project(request: Request) -> dict[str, Any]:
-    package = _package_or_404(request)
+    package = project_or_404(request)
     releases = services.release_history(request.dbsession, package)
     return {
         "package": package,
         "releases": releases,
         "latest": services.latest_release(releases),
-        "maintainers": services.maintainers(request.dbsession, package),
+        "maintainers": request.context.roles,
         "description": render_description(package.description, package.description_content_type),
     }
 
@@ -102,7 +89,7 @@ def user_page(request: Request) -> dict[str, Any]:
 
 @view_config(route_name="release", renderer="myapp:templates/release.jinja2", page_cache=True)
 def release(request: Request) -> dict[str, Any]:
-    package = _package_or_404(request)
+    package = project_or_404(request)
     version = request.matchdict["version"]
     found: Release | None = None
     if _VERSION.match(version):
@@ -114,7 +101,6 @@ def release(request: Request) -> dict[str, Any]:
 
 # By ending; anything else is plain bytes. (Never a Content-Encoding: clients would unpack the file.)
 CONTENT_TYPES = {".whl": "application/zip", ".zip": "application/zip", ".tar.gz": "application/gzip"}
-METADATA = ".metadata"  # PEP 658: <file URL>.metadata is the wheel's core metadata
 
 
 def _content_type(filename: str) -> str:
@@ -140,7 +126,7 @@ def download(request: Request) -> Any:
     filename = request.matchdict["filename"]
     if filename.endswith(METADATA):
         return _core_metadata(request, filename.removesuffix(METADATA))
-    file = services.find_file(request.dbsession, filename) if _FILENAME.match(filename) else None
+    file = services.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
     if file is None or not (file.storage_path or file.url):
         raise HTTPNotFound(f"No file called {filename!r} is available.")
     if file.storage_path:
@@ -156,7 +142,7 @@ def download(request: Request) -> Any:
 
 
 def _core_metadata(request: Request, filename: str) -> Any:
-    file = services.find_file(request.dbsession, filename) if _FILENAME.match(filename) else None
+    file = services.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
     if file is None or not (file.storage_path and file.metadata_sha256):
         raise HTTPNotFound(f"There is no core metadata for {filename!r}.")
     path = _stored_path(request, file.storage_path + METADATA, filename + METADATA)

@@ -2,6 +2,7 @@
 files. Domain packages build on it; it imports none of them."""
 
 from pyramid.config import Configurator
+from pyramid.security import NO_PERMISSION_REQUIRED
 
 from myapp.web.filters import FILTERS
 
@@ -15,5 +16,6 @@ def includeme(config: Configurator) -> None:
     config.include("myapp.web.guard")
     config.include("myapp.web.cache")
     config.add_jinja2_search_path("myapp:templates", name=".jinja2")
-    config.add_static_view("static", "myapp:static", cache_max_age=3600)
+    # The login page needs its stylesheet even on a private index.
+    config.add_static_view("static", "myapp:static", cache_max_age=3600, permission=NO_PERMISSION_REQUIRED)
     config.add_route("health", "/health")

@@ -37,6 +37,8 @@ from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
 
+from myapp.security import read_access
+
 CACHEABLE = "myapp.page_cache"  # environ key: the query parameters the view reads
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 _ENTRY_OVERHEAD = 400  # bytes of Python objects around each stored page, roughly
@@ -177,6 +179,8 @@ page_cache.options = ("page_cache",)  # type: ignore[attr-defined]
 def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     seconds = float(settings.get("myapp.page_cache_seconds", 0) or 0)
+    if read_access(settings) != "public":
+        seconds = 0  # a private index caches no page: none may reach someone not signed in
     max_bytes = int(settings.get("myapp.page_cache_bytes", DEFAULT_MAX_BYTES))
     config.registry["page_cache"] = PageCache(seconds, max_bytes)
     config.add_view_deriver(page_cache)

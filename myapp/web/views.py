@@ -14,6 +14,7 @@ from pyramid.interfaces import IRoutesMapper
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.settings import asbool
 from pyramid.view import exception_view_config, notfound_view_config, view_config
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 CSRF_MESSAGE = "This form has expired or did not come from this site. Reload the page and try again."
 
 
-@view_config(route_name="health", renderer="json")
+@view_config(route_name="health", renderer="json", permission=NO_PERMISSION_REQUIRED)
 def health(request: Request) -> dict[str, Any]:
     """What the site needs to work: a database that answers, with the schema
     this code expects (and, with ``myapp.health_write_check``, that accepts a
