@@ -22,7 +22,7 @@ def test_project_page_statements_do_not_grow_with_releases(testapp, dbsession, c
     )
     small = statements_for(testapp, count_queries, "/project/small/")
     large = statements_for(testapp, count_queries, "/project/large/")
-    assert small == large == 4, count_queries.statements  # package, classifiers, releases, maintainers
+    assert small == large == 5, count_queries.statements  # package, classifiers, releases, maintainers, downloads
 
 
 def test_release_page_statements_do_not_grow_with_files(testapp, dbsession, count_queries):

@@ -213,3 +213,17 @@ def test_page_cache_skips_errors_and_signed_in_visitors(cached_app, dbsession):
     cached_app.get("/project/tool/")
     cached_app.set_cookie("myapp_session", "someone")
     assert "X-Page-Cache" not in cached_app.get("/project/tool/").headers
+
+
+def test_download_counts_are_shown(testapp, dbsession):
+    package = make_package(dbsession, "counted", versions=["1.0", "2.0"], files_per_release=2)
+    for release, counts in zip(sorted(package.releases, key=lambda r: r.version), ([3, 4], [10, 0]), strict=True):
+        for file, n in zip(release.files, counts, strict=True):
+            file.downloads = n
+    dbsession.flush()
+    page = testapp.get("/project/counted/")
+    assert page.html.select_one(".total-downloads strong").text == "17"
+    assert [s.text for s in page.html.select(".releases .downloads")] == ["10 downloads", "7 downloads"]
+    release = testapp.get("/project/counted/1.0/")
+    assert [td.text for td in release.html.select("td.downloads")] == ["3", "4"]
+    assert "7 downloads" in release.text

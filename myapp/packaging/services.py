@@ -121,6 +121,17 @@ def release_history(db: Session, package: Package) -> list[Release]:
     return list(db.scalars(select(Release).where(Release.package_id == package.id).order_by(Release.sort_key.desc())))
 
 
+def downloads_by_release(db: Session, package: Package) -> dict[int, int]:
+    """Release id -> downloads of its files, in one statement."""
+    rows = db.execute(
+        select(ReleaseFile.release_id, func.sum(ReleaseFile.downloads))
+        .join(Release)
+        .where(Release.package_id == package.id)
+        .group_by(ReleaseFile.release_id)
+    )
+    return {release_id: int(total or 0) for release_id, total in rows}
+
+
 def releases_with_files(db: Session, package: Package) -> list[Release]:
     """All releases, newest first, with their files: two statements."""
     stmt = (

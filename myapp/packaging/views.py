@@ -74,6 +74,7 @@ def project(request: Request) -> dict[str, Any]:
         "releases": releases,
         "latest": services.latest_release(releases),
         "maintainers": request.context.roles,
+        "downloads": services.downloads_by_release(request.dbsession, package),
         "description": render_description(package.description, package.description_content_type),
     }
 
