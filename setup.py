@@ -34,9 +34,11 @@ requires = [
 tests_require = [
     "aiosmtpd>=1.4",
     "bandit>=1.7",
+    "build>=1.0",
     "hypothesis>=6.100",
     "playwright>=1.40",
     "pytest>=8",
+    "twine>=5",
     "uv>=0.4",
     "WebTest>=3.0",
 ]

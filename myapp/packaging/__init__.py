@@ -1,12 +1,15 @@
 """The package index: projects, releases, files."""
 
+from pathlib import Path
+
 from pyramid.config import Configurator
 
 from myapp.accounts.policy import BASIC_AUTH_ROUTES
 from myapp.packaging.context import FileContext, ProjectContext
+from myapp.packaging.storage import FileStore
 
 # What pip, uv and scripts call: on a private index they are asked for basic auth.
-TOOL_ROUTES = ("file", "simple.index", "simple.project", "json.project", "json.release")
+TOOL_ROUTES = ("file", "simple.index", "simple.project", "json.project", "json.release", "legacy")
 
 
 def includeme(config: Configurator) -> None:
@@ -21,4 +24,6 @@ def includeme(config: Configurator) -> None:
     config.add_route("simple.project", "/simple/{name}/", factory=ProjectContext)
     config.add_route("json.project", "/pypi/{name}/json", factory=ProjectContext)
     config.add_route("json.release", "/pypi/{name}/{version}/json", factory=ProjectContext)
+    config.add_route("legacy", "/legacy/")
+    config.registry["file_store"] = FileStore(Path(config.get_settings()["myapp.files_dir"]))
     config.registry.setdefault(BASIC_AUTH_ROUTES, set()).update(TOOL_ROUTES)

@@ -26,9 +26,14 @@ class ProjectContext:
     """``upload`` for owners and maintainers, ``manage`` (collaborators) for
     owners; administrators may do both, to rescue an orphaned project."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, package: Package | None = None) -> None:
         self.request = request
-        self.package: Package | None = self._find(request)
+        self.package: Package | None = package if package is not None else self._find(request)
+
+    @classmethod
+    def for_package(cls, request: Request, package: Package) -> ProjectContext:
+        """The context of a project a view found itself (an upload names it in its form)."""
+        return cls(request, package)
 
     def _find(self, request: Request) -> Package | None:
         name = request.matchdict["name"]

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, ScalarSelect, Select, case, false, func, s
 from sqlalchemy.orm import Session, contains_eager, defer, selectinload
 
 from myapp.accounts.models import User
+from myapp.data.meta import utcnow
 from myapp.packaging.models import Package, Release, ReleaseFile, Role, RoleName
 from myapp.packaging.names import normalize
 from myapp.web.pagination import PER_PAGE, Page, offset_for
@@ -109,6 +110,12 @@ def bump_serial(db: Session, package: Package) -> int:
     """Mark a change to the project: its serial becomes the index's highest."""
     package.last_serial = (db.scalar(select(func.max(Package.last_serial))) or 0) + 1
     return package.last_serial
+
+
+def touch(db: Session, package: Package) -> None:
+    """The project changed now: its update time and serial move on."""
+    package.updated = utcnow()
+    bump_serial(db, package)
 
 
 def find_package(db: Session, name: str) -> Package | None:

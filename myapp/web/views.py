@@ -53,10 +53,12 @@ def health(request: Request) -> dict[str, Any]:
 
 
 def error_page(request: Request, status: int, title: str, message: str) -> Response:
-    """The site's own error page, for views that answer an error themselves."""
+    """The site's own error page, for views that answer an error themselves.
+    A server error's page asks nothing of the database (which may be why it
+    failed): its header leaves out who is signed in."""
     response = render_to_response(
         "myapp:templates/error.jinja2",
-        {"status": status, "title": title, "message": message},
+        {"status": status, "title": title, "message": message, "plain_header": status >= 500},
         request=request,
     )
     response.status = status

@@ -1,0 +1,296 @@
+"""The legacy upload API at ``/legacy/``, as twine and ``uv publish`` speak it.
+
+Everything is checked before anything is written, and each refusal is a 4xx
+whose status line carries a one-line reason (twine prints it). The file is
+streamed to a temporary file while its digests are computed, and moved into
+the store only when the transaction commits: a refused or failed upload
+leaves no row and no file. Credentials are HTTP basic auth only (a username
+and password, or ``__token__`` and a token), never a browser session, which
+is why this one view needs no CSRF token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.view import view_config
+from sqlalchemy import select
+
+from myapp.accounts.policy import basic_credentials
+from myapp.packaging import services
+from myapp.packaging.context import ProjectContext
+from myapp.packaging.metadata import wheel_metadata
+from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, Role, RoleName
+from myapp.packaging.names import is_prerelease, is_valid_filename, is_valid_name, normalize, version_sort_key
+from myapp.packaging.storage import FileStore
+
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+CHUNK = 1024 * 1024
+METADATA_VERSIONS = {"1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4"}
+FILETYPES = {".whl": "bdist_wheel", ".tar.gz": "sdist", ".zip": "sdist"}
+# Package fields an upload sets (form field -> column), from its newest release.
+FIELDS = {
+    "summary": "summary",
+    "description": "description",
+    "description_content_type": "description_content_type",
+    "home_page": "home_page",
+    "license": "license",
+    "author": "author",
+    "author_email": "author_email",
+    "maintainer": "maintainer",
+    "maintainer_email": "maintainer_email",
+    "keywords": "keywords",
+    "requires_python": "requires_python",
+}
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+class Refused(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _answer(status: int, message: str) -> Response:
+    """``400 <reason>``: the status line is what twine shows, so it says why."""
+    reason = _UNPRINTABLE.sub("?", message)[:200]
+    response = Response(f"{reason}\n", content_type="text/plain")
+    response.status = f"{status} {reason}"
+    return response
+
+
+@dataclass
+class Received:
+    path: Path
+    size: int
+    sha256: str
+    md5: str
+    blake2_256: str
+
+
+def _receive(store: FileStore, field: Any, max_bytes: int) -> Received:
+    """Copy the upload to a temporary file in the store, hashing it as it goes."""
+    sha256, md5, blake2 = hashlib.sha256(), hashlib.md5(usedforsecurity=False), hashlib.blake2b(digest_size=32)
+    size = 0
+    with store.incoming() as out:
+        path = Path(out.name)
+        try:
+            while chunk := field.file.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise Refused(f"File too large: the limit is {max_bytes} bytes.", 413)
+                for digest in (sha256, md5, blake2):
+                    digest.update(chunk)
+                out.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    return Received(path, size, sha256.hexdigest(), md5.hexdigest(), blake2.hexdigest())
+
+
+def _check_names(form: Any) -> tuple[str, Version, str, str]:
+    """(project name, version, filename, filetype), consistent with each other."""
+    if form.get(":action") != "file_upload":
+        raise Refused("Unknown :action; only file_upload is supported.")
+    if form.get("protocol_version", "1") != "1":
+        raise Refused("Unknown protocol_version.")
+    if form.get("metadata_version") not in METADATA_VERSIONS:
+        raise Refused(f"Unknown metadata_version; use one of {', '.join(sorted(METADATA_VERSIONS))}.")
+    name, raw_version = form.get("name", "").strip(), form.get("version", "").strip()
+    if not is_valid_name(name):
+        raise Refused("Invalid or missing project name.")
+    try:
+        version = Version(raw_version)
+    except InvalidVersion:
+        raise Refused(f"Invalid version {raw_version[:50]!r}: see PEP 440.") from None
+    content = form.get("content")
+    filename = getattr(content, "filename", None)
+    if not isinstance(filename, str) or not hasattr(content, "file"):
+        raise Refused("Upload a file in the content field.")
+    if not is_valid_filename(filename):  # also: no path separators, no "..", no control characters
+        raise Refused("Invalid filename.")
+    ending = next((e for e in FILETYPES if filename.endswith(e)), None)
+    if ending is None:
+        raise Refused("Invalid file extension: use .whl, .tar.gz or .zip.")
+    try:
+        parsed = parse_wheel_filename(filename)[:2] if ending == ".whl" else parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename) as exc:
+        raise Refused(f"Invalid filename: {exc}.") from None
+    if parsed[0] != normalize(name) or parsed[1] != version:
+        raise Refused(f"The filename does not match the project {name!r} and version {raw_version!r}.")
+    filetype = FILETYPES[ending]
+    if form.get("filetype") and form.get("filetype") != filetype:
+        raise Refused(f"filetype {form.get('filetype')!r} does not match a {ending} file.")
+    return name, version, filename, filetype
+
+
+def _check_digests(form: Any, received: Received) -> None:
+    given = {
+        "sha256_digest": received.sha256,
+        "md5_digest": received.md5,
+        "blake2_256_digest": received.blake2_256,
+    }
+    present = {key: form.get(key, "").strip().lower() for key in given if form.get(key)}
+    if not present:
+        raise Refused("Give at least one digest of the file (sha256_digest).")
+    for key, value in present.items():
+        if value != given[key]:
+            raise Refused(f"The {key} does not match the file's content.")
+
+
+def _check_wheel(path: Path, name: str, version: Version) -> bytes:
+    metadata = wheel_metadata(path)
+    if metadata is None:
+        raise Refused("Invalid wheel: not a zip with one .dist-info/METADATA.")
+    fields = {}
+    for line in metadata.decode("utf-8", "replace").splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    try:
+        same_version = Version(fields.get("version", "")) == version
+    except InvalidVersion:
+        same_version = False
+    if normalize(fields.get("name", "")) != normalize(name) or not same_version:
+        raise Refused("The wheel's METADATA names another project or version.")
+    return metadata
+
+
+@view_config(route_name="legacy", require_methods=["POST"], require_csrf=False, permission=NO_PERMISSION_REQUIRED)
+def upload(request: Request) -> Response:
+    if basic_credentials(request) is None or request.identity is None:
+        response = _answer(
+            401, "Invalid or missing credentials: use a username and password, or __token__ and a token."
+        )
+        response.headers["WWW-Authenticate"] = 'Basic realm="myapp", charset="UTF-8"'
+        return response
+    store: FileStore = request.registry["file_store"]
+    settings = request.registry.settings
+    received: Received | None = None
+    try:
+        form = request.POST
+        name, version, filename, filetype = _check_names(form)
+        db = request.dbsession
+        package = services.find_package(db, name)
+        _check_may_upload(request, package, name)
+        existing = services.find_file(db, filename)
+        received = _receive(store, form["content"], int(settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES)))
+        _check_digests(form, received)
+        if existing is not None:
+            if existing.sha256 == received.sha256:
+                received.path.unlink(missing_ok=True)
+                return _answer(200, "OK: this file was uploaded before; nothing changed.")
+            raise Refused("File already exists: a file of that name was uploaded with other content.")
+        metadata = _check_wheel(received.path, name, version) if filetype == "bdist_wheel" else None
+        _record(request, package, name, version, filename, filetype, received, metadata)
+    except Refused as refused:
+        if received is not None:
+            received.path.unlink(missing_ok=True)
+        return _answer(refused.status, str(refused))
+    except BaseException:
+        if received is not None:
+            received.path.unlink(missing_ok=True)
+        raise
+    return _answer(200, "OK")
+
+
+def _check_may_upload(request: Request, package: Package | None, name: str) -> None:
+    identity = request.identity
+    if package is None:
+        if identity.token is not None and identity.token.package_id is not None:
+            raise Refused("This API token is limited to another project.", 403)
+        return
+    context = ProjectContext.for_package(request, package)
+    if not request.has_permission("upload", context):
+        raise Refused(f"You are not an owner or maintainer of {package.display_name}.", 403)
+
+
+def _record(
+    request: Request,
+    package: Package | None,
+    name: str,
+    version: Version,
+    filename: str,
+    filetype: str,
+    received: Received,
+    metadata: bytes | None,
+) -> None:
+    db, form, store = request.dbsession, request.POST, request.registry["file_store"]
+    user = request.identity.user
+    if package is None:
+        package = Package(name=normalize(name), display_name=name)
+        db.add(package)
+        db.flush()
+        db.add(Role(user_id=user.id, package_id=package.id, role=RoleName.OWNER))
+    release = services.find_release(db, package, str(version)) or services.find_release(
+        db, package, form.get("version", "").strip()
+    )
+    if release is None:
+        release = Release(
+            package_id=package.id,
+            version=str(version),
+            sort_key=version_sort_key(str(version)),
+            is_prerelease=is_prerelease(str(version)),
+            summary=form.get("summary") or None,
+            requires_python=form.get("requires_python") or None,
+        )
+        db.add(release)
+        db.flush()
+    newest = db.scalar(
+        select(Release.sort_key).where(Release.package_id == package.id).order_by(Release.sort_key.desc()).limit(1)
+    )
+    if release.sort_key == newest:
+        _apply_metadata(db, package, form)
+    relative = store.relative_path(received.sha256, filename)
+    moves = [(received.path, relative)]
+    metadata_sha256 = None
+    if metadata is not None:
+        with store.incoming() as out:
+            out.write(metadata)
+        moves.append((Path(out.name), relative + ".metadata"))
+        metadata_sha256 = hashlib.sha256(metadata).hexdigest()
+    # Joined before anything else can fail: from here the transaction places or removes both files.
+    store.place_on_commit(request.tm, moves)
+    db.add(
+        ReleaseFile(
+            release_id=release.id,
+            filename=filename,
+            packagetype=filetype,
+            python_version=form.get("pyversion") or ("source" if filetype == "sdist" else None),
+            requires_python=form.get("requires_python") or None,
+            size=received.size,
+            sha256=received.sha256,
+            storage_path=relative,
+            metadata_sha256=metadata_sha256,
+        )
+    )
+    services.touch(db, package)
+    db.flush()
+
+
+def _apply_metadata(db: Any, package: Package, form: Any) -> None:
+    for field, column in FIELDS.items():
+        value = form.get(field)
+        if value:
+            setattr(package, column, value[:10000] if column != "description" else value)
+    urls = {}
+    for entry in form.getall("project_urls"):
+        label, _, url = entry.partition(",")
+        if label.strip() and url.strip():
+            urls[label.strip()[:100]] = url.strip()[:1000]
+    if urls:
+        package.project_urls = urls
+    names = sorted({c.strip() for c in form.getall("classifiers") if c.strip()})[:200]
+    if names:
+        known = {c.classifier: c for c in db.scalars(select(Classifier).where(Classifier.classifier.in_(names)))}
+        package.classifiers = [known.get(n) or Classifier(classifier=n[:255]) for n in names]
