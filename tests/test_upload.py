@@ -275,6 +275,23 @@ def test_twine_uploads_and_pip_installs(backend, tmp_path):
         done = twine(*second, user="__token__", password=token)
         assert done.returncode == 0, done.stdout + done.stderr
 
+        third = build_project(tmp_path, "3.0rc1")  # uv publish too, with the token
+        command = [
+            str(BIN / "uv"),
+            "publish",
+            "--publish-url",
+            legacy,
+            "--trusted-publishing",
+            "never",
+            "--username",
+            "__token__",
+            "--password",
+            token,
+            *map(str, third),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+
         python = make_venv(tmp_path / "venv")
         pip = subprocess.run(
             [str(python), "-m", "pip", "install", "--index-url", server.base + "/simple/", "tiny-twine"],
@@ -284,8 +301,8 @@ def test_twine_uploads_and_pip_installs(backend, tmp_path):
             timeout=180,
         )
         assert pip.returncode == 0, pip.stdout + pip.stderr
-        assert installed_version(python, "tiny-twine") == "2.0"
+        assert installed_version(python, "tiny-twine") == "2.0"  # 3.0rc1 is a pre-release
     log = server.log.read_text()
     assert token not in log and PASSWORD not in log and "Traceback" not in log
     wheels = {p.name for p in (tmp_path / "files").rglob("*.whl")}
-    assert wheels == {"tiny_twine-1.0-py3-none-any.whl", "tiny_twine-2.0-py3-none-any.whl"}
+    assert wheels == {f"tiny_twine-{v}-py3-none-any.whl" for v in ("1.0", "2.0", "3.0rc1")}
