@@ -306,3 +306,57 @@ def test_twine_uploads_and_pip_installs(backend, tmp_path):
     assert token not in log and PASSWORD not in log and "Traceback" not in log
     wheels = {p.name for p in (tmp_path / "files").rglob("*.whl")}
     assert wheels == {f"tiny_twine-{v}-py3-none-any.whl" for v in ("1.0", "2.0", "3.0rc1")}
+
+
+def test_no_stale_reads_across_processes(backend, tmp_path):
+    """Two server processes on one database, both caching pages for a minute:
+    an upload through one shows on the other's very next request."""
+    from tests.conftest import LiveServer, fresh_database
+    from tests.test_live import fetch
+
+    cache = {"myapp.page_cache_seconds": "60"}
+    with fresh_database(backend, tmp_path) as url:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        with (
+            LiveServer(url, tmp_path / "a", demo=False, settings=cache) as a,
+            LiveServer(url, tmp_path / "b", migrate=False, settings=cache) as b,
+        ):
+            added = a.run_cli(
+                str(BIN / "myapp-adduser"),
+                str(a.ini),
+                "--username",
+                "pub",
+                "--email",
+                "pub@example.org",
+                "--password-stdin",
+                input=PASSWORD + "\n",
+            )
+            assert added.returncode == 0, added.stderr
+
+            def publish(version: str) -> None:
+                command = [
+                    str(BIN / "twine"),
+                    "upload",
+                    "--repository-url",
+                    a.base + "/legacy/",
+                    "-u",
+                    "pub",
+                    "-p",
+                    PASSWORD,
+                    *map(str, build_project(tmp_path, version)),
+                ]
+                done = subprocess.run(command, capture_output=True, text=True, env=offline_env(tmp_path), timeout=120)
+                assert done.returncode == 0, done.stdout + done.stderr
+
+            publish("1.0")
+            page = b.base + "/project/tiny-twine/"
+            assert fetch(page)[0] == 200
+            status, headers, body = fetch(page)
+            assert headers.get("X-Page-Cache") == "hit" and b'<span class="version">1.0</span>' in body
+            publish("2.0")
+            status, headers, body = fetch(page)
+            assert status == 200 and "X-Page-Cache" not in headers
+            assert b'<span class="version">2.0</span>' in body
+            for path in ("/simple/tiny-twine/", "/pypi/tiny-twine/json"):
+                assert b"2.0" in fetch(b.base + path)[2]

@@ -1,12 +1,16 @@
 """The package index: projects, releases, files."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pyramid.config import Configurator
+from pyramid.registry import Registry
 
 from myapp.accounts.policy import BASIC_AUTH_ROUTES
+from myapp.packaging import services
 from myapp.packaging.context import FileContext, ProjectContext
 from myapp.packaging.storage import FileStore
+from myapp.web.cache import PAGE_CACHE_VERSION
 
 # What pip, uv and scripts call: on a private index they are asked for basic auth.
 TOOL_ROUTES = ("file", "simple.index", "simple.project", "json.project", "json.release", "legacy")
@@ -27,3 +31,14 @@ def includeme(config: Configurator) -> None:
     config.add_route("legacy", "/legacy/")
     config.registry["file_store"] = FileStore(Path(config.get_settings()["myapp.files_dir"]))
     config.registry.setdefault(BASIC_AUTH_ROUTES, set()).update(TOOL_ROUTES)
+    config.registry[PAGE_CACHE_VERSION] = _index_version(config.registry)
+
+
+def _index_version(registry: Registry) -> Callable[[], int]:
+    """For the page cache: every page may show any project, so the index's highest serial."""
+
+    def version() -> int:
+        with registry["dbsession_factory"]() as db:
+            return services.index_serial(db)
+
+    return version

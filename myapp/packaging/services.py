@@ -112,6 +112,11 @@ def bump_serial(db: Session, package: Package) -> int:
     return package.last_serial
 
 
+def index_serial(db: Session) -> int:
+    """The highest serial: it changes whenever any project does."""
+    return db.scalar(select(func.max(Package.last_serial))) or 0
+
+
 def touch(db: Session, package: Package) -> None:
     """The project changed now: its update time and serial move on."""
     package.updated = utcnow()
@@ -231,6 +236,7 @@ def set_role(db: Session, package: Package, user: User, role: RoleName) -> Role:
         if current.role == RoleName.OWNER and _owners(db, package) <= 1:
             raise LastOwnerError(f"{user.username} is the last owner of {package.display_name}.")
         current.role = role
+    bump_serial(db, package)  # the project page lists its maintainers
     db.flush()
     return current
 
@@ -242,4 +248,5 @@ def remove_role(db: Session, package: Package, user: User) -> None:
     if current.role == RoleName.OWNER and _owners(db, package) <= 1:
         raise LastOwnerError(f"{user.username} is the last owner of {package.display_name}.")
     db.delete(current)
+    bump_serial(db, package)
     db.flush()

@@ -79,7 +79,7 @@ def project(request: Request) -> dict[str, Any]:
     }
 
 
-@view_config(route_name="user", renderer="myapp:templates/user.jinja2", page_cache=True)
+@view_config(route_name="user", renderer="myapp:templates/user.jinja2")
 def user_page(request: Request) -> dict[str, Any]:
     """A user's public page: the projects they maintain."""
     user = find_user(request.dbsession, request.matchdict["username"])

@@ -21,6 +21,12 @@ What makes it safe against hostile clients:
   time; expired pages are dropped as new ones arrive.
 * Only 200 responses to requests without a session cookie or credentials are
   stored, so nothing personal is ever cached or served to someone else.
+
+No stale reads, even with several processes: a domain package may register a
+function under ``PAGE_CACHE_VERSION`` (the package index registers its
+highest serial, one indexed query). A page is served from memory only while
+that version is the one it was rendered under, so the request after a
+change, in any process, renders the page again.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pyramid.response import Response
 from myapp.security import read_access
 
 CACHEABLE = "myapp.page_cache"  # environ key: the query parameters the view reads
+PAGE_CACHE_VERSION = "myapp.page_cache_version"  # registry: () -> a value that changes when any page may
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 _ENTRY_OVERHEAD = 400  # bytes of Python objects around each stored page, roughly
 
@@ -52,6 +59,7 @@ class CachedPage:
     headerlist: tuple[tuple[str, str], ...]
     expires: float
     size: int
+    version: object = None
 
 
 class PageCache:
@@ -72,13 +80,13 @@ class PageCache:
     def __len__(self) -> int:
         return len(self._pages)
 
-    def get(self, key: CacheKey) -> CachedPage | None:
+    def get(self, key: CacheKey, version: object = None) -> CachedPage | None:
         page = self._pages.get(key)
-        if page is None or page.expires < time.monotonic():
+        if page is None or page.expires < time.monotonic() or page.version != version:
             return None
         return page
 
-    def put(self, key: CacheKey, response: Response) -> None:
+    def put(self, key: CacheKey, response: Response, version: object = None) -> None:
         # Only the entity headers: per-response ones (cookies, dates) are not replayed.
         headers = tuple((k, v) for k, v in response.headerlist if k.lower() in ("content-type", "content-language"))
         body = response.body
@@ -86,7 +94,7 @@ class PageCache:
         if size > self.max_bytes // 8:  # one page never takes a large share of the budget
             return
         now = time.monotonic()
-        page = CachedPage(body, headers, now + self.seconds, size)
+        page = CachedPage(body, headers, now + self.seconds, size, version)
         with self._lock:
             old = self._pages.pop(key, None)
             if old is not None:
@@ -143,16 +151,25 @@ def page_cache_tween_factory(handler: Callable[[Request], Response], registry: R
         return handler
     session_cookie = registry.settings["myapp.session_cookie_name"] + "="
 
+    def current_version() -> object:
+        version_of = registry.get(PAGE_CACHE_VERSION)
+        return version_of() if version_of is not None else None
+
     def tween(request: Request) -> Response:
         key = cache_key(request, session_cookie)
         if key is None:
             return handler(request)
-        page = cache.get(key)
+        try:
+            # Read before rendering: a change made meanwhile makes this page stale at once.
+            version = current_version()
+        except Exception:  # the database is down: the view answers (503), nothing is cached
+            return handler(request)
+        page = cache.get(key, version)
         if page is not None:
             return Response(body=page.body, headerlist=[*page.headerlist, ("X-Page-Cache", "hit")])
         response = handler(request)
         if _storable(request, key, response):
-            cache.put(key, response)
+            cache.put(key, response, version)
         return response
 
     return tween
