@@ -3,13 +3,25 @@
 
 from myapp.accounts.models import ApiToken, EventTag, RecoveryCode, ThrottleEvent, User, UserEvent
 from myapp.data.meta import Base
-from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, Role, RoleName, package_classifiers
+from myapp.packaging.models import (
+    Classifier,
+    DeletedFilename,
+    JournalEntry,
+    Package,
+    Release,
+    ReleaseFile,
+    Role,
+    RoleName,
+    package_classifiers,
+)
 
 __all__ = [
     "ApiToken",
     "Base",
     "Classifier",
+    "DeletedFilename",
     "EventTag",
+    "JournalEntry",
     "Package",
     "RecoveryCode",
     "Release",

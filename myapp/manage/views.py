@@ -12,6 +12,7 @@ from pyramid.view import view_config
 from myapp.accounts import services as accounts
 from myapp.accounts.forms import FormData, TokenForm
 from myapp.accounts.models import EventTag, User
+from myapp.accounts.policy import basic_credentials
 from myapp.data.meta import utcnow
 from myapp.packaging import services as packaging
 from myapp.packaging.context import ProjectContext, project_or_404
@@ -66,15 +67,17 @@ def collaborators(context: ProjectContext, request: Request) -> Any:
 
 
 def _change_role(request: Request, package: Package, user: User, action: str, role: RoleName) -> None:
-    db = request.dbsession
-    detail = {"project": package.name, "by": _me(request).username}
+    db, me = request.dbsession, _me(request)
+    detail = {"project": package.name, "by": me.username}
     if action == "remove":
         packaging.remove_role(db, package, user)
         accounts.record_event(db, user, EventTag.ROLE_REMOVED, request.client_addr, **detail)
+        packaging.record(db, package, f"remove {user.username}", me)
     else:
         packaging.set_role(db, package, user, role)
         tag = EventTag.ROLE_ADDED if action == "add" else EventTag.ROLE_CHANGED
         accounts.record_event(db, user, tag, request.client_addr, role=role.value, **detail)
+        packaging.record(db, package, f"{'add' if action == 'add' else 'change'} {user.username} as {role.value}", me)
 
 
 @view_config(
@@ -121,3 +124,84 @@ def revoke_token(request: Request) -> Any:
     if accounts.revoke_token(request.dbsession, _me(request), token_id, request.client_addr) is None:
         raise HTTPNotFound("You have no such token.")
     return HTTPSeeOther(location=request.route_path("manage.tokens"))
+
+
+MAX_REASON = 500
+
+
+@view_config(
+    route_name="manage.project",
+    renderer="myapp:templates/manage/project.jinja2",
+    permission="upload",
+    require_methods=FORM_METHODS,
+)
+def manage_project(context: ProjectContext, request: Request) -> Any:
+    """A project's releases for its maintainers: yank or un-yank (with a
+    reason), delete a file or a release; and the journal of every change."""
+    package = project_or_404(request)
+    db = request.dbsession
+    if request.method == "POST":
+        error = _release_action(request, package)
+        if error is None:
+            return HTTPSeeOther(location=request.route_path("manage.project", name=package.name))
+        request.response.status = 400
+    else:
+        error = None
+    releases = packaging.releases_with_files(db, package)
+    return {"package": package, "releases": releases, "journal": packaging.journal(db, package), "error": error}
+
+
+def _release_action(request: Request, package: Package) -> str | None:
+    """Do what the form asks; the reason it cannot, or None."""
+    db, me, form = request.dbsession, _me(request), request.POST
+    action, version = form.get("action", ""), form.get("version", "")
+    release = packaging.find_release(db, package, version) if 0 < len(version) <= 100 else None
+    if release is None:
+        return f"{package.display_name} has no release {version[:100]!r}."
+    store = request.registry["file_store"]
+    if action in ("yank", "unyank"):
+        reason = form.get("reason", "").strip()[:MAX_REASON]
+        packaging.set_yanked(db, package, release, action == "yank", reason, me)
+    elif action == "delete-release":
+        store.remove_on_commit(request.tm, packaging.delete_release(db, package, release, me))
+    elif action == "delete-file":
+        file = next((f for f in release.files if f.filename == form.get("filename")), None)
+        if file is None:
+            return "That release has no such file."
+        store.remove_on_commit(request.tm, packaging.delete_file(db, package, file, me))
+    else:
+        return "That is not something this page can do."
+    return None
+
+
+@view_config(route_name="api.yank", renderer="json", permission="upload", require_methods=["POST"], require_csrf=False)
+@view_config(
+    route_name="api.unyank", renderer="json", permission="upload", require_methods=["POST"], require_csrf=False
+)
+def api_yank(context: ProjectContext, request: Request) -> Any:
+    """``POST /api/projects/{name}/{version}/yank`` (or ``/unyank``), with basic
+    auth (a token), an optional JSON body ``{"reason": "..."}``. No CSRF token:
+    a browser's session is not accepted here, only credentials sent on purpose."""
+    if basic_credentials(request) is None:
+        request.response.status = 401
+        request.response.headers["WWW-Authenticate"] = 'Basic realm="myapp", charset="UTF-8"'
+        return {"error": "Use HTTP basic auth: __token__ and an API token."}
+    package = project_or_404(request)
+    version = request.matchdict["version"]
+    db = request.dbsession
+    release = packaging.find_release(db, package, version) if len(version) <= 100 else None
+    if release is None:
+        raise HTTPNotFound(f"{package.display_name} has no release {version[:100]!r}.")
+    yank = request.matched_route.name == "api.yank"
+    reason = ""
+    if yank and request.body:
+        try:
+            body = request.json_body
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("reason", ""), str):
+            request.response.status = 400
+            return {"error": 'The body must be JSON like {"reason": "..."}.'}
+        reason = body.get("reason", "").strip()[:MAX_REASON]
+    packaging.set_yanked(db, package, release, yank, reason, _me(request))
+    return {"project": package.name, "version": release.version, "yanked": yank, "reason": release.yanked_reason}

@@ -185,3 +185,28 @@ class Role(Base):
 
     def __repr__(self) -> str:
         return f"<Role {self.role} of user {self.user_id} on package {self.package_id}>"
+
+
+class JournalEntry(Base):
+    """One change to a project (an upload, a yank, a deletion, a role):
+    who, what and when, kept even when the project or user is gone."""
+
+    __tablename__ = "journal"
+    __table_args__ = (Index("ix_journal_package_name_id", "package_name", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    package_name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str | None] = mapped_column(String(100))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(200))
+    username: Mapped[str | None] = mapped_column(String(50))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeletedFilename(Base):
+    """The name of a file that was deleted: it is never used again, so a name
+    always means the same bytes (as on PyPI)."""
+
+    __tablename__ = "deleted_filenames"
+
+    filename: Mapped[str] = mapped_column(String(255), primary_key=True)

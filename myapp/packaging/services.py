@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, contains_eager, defer, selectinload
 
 from myapp.accounts.models import User
 from myapp.data.meta import utcnow
-from myapp.packaging.models import Package, Release, ReleaseFile, Role, RoleName
+from myapp.packaging.models import DeletedFilename, JournalEntry, Package, Release, ReleaseFile, Role, RoleName
 from myapp.packaging.names import normalize
 from myapp.web.pagination import PER_PAGE, Page, offset_for
 
@@ -250,3 +250,62 @@ def remove_role(db: Session, package: Package, user: User) -> None:
     db.delete(current)
     bump_serial(db, package)
     db.flush()
+
+
+# -- maintainers' changes: yank, delete, and the journal ------------------------------
+
+
+def record(db: Session, package: Package, action: str, user: User | None, **where: str | None) -> None:
+    """A journal entry: who did what to the project, and when."""
+    db.add(
+        JournalEntry(
+            package_name=package.name,
+            version=where.get("version"),
+            filename=where.get("filename"),
+            action=action,
+            username=user.username if user else None,
+        )
+    )
+
+
+def journal(db: Session, package: Package, limit: int = 100) -> list[JournalEntry]:
+    stmt = select(JournalEntry).where(JournalEntry.package_name == package.name).order_by(JournalEntry.id.desc())
+    return list(db.scalars(stmt.limit(limit)))
+
+
+def set_yanked(db: Session, package: Package, release: Release, yanked: bool, reason: str | None, user: User) -> None:
+    """Yank (pip skips it unless pinned to it, PEP 592) or un-yank a release and its files."""
+    release.yanked, release.yanked_reason = yanked, (reason or None) if yanked else None
+    for file in release.files:
+        file.yanked = yanked
+    bump_serial(db, package)
+    action = f"yank release ({reason})" if yanked and reason else ("yank release" if yanked else "unyank release")
+    record(db, package, action, user, version=release.version)
+
+
+def is_deleted_filename(db: Session, filename: str) -> bool:
+    return db.get(DeletedFilename, filename) is not None
+
+
+def _forget_file(db: Session, package: Package, file: ReleaseFile, user: User) -> list[str]:
+    """Journal and retire a file's name; the stored paths to remove after commit."""
+    db.add(DeletedFilename(filename=file.filename))
+    record(db, package, "remove file", user, version=file.release.version, filename=file.filename)
+    return [p for p in (file.storage_path, file.storage_path and file.storage_path + ".metadata") if p]
+
+
+def delete_file(db: Session, package: Package, file: ReleaseFile, user: User) -> list[str]:
+    """Delete one file; its name is never used again. Returns the stored paths to remove."""
+    paths = _forget_file(db, package, file, user)
+    db.delete(file)
+    bump_serial(db, package)
+    return paths
+
+
+def delete_release(db: Session, package: Package, release: Release, user: User) -> list[str]:
+    """Delete a release and its files (the relationship's cascade deletes them)."""
+    paths = [path for file in release.files for path in _forget_file(db, package, file, user)]
+    db.delete(release)
+    bump_serial(db, package)
+    record(db, package, "remove release", user, version=release.version)
+    return paths

@@ -35,6 +35,16 @@ class FileStore:
         folder.mkdir(parents=True, exist_ok=True)
         return tempfile.NamedTemporaryFile(dir=folder, delete=False, prefix="upload-")
 
+    def remove_on_commit(self, tm: transaction.TransactionManager, relatives: list[str]) -> None:
+        """Delete stored files once ``tm`` has committed (before, a rollback would need them)."""
+
+        def remove(committed: bool) -> None:
+            if committed:
+                for relative in relatives:
+                    (self.root / relative).unlink(missing_ok=True)
+
+        tm.get().addAfterCommitHook(remove)
+
     def place_on_commit(self, tm: transaction.TransactionManager, moves: list[tuple[Path, str]]) -> None:
         """Move each temporary file to its relative path when ``tm`` commits."""
         tm.get().join(_PlaceFiles(tm, [(source, self.root / relative) for source, relative in moves]))

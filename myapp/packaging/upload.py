@@ -186,6 +186,8 @@ def upload(request: Request) -> Response:
         existing = services.find_file(db, filename)
         received = _receive(store, form["content"], int(settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES)))
         _check_digests(form, received)
+        if existing is None and services.is_deleted_filename(db, filename):
+            raise Refused("File already exists: a file of that name was deleted, and names are not reused.")
         if existing is not None:
             if existing.sha256 == received.sha256:
                 received.path.unlink(missing_ok=True)
@@ -275,6 +277,7 @@ def _record(
         )
     )
     services.touch(db, package)
+    services.record(db, package, "add file", user, version=str(version), filename=filename)
     db.flush()
 
 
