@@ -10,6 +10,7 @@ requires = [
     "email-validator>=2.1",
     "itsdangerous>=2.1",
     "packaging>=24",
+    "Paste>=3.5",
     "plaster_pastedeploy",
     "psycopg[binary]>=3.1",
     "pyotp>=2.9",

@@ -243,6 +243,7 @@ myapp.secret = {TEST_SECRET}
 myapp.secure_cookies = false
 myapp.files_dir = {files_dir}
 myapp.mail_folder = {files_dir.parent / "mail"}
+myapp.access_log = true
 {more}
 [pshell]
 setup = myapp.pshell.setup
@@ -256,7 +257,7 @@ listen = 127.0.0.1:{port}
 threads = {threads}
 
 [loggers]
-keys = root, myapp
+keys = root, myapp, wsgi
 
 [handlers]
 keys = console
@@ -272,6 +273,11 @@ handlers = console
 level = INFO
 handlers =
 qualname = myapp
+
+[logger_wsgi]
+level = INFO
+handlers =
+qualname = wsgi
 
 [handler_console]
 class = StreamHandler

@@ -99,3 +99,32 @@ def test_a_read_only_database_still_serves_files_and_health_says_so(backend, tmp
         assert f"could not record a download of {filename}" in log
         assert "Traceback" not in log
         assert query(url, select(ReleaseFile.downloads).where(ReleaseFile.filename == filename)) == 0
+
+
+def test_access_log_lines_are_complete_and_keep_no_secret(tmp_path):
+    """One line per request: client, request, status, bytes, milliseconds;
+    reset tokens redacted (also from the referrer); X-Forwarded-For ignored."""
+    import re
+    import urllib.request
+
+    with live_server("sqlite", tmp_path) as server:
+        secret = "eyJ1aWQiOjF9.secret-token-value"
+        request = urllib.request.Request(
+            f"{server.base}/account/reset-password?token={secret}&x=1",
+            headers={"X-Forwarded-For": "6.6.6.6", "Referer": f"{server.base}/account/verify-email?token={secret}"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10)
+        except urllib.error.HTTPError as err:
+            assert err.code == 400
+        fetch(server.base + "/projects/")
+    lines = [line for line in server.log.read_text().splitlines() if "[wsgi]" in line]
+    assert len(lines) == 2, lines
+    line = lines[0]
+    assert re.fullmatch(
+        r'INFO \[wsgi\] 127\.0\.0\.1 "GET /account/reset-password\?token=\*\*\*&x=1 HTTP/1\.1" 400 \d+ [\d.]+ms '
+        r'"http://127\.0\.0\.1:\d+/account/verify-email\?token=\*\*\*" "Python-urllib/[\d.]+"',
+        line,
+    ), line
+    assert secret not in server.log.read_text() and "6.6.6.6" not in server.log.read_text()
+    assert re.search(r'"GET /projects/ HTTP/1\.1" 200 \d+ [\d.]+ms', lines[1])

@@ -236,6 +236,14 @@ def test_pip_and_uv_install_from_the_index(backend, tmp_path):
 
         run(str(python), "-m", "pip", "install", "--index-url", index, project)
         assert installed_version(python, project) == newest
+        # pip read the chosen wheel's core metadata (PEP 658) and fetched no other wheel.
+        fetched = [
+            line.split('"')[1].split()[1]
+            for line in server.log.read_text().splitlines()
+            if "[wsgi]" in line and '"GET /files/' in line
+        ]
+        wheel = f"/files/{project.replace('-', '_')}-{newest}-py3-none-any.whl"
+        assert fetched == [wheel + ".metadata", wheel], fetched
         module = project.replace("-", "_")
         run(str(python), "-c", f"import {module}; assert {module}.__version__ == {newest!r}")
 
