@@ -288,3 +288,69 @@ def test_account_path_register_verify_two_factor_maintainer(
     finally:
         page.context.close()
     problems.assert_none()
+
+
+def test_an_upload_shows_and_a_maintainer_yanks_it(server: LiveServer, page: Page, problems: Problems, tmp_path: Path):
+    """twine publishes; the release appears with its files and download count;
+    its maintainer yanks it in the browser; the project and simple pages say so."""
+    import subprocess
+    import urllib.request
+
+    from playwright.sync_api import expect
+
+    from tests.accounts import PASSWORD
+    from tests.test_simple import offline_env
+    from tests.test_upload import build_project
+
+    added = server.run_cli(
+        str(BIN / "myapp-adduser"),
+        str(server.ini),
+        "--username",
+        "publisher",
+        "--email",
+        "publisher@example.org",
+        "--password-stdin",
+        input=PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    files = build_project(tmp_path, "1.0")
+    command = [
+        str(BIN / "twine"),
+        "upload",
+        "--repository-url",
+        server.base + "/legacy/",
+        "-u",
+        "publisher",
+        "-p",
+        PASSWORD,
+        *map(str, files),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=offline_env(tmp_path), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with urllib.request.urlopen(f"{server.base}/files/tiny_twine-1.0-py3-none-any.whl", timeout=10) as res:
+        assert res.status == 200 and res.read()
+
+    page.goto(server.base + "/project/tiny-twine/1.0/")
+    rows = page.locator("table.files tbody tr")
+    expect(rows).to_have_count(2)
+    wheel_row = rows.filter(has_text="tiny_twine-1.0-py3-none-any.whl")
+    expect(wheel_row.locator("td.downloads")).to_have_text("1")
+
+    page.goto(server.base + "/account/login")
+    page.fill("#username", "publisher")
+    page.fill("#password", PASSWORD)
+    page.click("form button[type=submit]:text('Log in')")
+    page.wait_for_url(re.compile(r"/account$"))
+    page.goto(server.base + "/manage/project/tiny-twine/")
+    release = page.locator("#release-1\\.0")
+    release.locator("input[name=reason]").fill("Built from the wrong branch")
+    release.locator("button:text('Yank')").click()
+    expect(page.locator("#release-1\\.0 .badge")).to_have_text("yanked: Built from the wrong branch")
+    expect(page.locator("table.journal")).to_contain_text("yank release (Built from the wrong branch)")
+
+    page.goto(server.base + "/project/tiny-twine/")
+    expect(page.locator("ul.releases li.yanked")).to_contain_text("1.0")
+    page.goto(server.base + "/simple/tiny-twine/")
+    links = page.locator("a[data-yanked='Built from the wrong branch']")
+    expect(links).to_have_count(2)
+    problems.assert_none()

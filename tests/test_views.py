@@ -241,3 +241,10 @@ def test_page_cache_never_serves_a_page_older_than_a_change(cached_app, dbsessio
     dbsession.flush()
     page = cached_app.get("/project/tool/")
     assert "X-Page-Cache" not in page.headers and "after" in page.text
+
+
+def test_robots_and_favicon(testapp):
+    robots = testapp.get("/robots.txt")
+    assert robots.content_type == "text/plain" and "Disallow: /account/" in robots.text
+    icon = testapp.get("/favicon.ico")
+    assert icon.content_type == "image/svg+xml" and icon.body.startswith(b"<svg")

@@ -19,3 +19,5 @@ def includeme(config: Configurator) -> None:
     # The login page needs its stylesheet even on a private index.
     config.add_static_view("static", "myapp:static", cache_max_age=3600, permission=NO_PERMISSION_REQUIRED)
     config.add_route("health", "/health")
+    config.add_route("robots", "/robots.txt")
+    config.add_route("favicon", "/favicon.ico")

@@ -13,7 +13,7 @@ from pyramid.httpexceptions import HTTPException, HTTPMovedPermanently, HTTPNotF
 from pyramid.interfaces import IRoutesMapper
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
-from pyramid.response import Response
+from pyramid.response import FileResponse, Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.settings import asbool
 from pyramid.view import exception_view_config, notfound_view_config, view_config
@@ -50,6 +50,28 @@ def health(request: Request) -> dict[str, Any]:
         request.response.status = 503
         log.warning("health check failed: %s", ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
     return {"status": "ok" if healthy else "error", **checks}
+
+
+ROBOTS = """User-agent: *
+Disallow: /account/
+Disallow: /manage/
+Disallow: /admin/
+Disallow: /search
+"""
+
+
+@view_config(route_name="robots", permission=NO_PERMISSION_REQUIRED)
+def robots(request: Request) -> Response:
+    return Response(ROBOTS, content_type="text/plain", cache_control="public, max-age=86400")
+
+
+@view_config(route_name="favicon", permission=NO_PERMISSION_REQUIRED)
+def favicon(request: Request) -> Response:
+    """Browsers ask for /favicon.ico whatever a page says (the simple pages say nothing)."""
+    path = Path(__file__).resolve().parent.parent / "static" / "favicon.svg"
+    response = FileResponse(str(path), request=request, content_type="image/svg+xml")
+    response.cache_control = "public, max-age=86400"
+    return response
 
 
 def error_page(request: Request, status: int, title: str, message: str) -> Response:
