@@ -18,6 +18,7 @@ PostgreSQL tests skip, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session
 from myapp import main
 from myapp.data import DbSession, to_url
 from myapp.data.migrations import upgrade_to_head
+from myapp.packaging.simple import INDEX_CACHE
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -169,9 +171,11 @@ def app(settings: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-def dbsession(db_url: str, app: Any) -> Iterator[Session]:
+def dbsession(db_url: str, app: Any, files_dir: Path) -> Iterator[Session]:
     """A session in a transaction that is rolled back after the test; the
-    app's request sessions share its connection through SAVEPOINTs."""
+    app's request sessions share its connection through SAVEPOINTs. What the
+    app derived from the rolled-back data (the saved /simple/ listing) goes too."""
+    shutil.rmtree(files_dir / INDEX_CACHE, ignore_errors=True)
     use_database(db_url)
     engine, factory = DbSession.engine, DbSession.factory
     assert engine is not None and factory is not None

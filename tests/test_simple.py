@@ -267,3 +267,21 @@ def test_pip_and_uv_install_from_the_index(backend, tmp_path):
         assert installed_version(python, project) == older  # the newest is "newer" than the cutoff
     log = server.log.read_text()
     assert "Traceback" not in log
+
+
+def test_the_index_listing_is_kept_until_anything_changes(testapp, dbsession, files_dir, demo):
+    cache = files_dir / ".cache"
+    first = testapp.get("/simple/")
+    saved = [p.name for p in cache.iterdir() if not p.name.startswith(".")]
+    assert saved == [f"simple-{first.headers['ETag'].strip(chr(34))}"]
+    again = testapp.get("/simple/")
+    assert again.body == first.body and again.headers["ETag"] == first.headers["ETag"]
+    from myapp.packaging.services import bump_serial
+
+    bump_serial(dbsession, demo)
+    dbsession.flush()
+    changed = testapp.get("/simple/")
+    assert changed.headers["ETag"] != first.headers["ETag"]
+    assert [p.name for p in cache.iterdir() if p.name.startswith("simple-html")] == [
+        f"simple-{changed.headers['ETag'].strip(chr(34))}"
+    ]  # the old copy is gone

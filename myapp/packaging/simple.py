@@ -8,22 +8,25 @@
   metadata (``data-core-metadata``; ``core-metadata`` in JSON).
 * ``X-PyPI-Last-Serial`` and an ETag on every page; ``If-None-Match`` gets 304.
 * ``/simple/`` lists every project: it is streamed from a session of its own,
-  so a million names never sit in memory at once.
+  so a million names never sit in memory at once, and a copy is kept on disk
+  under its ETag, so the next request (from any process) is a file send.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
 from typing import Any
 
-from markupsafe import escape
 from pyramid.httpexceptions import HTTPNotAcceptable, HTTPNotModified
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
-from pyramid.response import Response
+from pyramid.response import FileResponse, Response
 from pyramid.view import view_config
 from sqlalchemy import func, select
 
@@ -44,6 +47,7 @@ OFFERS = {
 }
 FORMATS = {"text/html": "text/html", HTML: HTML, JSON: JSON}
 STREAM_BATCH = 5000
+INDEX_CACHE = ".cache"  # under myapp.files_dir: the last full /simple/ listing of each kind
 
 
 def negotiate(request: Request) -> str:
@@ -155,43 +159,69 @@ def simple_index(request: Request) -> Response:
     kind = negotiate(request)
     count, serial = request.dbsession.execute(select(func.count(), func.max(Package.last_serial))).one()
     headers = _conditional(request, kind, serial or 0, f"-{count}")
-    factory = request.registry["dbsession_factory"]
-    rows = _stream_projects(factory)
-    body = _index_json(rows, serial or 0) if kind == JSON else _index_html(request, rows)
-    response = Response(app_iter=(chunk.encode() for chunk in body), content_type=_content_type(kind))
+    saved = _saved_index(request, headers["ETag"].strip('"'))
+    if saved.is_file():  # rendered before, and nothing has changed since
+        response = FileResponse(str(saved), request=request, content_type=_content_type(kind))
+    else:
+        batches = _stream_projects(request.registry["dbsession_factory"])
+        body = _index_json(batches, serial or 0) if kind == JSON else _index_html(request, batches)
+        response = Response(app_iter=_saving(body, saved), content_type=_content_type(kind))
     response.headers.update(headers)
     return response
 
 
-def _stream_projects(factory: Any) -> Iterator[tuple[str, str, int]]:
+def _saved_index(request: Request, etag: str) -> Path:
+    """Where the listing for this ETag is kept (the ETag changes with any project)."""
+    return Path(request.registry.settings["myapp.files_dir"]) / INDEX_CACHE / f"simple-{etag}"
+
+
+def _saving(body: Iterator[str], target: Path) -> Iterator[bytes]:
+    """Send the listing as it is made, and keep a copy for the next request:
+    written to a temporary file, renamed into place only when complete (any
+    process may then serve it), older copies of the same kind removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".partial-") as out:
+        partial = Path(out.name)
+        try:
+            for chunk in body:
+                data = chunk.encode()
+                out.write(data)
+                yield data
+        except BaseException:  # the client went away (GeneratorExit) or the database failed
+            out.close()
+            partial.unlink(missing_ok=True)
+            raise
+    kind = target.name.split("-")[1]
+    for old in target.parent.glob(f"simple-{kind}-*"):
+        old.unlink(missing_ok=True)
+    partial.replace(target)
+
+
+def _stream_projects(factory: Any) -> Iterator[list[tuple[str, str, int]]]:
     """(name, display name, serial) of every project, by name, in batches, from
-    a session of its own: the request's has ended by the time this runs."""
+    a session of its own (the request's has ended by the time this runs),
+    through Core rather than the ORM: a million rows, so per-row cost is all."""
+    table = Package.__table__
+    stmt = select(table.c.name, table.c.display_name, table.c.last_serial).order_by(table.c.name)
     with factory() as db:
-        stmt = select(Package.name, Package.display_name, Package.last_serial).order_by(Package.name)
-        yield from db.execute(stmt.execution_options(yield_per=STREAM_BATCH))
+        # yield_per on the statement (not the connection): a server-side cursor for this query only.
+        result = db.connection().execute(stmt.execution_options(yield_per=STREAM_BATCH))
+        yield from result.partitions(STREAM_BATCH)
 
 
-def _batched(pieces: Iterator[str]) -> Iterator[str]:
-    """Join many small strings into fewer chunks for the socket."""
-    batch: list[str] = []
-    for piece in pieces:
-        batch.append(piece)
-        if len(batch) == STREAM_BATCH:
-            yield "".join(batch)
-            batch.clear()
-    yield "".join(batch)
-
-
-def _index_html(request: Request, rows: Iterator[tuple[str, str, int]]) -> Iterator[str]:
+def _index_html(request: Request, batches: Iterator[list[tuple[str, str, int]]]) -> Iterator[str]:
     base = request.route_path("simple.index")
     yield f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{API_VERSION}">'
     yield "<title>Simple index</title></head><body>\n"
-    yield from _batched(f'<a href="{base}{escape(name)}/">{escape(display)}</a><br>\n' for name, display, _ in rows)
+    for batch in batches:
+        yield "".join(f'<a href="{base}{escape(name)}/">{escape(display)}</a><br>\n' for name, display, _ in batch)
     yield "</body></html>\n"
 
 
-def _index_json(rows: Iterator[tuple[str, str, int]], serial: int) -> Iterator[str]:
+def _index_json(batches: Iterator[list[tuple[str, str, int]]], serial: int) -> Iterator[str]:
     yield '{"meta": ' + json.dumps({"api-version": API_VERSION, "_last-serial": serial}) + ', "projects": ['
-    entries = (json.dumps({"name": display, "_last-serial": last}) for _, display, last in rows)
-    yield from _batched(("" if i == 0 else ", ") + entry for i, entry in enumerate(entries))
+    separator = ""
+    for batch in batches:
+        yield separator + ", ".join(f'{{"name": {json.dumps(d)}, "_last-serial": {s}}}' for _, d, s in batch)
+        separator = ", "
     yield "]}\n"
