@@ -91,6 +91,8 @@ def test_first_upload_creates_the_project_with_its_uploader_as_owner(testapp, db
         ("evil-1.0-py3-none-any.whl", {}, "does not match the project"),
         ("tiny_thing-2.0-py3-none-any.whl", {}, "does not match the project"),
         ("tiny_thing-1.0.exe", {}, "Invalid file extension"),
+        ("tiny_thing-1.0.zip", {}, "Invalid file extension"),
+        ("Tiny-Thing-1.0.tar.gz", {"filetype": "sdist"}, "PEP 625 wants tiny_thing-1.0.tar.gz"),
         ("tiny_thing-1.0-py3-none-any.whl", {"version": "not a version"}, "Invalid version"),
         ("tiny_thing-1.0-py3-none-any.whl", {"name": "bad name!"}, "Invalid or missing project name"),
         ("tiny_thing-1.0-py3-none-any.whl", {"sha256_digest": "0" * 64}, "sha256_digest does not match"),

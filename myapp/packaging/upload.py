@@ -36,7 +36,8 @@ from myapp.packaging.storage import FileStore
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 CHUNK = 1024 * 1024
 METADATA_VERSIONS = {"1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4"}
-FILETYPES = {".whl": "bdist_wheel", ".tar.gz": "sdist", ".zip": "sdist"}
+# PEP 527 and 625: wheels, and sdists as .tar.gz named <normalized_name>-<version>.tar.gz.
+FILETYPES = {".whl": "bdist_wheel", ".tar.gz": "sdist"}
 # Package fields an upload sets (form field -> column), from its newest release.
 FIELDS = {
     "summary": "summary",
@@ -120,13 +121,16 @@ def _check_names(form: Any) -> tuple[str, Version, str, str]:
         raise Refused("Invalid filename.")
     ending = next((e for e in FILETYPES if filename.endswith(e)), None)
     if ending is None:
-        raise Refused("Invalid file extension: use .whl, .tar.gz or .zip.")
+        raise Refused("Invalid file extension: upload a .whl or a .tar.gz.")
     try:
         parsed = parse_wheel_filename(filename)[:2] if ending == ".whl" else parse_sdist_filename(filename)
     except (InvalidWheelFilename, InvalidSdistFilename) as exc:
         raise Refused(f"Invalid filename: {exc}.") from None
     if parsed[0] != normalize(name) or parsed[1] != version:
         raise Refused(f"The filename does not match the project {name!r} and version {raw_version!r}.")
+    pep625 = normalize(name).replace("-", "_") + "-"
+    if ending == ".tar.gz" and not filename.startswith(pep625):
+        raise Refused(f"Invalid sdist filename: PEP 625 wants {pep625}{raw_version}.tar.gz.")
     filetype = FILETYPES[ending]
     if form.get("filetype") and form.get("filetype") != filetype:
         raise Refused(f"filetype {form.get('filetype')!r} does not match a {ending} file.")
