@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from myapp.data import DbConfigError, DbSession, safe_url, to_url
 from myapp.data.settings import database_url, engine_options
@@ -199,3 +199,23 @@ def test_errors_do_not_show_bound_parameters(tmp_path: Path) -> None:
         with pytest.raises(IntegrityError) as info:
             conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": "hunter2-secret"})
     assert "hunter2-secret" not in str(info.value)
+
+
+def test_read_probe_sees_the_latest_commit_and_reconnects(db_url) -> None:
+    from myapp.data import ReadProbe
+
+    engine = create_engine(db_url)
+    probe = ReadProbe("SELECT count(*) FROM classifiers")
+    try:
+        before = probe(engine)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO classifiers (classifier) VALUES ('Probe :: Test')"))
+        assert probe(engine) == before + 1  # no transaction held open: the commit shows at once
+        probe._local.held[1].close()  # the database dropped us
+        with pytest.raises(Exception):  # whatever the driver raises for a closed connection
+            probe(engine)
+        assert probe(engine) == before + 1  # ... and the next call connects again
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM classifiers WHERE classifier = 'Probe :: Test'"))
+        engine.dispose()

@@ -204,7 +204,7 @@ def test_page_cache_serves_anonymous_views_from_memory(cached_app, dbsession, co
     assert second.text == first.text and second.content_type == "text/html"
     assert second.headers["X-Content-Type-Options"] == "nosniff"  # headers still applied
     # No transaction, routing or template: one indexed query, that nothing changed since.
-    assert count_queries.count == 1 and "max(packages.last_serial)" in count_queries.statements[0]
+    assert count_queries.statements == ["SELECT max(last_serial) FROM packages"]
 
 
 def test_page_cache_skips_errors_and_signed_in_visitors(cached_app, dbsession):

@@ -19,15 +19,16 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyramid_tm
 import transaction.interfaces
 import zope.sqlalchemy
 import zope.sqlalchemy.datamanager
 from pyramid_retry import IRetryableError, is_last_attempt
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,6 +47,7 @@ __all__ = [
     "Base",
     "DbConfigError",
     "DbSession",
+    "ReadProbe",
     "database_accepts_writes",
     "database_answers",
     "get_tm_session",
@@ -150,6 +152,50 @@ def database_answers(dbsession: Session) -> bool:
         log.warning("database unavailable: %s", type(exc).__name__)
         return False
     return True
+
+
+class ReadProbe:
+    """One tiny read on every request, as cheaply as the database allows: on
+    a connection of the thread's own, outside the pool (no checkout, no ping,
+    no transaction: each statement commits on its own and sees the latest
+    committed data). The page cache asks it "has anything changed?".
+
+    Bound to a ``Connection`` instead of an ``Engine`` (tests, whose data is
+    never committed), it reads on that connection. A failure drops the
+    thread's connection and raises; the next call connects again.
+    """
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        self._local = threading.local()
+
+    def __call__(self, bind: Engine | Connection) -> Any:
+        if isinstance(bind, Connection):
+            return bind.exec_driver_sql(self.sql).scalar()
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] is not bind:
+            held = self._local.held = (bind, self._connect(bind))
+        try:
+            cursor = held[1].cursor()
+            try:
+                cursor.execute(self.sql)
+                return cursor.fetchone()[0]
+            finally:
+                cursor.close()
+        except Exception:
+            self._local.held = None
+            raise
+
+    @staticmethod
+    def _connect(engine: Engine) -> Any:
+        dialect = engine.dialect
+        cargs, cparams = dialect.create_connect_args(engine.url)
+        connection = dialect.connect(*cargs, **cparams)
+        if engine.dialect.name == "sqlite":
+            connection.isolation_level = None  # autocommit: no transaction left open
+        else:
+            connection.autocommit = True
+        return connection
 
 
 def database_accepts_writes(dbsession: Session) -> bool:

@@ -112,6 +112,9 @@ def bump_serial(db: Session, package: Package) -> int:
     return package.last_serial
 
 
+INDEX_SERIAL_SQL = "SELECT max(last_serial) FROM packages"
+
+
 def index_serial(db: Session) -> int:
     """The highest serial: it changes whenever any project does."""
     return db.scalar(select(func.max(Package.last_serial))) or 0
