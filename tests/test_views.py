@@ -248,3 +248,22 @@ def test_robots_and_favicon(testapp):
     assert robots.content_type == "text/plain" and "Disallow: /account/" in robots.text
     icon = testapp.get("/favicon.ico")
     assert icon.content_type == "image/svg+xml" and icon.body.startswith(b"<svg")
+
+
+def test_page_cache_version_reuse_and_a_writes_own_next_request(settings, dbsession):
+    """With myapp.page_cache_check_seconds, a process reuses the version it
+    read; a successful write request in the process makes it read again."""
+    from myapp.config import configure
+    from myapp.packaging.services import touch
+
+    app = configure({**settings, "myapp.page_cache_seconds": "60", "myapp.page_cache_check_seconds": "3600"})
+    client = webtest.TestApp(app.make_wsgi_app(), extra_environ={"HTTP_HOST": "localhost"})
+    package = make_package(dbsession, "tool", summary="before")
+    client.get("/project/tool/")
+    package.summary = "after"
+    touch(dbsession, package)  # another process's change ...
+    dbsession.flush()
+    assert "before" in client.get("/project/tool/").text  # ... shows once the hour is up
+    token = client.get("/account/login").html.select_one("input[name=csrf_token]")["value"]
+    client.post("/account/logout", {"csrf_token": token}, status=303)  # a write in this process
+    assert "after" in client.get("/project/tool/").text
