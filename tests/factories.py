@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
@@ -63,3 +64,16 @@ def make_package(
     db.add(package)
     db.flush()
     return package
+
+
+def refuse(db: Session, table: str, event: str) -> None:
+    """A trigger that makes the database refuse every ``event`` (INSERT, UPDATE)
+    on ``table``, on SQLite or PostgreSQL: a database that will not take a write."""
+    name = f"refuse_{event.lower()}_{table}"
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(text(f"CREATE TRIGGER {name} BEFORE {event} ON {table} BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+        return
+    db.execute(
+        text(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$")
+    )
+    db.execute(text(f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()"))

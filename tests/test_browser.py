@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import BIN, LiveServer, live_server, missing
+from tests.conftest import LiveServer, live_server, missing
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -208,6 +208,7 @@ def test_account_path_register_verify_two_factor_maintainer(
     from sqlalchemy import create_engine, text
 
     from tests.accounts import PASSWORD, link_in, mails_to, unique
+    from tests.test_upload import add_user
 
     size = {"width": 1280, "height": 900} if screen == "desktop" else {"width": 390, "height": 800}
     page = open_page(browser, problems, viewport=size, is_mobile=screen == "phone", has_touch=screen == "phone")
@@ -239,17 +240,7 @@ def test_account_path_register_verify_two_factor_maintainer(
             )
             project = conn.execute(text("SELECT name FROM packages WHERE id = :p"), {"p": ids[1]}).scalar()
         engine.dispose()
-        added = server.run_cli(
-            str(BIN / "myapp-adduser"),
-            str(server.ini),
-            "--username",
-            helper,
-            "--email",
-            f"{helper}@example.org",
-            "--password-stdin",
-            input=PASSWORD + "\n",
-        )
-        assert added.returncode == 0, added.stderr
+        add_user(server, helper)
 
         # Two-factor set-up: scan (here: read) the secret, type the current code.
         page.goto(server.base + "/account/two-factor")
@@ -293,39 +284,15 @@ def test_account_path_register_verify_two_factor_maintainer(
 def test_an_upload_shows_and_a_maintainer_yanks_it(server: LiveServer, page: Page, problems: Problems, tmp_path: Path):
     """twine publishes; the release appears with its files and download count;
     its maintainer yanks it in the browser; the project and simple pages say so."""
-    import subprocess
     import urllib.request
 
     from playwright.sync_api import expect
 
     from tests.accounts import PASSWORD
-    from tests.test_simple import offline_env
-    from tests.test_upload import build_project
+    from tests.test_upload import add_user, build_project, twine_upload
 
-    added = server.run_cli(
-        str(BIN / "myapp-adduser"),
-        str(server.ini),
-        "--username",
-        "publisher",
-        "--email",
-        "publisher@example.org",
-        "--password-stdin",
-        input=PASSWORD + "\n",
-    )
-    assert added.returncode == 0, added.stderr
-    files = build_project(tmp_path, "1.0")
-    command = [
-        str(BIN / "twine"),
-        "upload",
-        "--repository-url",
-        server.base + "/legacy/",
-        "-u",
-        "publisher",
-        "-p",
-        PASSWORD,
-        *map(str, files),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, env=offline_env(tmp_path), timeout=120)
+    add_user(server, "publisher")
+    done = twine_upload(server, build_project(tmp_path, "1.0"), "publisher", PASSWORD)
     assert done.returncode == 0, done.stdout + done.stderr
     with urllib.request.urlopen(f"{server.base}/files/tiny_twine-1.0-py3-none-any.whl", timeout=10) as res:
         assert res.status == 200 and res.read()

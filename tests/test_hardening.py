@@ -25,7 +25,7 @@ from myapp.web.cache import PageCache
 from myapp.web.files import ByteRange, parse_range
 from myapp.web.guard import DEFAULT_ALLOWED_HOSTS, allowed_hosts, valid_host
 from myapp.web.views import _relative_location
-from tests.factories import make_package
+from tests.factories import make_package, refuse
 
 UNICODE_DIGITS = ["²", "٣", "①", "෦", "\U0001d7d9", "¹0", "1²"]  # the fifth: MATHEMATICAL DOUBLE-STRUCK ONE
 
@@ -311,20 +311,7 @@ def test_a_download_is_served_when_the_count_cannot_be_written(testapp, dbsessio
     """A trigger that refuses every change to the counter stands in for a
     database that refuses writes (the live test uses a real read-only one)."""
     file = stored_file(dbsession, files_dir, size=64)
-    if dbsession.get_bind().dialect.name == "sqlite":
-        dbsession.execute(
-            text("CREATE TRIGGER no_counts BEFORE UPDATE ON release_files BEGIN SELECT RAISE(ABORT, 'read-only'); END")
-        )
-    else:
-        dbsession.execute(
-            text(
-                "CREATE FUNCTION no_counts() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'read-only'; END $$"
-            )
-        )
-        dbsession.execute(
-            text("CREATE TRIGGER no_counts BEFORE UPDATE ON release_files FOR EACH ROW EXECUTE FUNCTION no_counts()")
-        )
+    refuse(dbsession, "release_files", "UPDATE")
     with caplog.at_level(logging.ERROR, logger="myapp"):
         res = testapp.get(f"/files/{file.filename}", status=200)
     assert len(res.body) == 64

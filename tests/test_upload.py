@@ -11,14 +11,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from myapp.accounts import services as accounts
 from myapp.packaging import services
 from myapp.packaging.demo import _sdist, _wheel
 from myapp.packaging.models import Package, RoleName
 from tests.accounts import PASSWORD, make_user
-from tests.conftest import BIN, live_server
+from tests.conftest import BIN, LiveServer, live_server
+from tests.factories import refuse
 from tests.test_accounts import basic
 from tests.test_simple import installed_version, make_venv, offline_env
 
@@ -180,20 +181,7 @@ def test_a_project_scoped_token_uploads_to_its_project_only(testapp, dbsession, 
 
 def test_an_upload_the_database_refuses_leaves_no_file(testapp, dbsession, files_dir, uploader):
     """The file is moved into the store only as the transaction commits."""
-    if dbsession.get_bind().dialect.name == "sqlite":
-        dbsession.execute(
-            text("CREATE TRIGGER no_files BEFORE INSERT ON release_files BEGIN SELECT RAISE(ABORT, 'refused'); END")
-        )
-    else:
-        dbsession.execute(
-            text(
-                "CREATE FUNCTION no_files() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
-            )
-        )
-        dbsession.execute(
-            text("CREATE TRIGGER no_files BEFORE INSERT ON release_files FOR EACH ROW EXECUTE FUNCTION no_files()")
-        )
+    refuse(dbsession, "release_files", "INSERT")
     before = stored_files(files_dir)
     res = upload(testapp, "uploader", PASSWORD, WHEEL, _wheel("Tiny-Thing", "1.0", "x"))
     assert res.status_int == 500
@@ -235,27 +223,35 @@ def build_project(folder: Path, version: str) -> list[Path]:
     return sorted(out.iterdir())
 
 
+def add_user(server: LiveServer, username: str) -> None:
+    """An account made the operator's way, with ``myapp-adduser``."""
+    done = server.run_cli(
+        str(BIN / "myapp-adduser"),
+        str(server.ini),
+        "--username",
+        username,
+        "--email",
+        f"{username}@example.org",
+        "--password-stdin",
+        input=PASSWORD + "\n",
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def twine_upload(server: LiveServer, files: list[Path], user: str, password: str) -> subprocess.CompletedProcess[str]:
+    command = [str(BIN / "twine"), "upload", "--repository-url", server.base + "/legacy/", "-u", user, "-p", password]
+    env = offline_env(server.folder) | {"TWINE_NON_INTERACTIVE": "1"}
+    return subprocess.run([*command, *map(str, files)], capture_output=True, text=True, env=env, timeout=120)
+
+
 def test_twine_uploads_and_pip_installs(backend, tmp_path):
     with live_server(backend, tmp_path, demo=False) as server:
-        added = server.run_cli(
-            str(BIN / "myapp-adduser"),
-            str(server.ini),
-            "--username",
-            "pub",
-            "--email",
-            "pub@example.org",
-            "--password-stdin",
-            input=PASSWORD + "\n",
-        )
-        assert added.returncode == 0, added.stderr
-        env = offline_env(tmp_path) | {"TWINE_NON_INTERACTIVE": "1"}
+        add_user(server, "pub")
+        env = offline_env(tmp_path)
         legacy = server.base + "/legacy/"
 
-        def twine(
-            *files: Path, user: str, password: str, extra: tuple[str, ...] = ()
-        ) -> subprocess.CompletedProcess[str]:
-            command = [str(BIN / "twine"), "upload", "--repository-url", legacy, "-u", user, "-p", password, *extra]
-            return subprocess.run([*command, *map(str, files)], capture_output=True, text=True, env=env, timeout=120)
+        def twine(*files: Path, user: str, password: str) -> subprocess.CompletedProcess[str]:
+            return twine_upload(server, list(files), user, password)
 
         first = build_project(tmp_path, "1.0")
         done = twine(*first, user="pub", password=PASSWORD)
@@ -324,31 +320,10 @@ def test_no_stale_reads_across_processes(backend, tmp_path):
             LiveServer(url, tmp_path / "a", demo=False, settings=cache) as a,
             LiveServer(url, tmp_path / "b", migrate=False, settings=cache) as b,
         ):
-            added = a.run_cli(
-                str(BIN / "myapp-adduser"),
-                str(a.ini),
-                "--username",
-                "pub",
-                "--email",
-                "pub@example.org",
-                "--password-stdin",
-                input=PASSWORD + "\n",
-            )
-            assert added.returncode == 0, added.stderr
+            add_user(a, "pub")
 
             def publish(version: str) -> None:
-                command = [
-                    str(BIN / "twine"),
-                    "upload",
-                    "--repository-url",
-                    a.base + "/legacy/",
-                    "-u",
-                    "pub",
-                    "-p",
-                    PASSWORD,
-                    *map(str, build_project(tmp_path, version)),
-                ]
-                done = subprocess.run(command, capture_output=True, text=True, env=offline_env(tmp_path), timeout=120)
+                done = twine_upload(a, build_project(tmp_path, version), "pub", PASSWORD)
                 assert done.returncode == 0, done.stdout + done.stderr
 
             publish("1.0")
