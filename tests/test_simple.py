@@ -247,6 +247,28 @@ def test_pip_and_uv_install_from_the_index(backend, tmp_path):
         module = project.replace("-", "_")
         run(str(python), "-c", f"import {module}; assert {module}.__version__ == {newest!r}")
 
+        # A range: pip resolves it with .metadata files and downloads the chosen wheel only.
+        before = len(server.log.read_text().splitlines())
+        run(
+            str(python),
+            "-m",
+            "pip",
+            "download",
+            "--dest",
+            str(tmp_path / "dl"),
+            "--index-url",
+            index,
+            f"{project}<{newest}",
+        )
+        fetched = [
+            line.split('"')[1].split()[1]
+            for line in server.log.read_text().splitlines()[before:]
+            if "[wsgi]" in line and '"GET /files/' in line
+        ]
+        older_wheel = f"/files/{project.replace('-', '_')}-{older}-py3-none-any.whl"
+        assert fetched == [older_wheel + ".metadata", older_wheel], fetched
+        assert [p.name for p in (tmp_path / "dl").iterdir()] == [older_wheel.rsplit("/", 1)[1]]
+
         run(str(BIN / "uv"), "pip", "install", "--python", str(python), "--index-url", index, f"{project}=={older}")
         assert installed_version(python, project) == older
 
