@@ -197,16 +197,27 @@ def _saving(body: Iterator[str], target: Path) -> Iterator[bytes]:
     partial.replace(target)
 
 
+INDEX_SQL = "SELECT name, display_name, last_serial FROM packages ORDER BY name"
+
+
 def _stream_projects(factory: Any) -> Iterator[list[tuple[str, str, int]]]:
     """(name, display name, serial) of every project, by name, in batches, from
-    a session of its own (the request's has ended by the time this runs),
-    through Core rather than the ORM: a million rows, so per-row cost is all."""
-    table = Package.__table__
-    stmt = select(table.c.name, table.c.display_name, table.c.last_serial).order_by(table.c.name)
+    a session of its own (the request's has ended by the time this runs).
+
+    A million rows, so per-row cost is everything: the driver's own cursor
+    (server-side on PostgreSQL) hands back plain tuples, half the time of
+    SQLAlchemy's rows."""
     with factory() as db:
-        # yield_per on the statement (not the connection): a server-side cursor for this query only.
-        result = db.connection().execute(stmt.execution_options(yield_per=STREAM_BATCH))
-        yield from result.partitions(STREAM_BATCH)
+        connection = db.connection()  # in the session's transaction
+        driver = connection.connection.driver_connection
+        postgresql = connection.dialect.name == "postgresql"
+        cursor = driver.cursor(name="myapp_simple_index") if postgresql else driver.cursor()
+        try:
+            cursor.execute(INDEX_SQL)
+            while batch := cursor.fetchmany(STREAM_BATCH):
+                yield batch
+        finally:
+            cursor.close()
 
 
 def _index_html(request: Request, batches: Iterator[list[tuple[str, str, int]]]) -> Iterator[str]:
@@ -222,6 +233,7 @@ def _index_json(batches: Iterator[list[tuple[str, str, int]]], serial: int) -> I
     yield '{"meta": ' + json.dumps({"api-version": API_VERSION, "_last-serial": serial}) + ', "projects": ['
     separator = ""
     for batch in batches:
-        yield separator + ", ".join(f'{{"name": {json.dumps(d)}, "_last-serial": {s}}}' for _, d, s in batch)
+        # One json.dumps per batch (the C encoder), without its brackets.
+        yield separator + json.dumps([{"name": d, "_last-serial": s} for _, d, s in batch])[1:-1]
         separator = ", "
     yield "]}\n"
