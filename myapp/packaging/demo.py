@@ -18,6 +18,7 @@ from myapp.packaging.metadata import store_wheel_metadata
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
 from myapp.packaging.names import is_prerelease, normalize, version_sort_key
 from myapp.packaging.services import bump_serial
+from myapp.packaging.storage import FileStore
 
 PREFIXES = ["aero", "blue", "quick", "tiny", "deep", "py", "smart", "open", "fast", "micro", "hyper", "lazy"]
 STEMS = [
@@ -124,7 +125,7 @@ def _sdist(dist: str, version: str, summary: str) -> bytes:
 def _store(files_dir: Path, filename: str, data: bytes) -> tuple[str, str]:
     """Write the bytes under their hash; return (storage path, sha256)."""
     digest = hashlib.sha256(data).hexdigest()
-    relative = f"{digest[:2]}/{digest[2:4]}/{filename}"
+    relative = FileStore.relative_path(digest, filename)
     path = files_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

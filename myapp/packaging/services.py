@@ -106,18 +106,19 @@ def search(db: Session, query: str, *, page: int = 1, per_page: int = PER_PAGE) 
     return _page_of(db, where=(matches,), order=(rank, Package.name), page=page, per_page=per_page)
 
 
-def bump_serial(db: Session, package: Package) -> int:
-    """Mark a change to the project: its serial becomes the index's highest."""
-    package.last_serial = (db.scalar(select(func.max(Package.last_serial))) or 0) + 1
-    return package.last_serial
-
-
+# The page cache's check runs this on a raw connection (myapp.data.ReadProbe).
 INDEX_SERIAL_SQL = "SELECT max(last_serial) FROM packages"
 
 
 def index_serial(db: Session) -> int:
     """The highest serial: it changes whenever any project does."""
     return db.scalar(select(func.max(Package.last_serial))) or 0
+
+
+def bump_serial(db: Session, package: Package) -> int:
+    """Mark a change to the project: its serial becomes the index's highest."""
+    package.last_serial = index_serial(db) + 1
+    return package.last_serial
 
 
 def touch(db: Session, package: Package) -> None:

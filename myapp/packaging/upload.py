@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -155,17 +156,13 @@ def _check_wheel(path: Path, name: str, version: Version) -> bytes:
     metadata = wheel_metadata(path)
     if metadata is None:
         raise Refused("Invalid wheel: not a zip with one .dist-info/METADATA.")
-    fields = {}
-    for line in metadata.decode("utf-8", "replace").splitlines():
-        if not line.strip():
-            break
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip().lower(), value.strip())
+    # Core metadata is RFC 822 headers: the standard library's parser reads them.
+    fields = BytesHeaderParser().parsebytes(metadata)
     try:
-        same_version = Version(fields.get("version", "")) == version
+        same_version = Version(str(fields.get("Version", ""))) == version
     except InvalidVersion:
         same_version = False
-    if normalize(fields.get("name", "")) != normalize(name) or not same_version:
+    if normalize(str(fields.get("Name", ""))) != normalize(name) or not same_version:
         raise Refused("The wheel's METADATA names another project or version.")
     return metadata
 
