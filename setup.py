@@ -72,6 +72,7 @@ setup(
             "myapp-initdb = myapp.scripts.initdb:main",
             "myapp-import = myapp.scripts.import_json:main",
             "myapp-adduser = myapp.scripts.adduser:main",
+            "myapp-rerender = myapp.scripts.rerender:main",
         ],
     },
 )

@@ -205,14 +205,20 @@ class QueryCounter:
 
     def __init__(self) -> None:
         self.statements: list[str] = []
+        self.parameters: list[Any] = []  # beside each statement, for EXPLAIN
 
-    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
         if not statement.lstrip().upper().startswith(self.IGNORED):
             self.statements.append(statement)
+            self.parameters.append(parameters)
 
     @property
     def count(self) -> int:
         return len(self.statements)
+
+    def clear(self) -> None:
+        self.statements.clear()
+        self.parameters.clear()
 
 
 @pytest.fixture
@@ -223,6 +229,15 @@ def count_queries(dbsession: Session) -> Iterator[QueryCounter]:
         yield counter
     finally:
         event.remove(DbSession.engine, "before_cursor_execute", counter)
+
+
+@pytest.fixture
+def cached_app(settings: dict[str, Any], dbsession: Session) -> webtest.TestApp:
+    """The app with its page cache on (60 s)."""
+    from myapp.config import configure
+
+    app = configure({**settings, "myapp.page_cache_seconds": "60"}).make_wsgi_app()
+    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
 
 
 # -- a real server in a subprocess -----------------------------------------------

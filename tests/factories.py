@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
 from myapp.packaging.names import is_prerelease, normalize, version_sort_key
+from myapp.packaging.rendering import render_into
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -38,8 +39,10 @@ def make_package(
         updated=T0 + timedelta(days=len(versions)),
         **fields,
     )
+    render_into(package)  # as an upload or an import does
     for c in classifiers or []:
-        package.classifiers.append(Classifier(classifier=c))
+        known = db.scalar(select(Classifier).where(Classifier.classifier == c))
+        package.classifiers.append(known or Classifier(classifier=c))
     for i, version in enumerate(versions):
         release = Release(
             version=version,

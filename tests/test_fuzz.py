@@ -14,7 +14,7 @@ bodies on GET. Whatever was sent:
 * every answer the app makes carries the security headers (waitress's own
   answers to malformed HTTP are exempt);
 * a foreign or malformed Host is a 400, a target over 8192 bytes a 414,
-  ``?page=`` in non-ASCII digits a 400, a ``Range`` a 200, 206 or 416;
+  ``?page=`` in non-ASCII digits a 400 on search, a ``Range`` a 200, 206 or 416;
 * afterwards the server log has no traceback and no forged line: every line
   is a record or an indented continuation, and none holds a control character.
 
@@ -439,7 +439,7 @@ def expectation(fz: Fuzzed) -> Expect | None:
         return None
     # (A malformed Range is refused first, with a 416, on every page.)
     ranged = any(name == "Range" for name, _ in fz.headers)
-    if fz.page_kind == "unicode" and fz.route in ("projects", "search") and not ranged:
+    if fz.page_kind == "unicode" and fz.route == "search" and not ranged:
         return UNICODE_PAGE
     if fz.range_kind and fz.route == "file":
         return RANGE_EXPECT[fz.range_kind] | ({304} if fz.conditional else set())
@@ -532,6 +532,10 @@ class Grammar:
             pages += 1
         if route == "projects" and rng.random() < 0.3:
             params.append(b"sort=" + self.encoded(rng.choice(SORTS)))
+        if route == "projects" and rng.random() < 0.4:  # browse cursors: a name, or junk
+            cursor = rng.choice([*self.site.display_names, *SEARCH_TERMS, *JUNK_PAGES])
+            params.append(rng.choice([b"after=", b"before=", b"start="]) + self.encoded(cursor))
+            fz.tags.append("cursor")
         for _ in range(rng.choice([0, 0, 0, 1, 2, 3])):
             params.append(rng.choice(QUERY_JUNK))
             fz.tags.append("junk-param")
@@ -962,7 +966,11 @@ def waitress_cases(site: Site) -> list[Raw]:
     # ?page= in Unicode digits, percent-encoded as a browser sends them.
     for digits in UNICODE_DIGITS:
         encoded = quote(digits, safe="").encode()
-        add(http(b"/projects/?page=" + encoded), f"projects page={digits!r}", UNICODE_PAGE)
+        add(
+            http(b"/projects/?after=" + encoded),
+            f"projects after={digits!r}",
+            expect("a cursor that is no name is a 400", 400),
+        )
         add(http(b"/search?q=cache&page=" + encoded), f"search page={digits!r}", UNICODE_PAGE)
     # Protocol oddities.
     for version_text in [b" HTTP/1.2", b" HTTP/2.0", b" HTTP/0.9", b"", b" FOO/1.1", b" HTTP/1.1 x"]:

@@ -124,32 +124,32 @@ def test_page_cache_cannot_be_poisoned_through_host(cached_app, dbsession):
 def test_page_cache_normalizes_and_ignores_unknown_parameters(cached_app, dbsession):
     for i in range(25):
         make_package(dbsession, f"pkg-{i:02d}")
-    cached_app.get("/projects/?sort=name&page=2")
-    assert cached_app.get("/projects/?page=2&sort=name").headers["X-Page-Cache"] == "hit"  # same page, same entry
-    for junk in ("?utm_source=x", "?page=1&page=1", "?sort=name&sort=name", "?q=x", "?page=1&x=" + "y" * 4000):
+    cached_app.get("/projects/?sort=name&after=pkg-03")
+    assert cached_app.get("/projects/?after=pkg-03&sort=name").headers["X-Page-Cache"] == "hit"  # same page, same entry
+    for junk in ("?utm_source=x", "?after=a&after=a", "?sort=name&sort=name", "?q=x", "?after=a&x=" + "y" * 4000):
         cached_app.get("/projects/" + junk)
         assert "X-Page-Cache" not in cached_app.get("/projects/" + junk).headers, junk
     keys = [key for key in cached_app.app.registry["page_cache"]._pages]
-    assert {tuple(name for name, _ in key[3]) for key in keys} == {("page", "sort")}
+    assert {tuple(name for name, _ in key[3]) for key in keys} == {("after", "sort")}
 
 
 def test_page_cache_is_bounded_in_bytes_and_drops_expired_pages():
     cache = PageCache(seconds=60, max_bytes=200_000)
     response = webtest.TestResponse(body=b"x" * 10_000, content_type="text/html")
     for i in range(500):
-        cache.put(("http", "localhost", "/search", (("q", f"term{i}"),)), response)
+        cache.put(("http", "localhost", "/search", (("q", f"term{i}"),), ""), response)
         assert cache.bytes <= cache.max_bytes
     assert 10 <= len(cache) < 20
-    assert cache.get(("http", "localhost", "/search", (("q", "term499"),))) is not None
-    assert cache.get(("http", "localhost", "/search", (("q", "term0"),))) is None  # evicted, oldest first
-    cache.put(("http", "localhost", "/big", ()), webtest.TestResponse(body=b"x" * 100_000))
-    assert cache.get(("http", "localhost", "/big", ())) is None  # one page may not take an eighth of the budget
+    assert cache.get(("http", "localhost", "/search", (("q", "term499"),), "")) is not None
+    assert cache.get(("http", "localhost", "/search", (("q", "term0"),), "")) is None  # evicted, oldest first
+    cache.put(("http", "localhost", "/big", (), ""), webtest.TestResponse(body=b"x" * 100_000))
+    assert cache.get(("http", "localhost", "/big", (), "")) is None  # one page may not take an eighth of the budget
 
     short = PageCache(seconds=0.01, max_bytes=10_000_000)
     for i in range(50):
-        short.put(("http", "localhost", f"/p{i}", ()), response)
+        short.put(("http", "localhost", f"/p{i}", (), ""), response)
     time.sleep(0.02)
-    short.put(("http", "localhost", "/fresh", ()), response)
+    short.put(("http", "localhost", "/fresh", (), ""), response)
     assert len(short) == 1 and short.bytes < 11_000  # the expired 50 are gone, not just unreachable
 
 
@@ -165,7 +165,7 @@ def test_page_cache_never_stores_credentialed_requests(cached_app, dbsession):
 
 
 @pytest.mark.parametrize("digits", UNICODE_DIGITS)
-@pytest.mark.parametrize("path", ["/projects/", "/search?q=a"])
+@pytest.mark.parametrize("path", ["/search?q=a"])
 def test_unicode_digits_in_page_are_400(testapp, path, digits):
     sep = "&" if "?" in path else "?"
     res = testapp.get(f"{path}{sep}page={quote(digits)}", status=400)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import json
+import time
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from myapp.packaging.importer import ClassifierCache, DocumentError, import_document, parse_document
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
+from myapp.packaging.rendering import RENDERER
 from myapp.packaging.services import latest_release, release_history
 from tests.conftest import BIN, SHARED_DATA, LiveServer, fresh_database, missing
 from tests.factories import make_package
@@ -183,11 +186,13 @@ def test_cli_imports_real_pypi_documents(backend, tmp_path):
         first = server.run_cli(str(BIN / "myapp-import"), str(server.ini), str(SHARED_DATA), "--no-progress")
         assert first.returncode == 0, first.stderr
         assert first.stdout.startswith(
-            "96 projects (96 new, 0 updated), 5547 releases (5547 new), 19160 files (19160 new), 0 skipped, in "
+            "96 projects (96 new, 0 updated, 0 unchanged), 5547 releases read (5547 new), "
+            "19160 files read (19160 new), 0 skipped, in "
         ), first.stdout
         second = server.run_cli(str(BIN / "myapp-import"), str(server.ini), str(SHARED_DATA), "--no-progress")
         assert second.returncode == 0, second.stderr
-        assert "96 projects (0 new, 0 updated), 5547 releases (0 new), 19160 files (0 new), 0 skipped" in second.stdout
+        # Every document's bytes were imported before: none is even parsed.
+        assert "96 projects (0 new, 0 updated, 96 unchanged), 0 releases read (0 new), 0 files read" in second.stdout
 
         with server:
             import urllib.request
@@ -216,7 +221,70 @@ def test_cli_reports_bad_documents_and_imports_the_rest(backend, tmp_path):
         assert done.returncode == 2
         assert "skipped" in done.stderr and "broken.json: not valid JSON" in done.stderr
         assert "bad.json: file 'sample_pkg-1.0.tar.gz': digests.sha256" in done.stderr
-        assert done.stdout.startswith("1 projects (1 new, 0 updated), 4 releases (4 new), 4 files (4 new), 2 skipped")
+        assert done.stdout.startswith(
+            "1 projects (1 new, 0 updated, 0 unchanged), 4 releases read (4 new), 4 files read (4 new), 2 skipped"
+        )
+
+
+def test_cli_streams_ndjson_gzip_and_stdin_and_a_bad_line_spares_its_batch(backend, tmp_path):
+    good = [document(f"streamed-{i}") for i in range(5)]
+    for i, doc in enumerate(good):  # file names must differ between projects
+        doc["releases"] = {
+            v: [dict(f, filename=f["filename"].replace("sample_pkg", f"streamed_{i}")) for f in files]
+            for v, files in doc["releases"].items()
+        }
+    lines = [json.dumps(d) for d in good[:3]]
+    lines.insert(1, json.dumps(BAD_DOCUMENTS["bad sha256"]))
+    lines.insert(2, "{ not json")
+    lines.append(json.dumps(good[0]))  # the same project twice in one batch: applied twice, changes nothing
+    (tmp_path / "dump.ndjson").write_text("\n".join(lines) + "\n\n")
+    with gzip.open(tmp_path / "more.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps(good[3]) + "\n")
+    with fresh_database(backend, tmp_path) as url:
+        server = LiveServer(url, tmp_path, demo=False)
+        assert server.initdb().returncode == 0
+        command = [str(BIN / "myapp-import"), str(server.ini), "--no-progress"]
+        done = server.run_cli(*command, str(tmp_path / "dump.ndjson"), str(tmp_path / "more.jsonl.gz"))
+        assert done.returncode == 2, done.stderr
+        assert f"skipped {tmp_path / 'dump.ndjson'}:2: file 'sample_pkg-1.0.tar.gz': digests.sha256" in done.stderr
+        assert f"skipped {tmp_path / 'dump.ndjson'}:3: not valid JSON" in done.stderr
+        assert done.stdout.startswith("5 projects (4 new, 0 updated, 0 unchanged)"), done.stdout
+        piped = server.run_cli(*command, "-", input=json.dumps(good[4]) + "\n")
+        assert piped.returncode == 0 and piped.stdout.startswith("1 projects (1 new"), piped.stdout
+        again = server.run_cli(*command, str(tmp_path / "dump.ndjson"), "-", input=json.dumps(good[4]))
+        assert again.stdout.startswith("5 projects (0 new, 0 updated, 5 unchanged), 0 releases read"), again.stdout
+        with server:
+            import urllib.request
+
+            with urllib.request.urlopen(server.base + "/search?q=streamed&format=json") as res:
+                assert json.load(res)["total"] == 5
+            with urllib.request.urlopen(server.base + "/project/streamed-0/") as res:
+                assert "Hello <em>world</em>" in res.read().decode()  # rendered by the import's workers
+
+
+def test_cli_defer_rendering_leaves_it_to_the_first_view(backend, tmp_path):
+    (tmp_path / "doc.json").write_text(json.dumps(document()))
+    with fresh_database(backend, tmp_path) as url:
+        server = LiveServer(url, tmp_path, demo=False)
+        assert server.initdb().returncode == 0
+        command = [str(BIN / "myapp-import"), str(server.ini), "--no-progress", "--defer-rendering"]
+        assert server.run_cli(*command, str(tmp_path / "doc.json")).returncode == 0
+        engine = create_engine(url)
+        with engine.connect() as db:
+            assert db.scalar(text("SELECT description_html FROM packages")) is None
+        with server:
+            import urllib.request
+
+            with urllib.request.urlopen(server.base + "/project/sample-pkg/") as res:
+                assert "Hello <em>world</em>" in res.read().decode()
+            for _ in range(50):  # stored after the response, in a transaction of its own
+                with engine.connect() as db:
+                    stored = db.execute(text("SELECT description_html, description_renderer FROM packages")).one()
+                if stored[0]:
+                    break
+                time.sleep(0.1)
+        assert "Hello <em>world</em>" in stored[0] and stored[1] == RENDERER
+        engine.dispose()
 
 
 def test_all_real_versions_sort_as_packaging_does():

@@ -22,6 +22,8 @@ def includeme(config: Configurator) -> None:
     config.add_route("projects", "/projects/")
     config.add_route("search", "/search")
     config.add_route("project", "/project/{name}/", factory=ProjectContext)
+    # Before "release": a version cannot be called "releases" (not PEP 440).
+    config.add_route("project_releases", "/project/{name}/releases/", factory=ProjectContext)
     config.add_route("release", "/project/{name}/{version}/", factory=ProjectContext)
     config.add_route("file", "/files/{filename}", factory=FileContext)
     config.add_route("user", "/user/{username}/")

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from myapp.packaging.metadata import store_wheel_metadata
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
 from myapp.packaging.names import is_prerelease, normalize, version_sort_key
+from myapp.packaging.rendering import render_into
 from myapp.packaging.services import bump_serial
 from myapp.packaging.storage import FileStore
 
@@ -166,6 +167,7 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
             classifiers=rng.sample(classifiers, 4),
             created=when,
         )
+        render_into(package)
         for version in _versions(rng, rng.randint(1, 14)):
             when += timedelta(days=rng.randint(3, 60), minutes=rng.randint(0, 600))
             release = Release(

@@ -1,10 +1,14 @@
 """Import PyPI JSON API documents (``https://pypi.org/pypi/<project>/json``).
 
 Each document is validated in full first (``parse_document``), then written
-inside its own SAVEPOINT (``import_document``): a bad document is reported and
-skipped, never half-written. Importing the same document again changes
-nothing: rows are matched by name, version and filename, and only real
-differences are written.
+all or nothing. Projects the database does not have yet are written many at
+a time (``insert_new``: a few multi-row INSERTs for a whole batch); a
+project it has is compared and updated inside its own SAVEPOINT
+(``import_document``), and so is every document of a batch that the
+database refused as a whole, so a bad document is reported and skipped,
+never half-written. Importing the same document again changes nothing: rows
+are matched by name, version and filename, only real differences are
+written, and the document's digest lets a second run skip it unread.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy.orm import Session
 from myapp.data.meta import utcnow
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.names import is_prerelease, is_valid_name, normalize, version_sort_key
-from myapp.packaging.services import bump_serial
+from myapp.packaging.services import bump_serial, index_serial
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
@@ -40,6 +44,11 @@ _TEXT_FIELDS = {
     "keywords": None,
     "requires_python": 255,
 }
+
+
+# Set by the importer's workers when they render descriptions (not compared:
+# a stored rendering of the same text is as good).
+RENDERED = ("description_html", "description_renderer")
 
 
 class DocumentError(ValueError):
@@ -84,6 +93,7 @@ class ProjectData:
     fields: dict[str, Any]
     classifiers: list[str]
     releases: list[ReleaseData]
+    digest: str | None = None  # of the document's bytes, stored as Package.import_digest
 
     def upload_times(self) -> list[datetime]:
         return [f.upload_time for r in self.releases for f in r.files]
@@ -94,14 +104,26 @@ class ImportStats:
     projects: int = 0
     new_projects: int = 0
     updated_projects: int = 0
+    unchanged_projects: int = 0  # of the documents skipped unread (their digest is stored)
     releases: int = 0
     new_releases: int = 0
     files: int = 0
     new_files: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
+    COUNTS = (
+        "projects",
+        "new_projects",
+        "updated_projects",
+        "unchanged_projects",
+        "releases",
+        "new_releases",
+        "files",
+        "new_files",
+    )
+
     def add(self, other: ImportStats) -> None:
-        for name in ("projects", "new_projects", "updated_projects", "releases", "new_releases", "files", "new_files"):
+        for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped.extend(other.skipped)
 
@@ -244,6 +266,11 @@ class ClassifierCache:
             self.ids.update({name: id_ for name, id_ in rows})
         return {self.ids[n] for n in names}
 
+    def use(self, db: Session) -> ClassifierCache:
+        """Write new classifiers through ``db`` from now on (one session per batch)."""
+        self.db = db
+        return self
+
     def forget(self, names: Iterable[str]) -> None:
         """Drop ids that a rolled-back savepoint created."""
         for n in names:
@@ -277,16 +304,18 @@ def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> I
         db.add(package)
         stats.new_projects = 1
     changed = False
+    described = package.description, package.description_content_type
     for key, value in project.fields.items():
-        if getattr(package, key) != value:
+        if key not in RENDERED and getattr(package, key) != value:
             setattr(package, key, value)
             changed = True
+    if described != (package.description, package.description_content_type) or package.description_renderer is None:
+        # Rendered by the worker, or (--defer-rendering) on first view or by myapp-rerender.
+        package.description_html, package.description_renderer = (project.fields.get(k) for k in RENDERED)
     if times and (package.updated is None or max(times) > package.updated):
         package.updated = max(times)
         changed = True
     db.flush()
-    if changed and not stats.new_projects:
-        stats.updated_projects = 1
 
     _write_classifiers(db, package.id, classifiers.ids_for(project.classifiers))
 
@@ -335,6 +364,9 @@ def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> I
     stats.new_files, files_touched = _write_files(db, project, release_ids)
     if changed or touched or files_touched or stats.new_projects:
         bump_serial(db, package)
+        if not stats.new_projects:
+            stats.updated_projects = 1
+    package.import_digest = project.digest
     return stats
 
 
@@ -385,3 +417,100 @@ def _write_files(db: Session, project: ProjectData, release_ids: dict[str, int])
     if new_rows:
         db.execute(insert(ReleaseFile), new_rows)
     return len(new_rows), touched or bool(new_rows)
+
+
+# -- many new projects at once ------------------------------------------------------
+
+
+def insert_new(db: Session, projects: list[ProjectData], classifiers: ClassifierCache) -> ImportStats:
+    """Write projects the database does not have, with one multi-row INSERT
+    per table for the lot; raises IntegrityError (the caller rolls back and
+    goes document by document) if the database refuses any of it."""
+    stats = ImportStats()
+    if not projects:
+        return stats
+    now = utcnow()
+    serial = index_serial(db)
+    package_rows = []
+    for i, project in enumerate(projects, 1):
+        times = project.upload_times()
+        package_rows.append(
+            {
+                **_PACKAGE_DEFAULTS,
+                **project.fields,
+                "name": project.name,
+                "created": min(times, default=now),
+                "updated": max(times, default=now),
+                "last_serial": serial + i,
+                "import_digest": project.digest,
+            }
+        )
+    packages = Package.__table__
+    ids = dict(db.execute(insert(packages).returning(packages.c.name, packages.c.id), package_rows).all())
+
+    release_rows = [
+        {
+            "package_id": ids[project.name],
+            "version": r.version,
+            "sort_key": version_sort_key(r.version),
+            "is_prerelease": is_prerelease(r.version),
+            "summary": r.summary,
+            "requires_python": r.requires_python,
+            "yanked": r.yanked,
+            "yanked_reason": None,
+            "created": r.created or min(project.upload_times(), default=now),
+        }
+        for project in projects
+        for r in project.releases
+    ]
+    releases = Release.__table__
+    release_ids: dict[tuple[int, str], int] = {}
+    if release_rows:
+        returned = db.execute(
+            insert(releases).returning(releases.c.package_id, releases.c.version, releases.c.id), release_rows
+        )
+        release_ids = {(package_id, version): id_ for package_id, version, id_ in returned}
+
+    file_rows = [
+        {
+            **_FILE_DEFAULTS,
+            "release_id": release_ids[(ids[project.name], r.version)],
+            "filename": f.filename,
+            "packagetype": f.packagetype,
+            "python_version": f.python_version,
+            "requires_python": f.requires_python,
+            "size": f.size,
+            "sha256": f.sha256,
+            "upload_time": f.upload_time,
+            "yanked": f.yanked,
+            "url": f.url,
+        }
+        for project in projects
+        for r in project.releases
+        for f in r.files
+    ]
+    if file_rows:
+        db.execute(insert(ReleaseFile.__table__), file_rows)
+
+    links = [
+        {"package_id": ids[project.name], "classifier_id": cid}
+        for project in projects
+        for cid in classifiers.ids_for(project.classifiers)
+    ]
+    if links:
+        db.execute(insert(package_classifiers), links)
+
+    stats.projects = stats.new_projects = len(projects)
+    stats.releases = stats.new_releases = len(release_rows)
+    stats.files = stats.new_files = len(file_rows)
+    return stats
+
+
+# Columns a Core INSERT must name for every row (executemany needs the same keys in each).
+_PACKAGE_DEFAULTS: dict[str, Any] = {
+    "project_urls": {},
+    "downloads": 0,
+    "description_html": None,
+    "description_renderer": None,
+}
+_FILE_DEFAULTS: dict[str, Any] = {"storage_path": None, "metadata_sha256": None, "downloads": 0}

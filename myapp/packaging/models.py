@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -59,6 +60,8 @@ class Package(Base):
     """A project on the index. ``name`` is the PEP 503 normalized name."""
 
     __tablename__ = "packages"
+    # Keyset pagination by last update: (updated, id) is unique and ordered.
+    __table_args__ = (Index("ix_packages_updated_id", "updated", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -76,10 +79,20 @@ class Package(Base):
     keywords: Mapped[str | None] = mapped_column(Text)
     requires_python: Mapped[str | None] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Bumped (to one past the index's highest) on every change: the simple
     # API's X-PyPI-Last-Serial, which mirrors and caches compare.
     last_serial: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
+    # Downloads of all its files: the popularity that breaks ties in search.
+    downloads: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # ``description`` rendered once, at import or upload, and by which
+    # renderer (``myapp-rerender`` redoes what an older one rendered).
+    description_html: Mapped[str | None] = mapped_column(Text)
+    description_renderer: Mapped[str | None] = mapped_column(String(64))
+    # SHA-256 of the PyPI JSON document this project was last imported from;
+    # any other change clears it (``services.bump_serial``), so ``myapp-import``
+    # can skip a document it has already applied without parsing it.
+    import_digest: Mapped[str | None] = mapped_column(String(64))
 
     releases: Mapped[list[Release]] = relationship(
         back_populates="package",
@@ -101,6 +114,19 @@ class Package(Base):
 
     def __repr__(self) -> str:
         return f"<Package {self.name!r}>"
+
+
+class IndexStats(Base):
+    """The index's totals in one row, kept by database triggers (migration
+    0005) in the same transaction as the rows they count."""
+
+    __tablename__ = "index_stats"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    projects: Mapped[int] = mapped_column(BigInteger)
+    releases: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int] = mapped_column(BigInteger)
 
 
 class Release(Base):

@@ -6,16 +6,29 @@ serves requests (``request.dbsession``), scripts and tests.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, case, false, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, case, false, func, literal, select, tuple_, update
 from sqlalchemy.orm import Session, contains_eager, defer, selectinload
 
 from myapp.accounts.models import User
 from myapp.data.meta import utcnow
-from myapp.packaging.models import DeletedFilename, JournalEntry, Package, Release, ReleaseFile, Role, RoleName
+from myapp.packaging import search as search_index
+from myapp.packaging.models import (
+    Classifier,
+    DeletedFilename,
+    IndexStats,
+    JournalEntry,
+    Package,
+    Release,
+    ReleaseFile,
+    Role,
+    RoleName,
+)
 from myapp.packaging.names import normalize
+from myapp.packaging.rendering import RENDERER
 from myapp.web.pagination import PER_PAGE, Page, offset_for
 
 SortOrder = Literal["name", "updated"]
@@ -50,60 +63,168 @@ def latest_version_of(package_id_column: ColumnElement[int]) -> ScalarSelect[str
 
 
 def counts(db: Session) -> IndexCounts:
-    """Projects, releases and files, in one statement."""
-    row = db.execute(
-        select(
-            select(func.count()).select_from(Package).scalar_subquery(),
-            select(func.count()).select_from(Release).scalar_subquery(),
-            select(func.count()).select_from(ReleaseFile).scalar_subquery(),
-        )
-    ).one()
-    return IndexCounts(*row)
+    """Projects, releases and files: one row that triggers keep (migration 0005)."""
+    stats = db.get(IndexStats, 1)
+    return IndexCounts(stats.projects, stats.releases, stats.files) if stats else IndexCounts(0, 0, 0)
 
 
 def _rows(db: Session, stmt: Select) -> list[ProjectRow]:
     # Lists never show the description (often tens of KB): leave it in the
     # database, and make any accidental use fail loudly instead of a query per row.
     stmt = stmt.add_columns(latest_version_of(Package.id).label("latest_version")).options(
-        defer(Package.description, raiseload=True)
+        defer(Package.description, raiseload=True), defer(Package.description_html, raiseload=True)
     )
     return [ProjectRow(package, latest) for package, latest in db.execute(stmt)]
 
 
 def recently_updated(db: Session, limit: int = 10) -> list[ProjectRow]:
-    return _rows(db, select(Package).order_by(Package.updated.desc(), Package.name).limit(limit))
+    return _rows(db, select(Package).order_by(Package.updated.desc(), Package.id.desc()).limit(limit))
 
 
-def _page_of(
-    db: Session, *, where: tuple[ColumnElement[bool], ...] = (), order: tuple[Any, ...], page: int, per_page: int
-) -> Page[ProjectRow]:
-    """One page of projects and the total count: two statements."""
-    total = db.scalar(select(func.count()).select_from(Package).where(*where)) or 0
-    stmt = select(Package).where(*where).order_by(*order).offset(offset_for(page, per_page)).limit(per_page)
-    return Page(_rows(db, stmt), page, total, per_page).check_exists()
+# -- browsing: keyset pages, as fast a million rows in as on the first ----------------
 
 
-def browse(db: Session, *, sort: SortOrder = "name", page: int = 1, per_page: int = PER_PAGE) -> Page[ProjectRow]:
-    order = (Package.name,) if sort == "name" else (Package.updated.desc(), Package.name)
-    return _page_of(db, order=order, page=page, per_page=per_page)
+@dataclass(frozen=True)
+class BrowsePage:
+    """Projects after (or before) a cursor, which is a project's name."""
+
+    items: list[ProjectRow]
+    total: int
+    next_after: str | None  # the cursor for the next page, if there is one
+    previous_before: str | None  # the cursor for the previous page, if there is one
 
 
-def search(db: Session, query: str, *, page: int = 1, per_page: int = PER_PAGE) -> Page[ProjectRow]:
-    """Projects whose name or summary contains ``query``: exact name first,
-    then names that start with it, then the rest, each by name."""
-    text = query.strip()
-    wanted = normalize(text)
-    matches = (
-        Package.name.icontains(wanted, autoescape=True)
-        | Package.display_name.icontains(text, autoescape=True)
-        | Package.summary.icontains(text, autoescape=True)
+def browse(
+    db: Session,
+    *,
+    sort: SortOrder = "name",
+    after: str | None = None,
+    before: str | None = None,
+    start: str | None = None,
+    per_page: int = PER_PAGE,
+) -> BrowsePage:
+    """One page of projects by name (from ``start``, inclusive) or by last
+    update, after or before the named project: three statements."""
+    if sort == "name":
+        key: tuple[ColumnElement[Any], ...] = (Package.name,)
+        newest_first = False
+
+        def cursor(name: str) -> tuple[Any, ...]:
+            return (literal(name),)
+    else:
+        key = (Package.updated, Package.id)
+        newest_first = True
+
+        def cursor(name: str) -> tuple[Any, ...]:
+            named = Package.name == name
+            return (
+                select(Package.updated).where(named).scalar_subquery(),
+                select(Package.id).where(named).scalar_subquery(),
+            )
+
+    where: list[ColumnElement[bool]] = []
+    backwards = before is not None
+    if after is not None or before is not None:
+        later = tuple_(*key) > tuple_(*cursor(after or before or ""))
+        earlier = tuple_(*key) < tuple_(*cursor(after or before or ""))
+        # "after" in page order: later keys by name, earlier keys newest-first.
+        where.append((earlier if newest_first else later) if not backwards else (later if newest_first else earlier))
+    elif start is not None and sort == "name":
+        where.append(Package.name >= start)
+    descending = newest_first != backwards
+    order = [k.desc() if descending else k.asc() for k in key]
+    rows = _rows(db, select(Package).where(*where).order_by(*order).limit(per_page + 1))
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    if backwards:
+        rows.reverse()
+    first, last = (rows[0].package.name, rows[-1].package.name) if rows else (None, None)
+    has_next = more if not backwards else True
+    has_previous = (after is not None or (start is not None and sort == "name")) if not backwards else more
+    return BrowsePage(
+        rows,
+        counts(db).projects,
+        last if has_next and rows else None,
+        first if has_previous and rows else None,
     )
-    rank = case(
-        (Package.name == wanted, 0),
-        (Package.name.startswith(wanted, autoescape=True), 1),
-        else_=2,
-    )
-    return _page_of(db, where=(matches,), order=(rank, Package.name), page=page, per_page=per_page)
+
+
+# -- search -------------------------------------------------------------------------
+
+SearchOrder = Literal["relevance", "updated"]
+SEARCH_ORDERS: tuple[SearchOrder, ...] = ("relevance", "updated")
+RESULT_CAP = 10_000  # counted exactly up to here; past it the page says "10,000+"
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    page: Page[ProjectRow]
+    capped: bool  # more matched than RESULT_CAP
+    suggestions: list[str]  # when nothing matched: the closest project names
+
+
+def classifier_ids(db: Session, names: Iterable[str]) -> list[int] | None:
+    """Ids of these classifiers, or None if any of them does not exist."""
+    wanted = set(names)
+    if not wanted:
+        return []
+    ids = list(db.scalars(select(Classifier.id).where(Classifier.classifier.in_(wanted))))
+    return ids if len(ids) == len(wanted) else None
+
+
+def classifier_groups(db: Session) -> dict[str, list[str]]:
+    """Every classifier in use, grouped by its first part (for search filters)."""
+    groups: dict[str, list[str]] = {}
+    for name in db.scalars(select(Classifier.classifier).order_by(Classifier.classifier)):
+        groups.setdefault(name.split(" :: ", 1)[0], []).append(name)
+    return groups
+
+
+def search(
+    db: Session,
+    text: str,
+    *,
+    classifiers: Iterable[str] = (),
+    order: SearchOrder = "relevance",
+    page: int = 1,
+    per_page: int = PER_PAGE,
+) -> SearchResults:
+    """Projects with every word of ``text`` in their name or summary and
+    every one of ``classifiers``.
+
+    By relevance: the exact (normalized) name first, then names that start
+    with the text, then names holding every word, then summary matches; ties
+    by downloads, then name. Or by last update, newest first. Two statements,
+    plus one for classifiers and one for suggestions when nothing matched.
+    """
+    index = search_index.index_for(db)
+    words = search_index.terms(text)
+    where: list[ColumnElement[bool]] = [index.matches(words)] if words else []
+    ids = classifier_ids(db, classifiers)
+    if (text.strip() and not words) or ids is None or not (where or ids):
+        return SearchResults(Page([], 1, 0, per_page), False, [])
+    where += [search_index.has_classifier(i) for i in ids]
+
+    matched = select(Package.id).where(*where).limit(RESULT_CAP + 1).subquery()
+    found = db.scalar(select(func.count()).select_from(matched)) or 0
+    result_page = Page([], page, min(found, RESULT_CAP), per_page).check_exists()
+    if order == "updated":
+        ordering: tuple[Any, ...] = (Package.updated.desc(), Package.id.desc())
+    elif words:
+        wanted = normalize("-".join(words))  # "Requests OAuthlib" is requests-oauthlib
+        rank = case(
+            (Package.name == wanted, 0),
+            (Package.name.startswith(wanted, autoescape=True), 1),
+            (index.name_matches(words), 2),
+            else_=3,
+        )
+        ordering = (rank, Package.downloads.desc(), Package.name)
+    else:
+        ordering = (Package.downloads.desc(), Package.name)
+    stmt = select(Package).where(*where).order_by(*ordering).offset(offset_for(page, per_page)).limit(per_page)
+    items = _rows(db, stmt) if found else []
+    suggestions = index.suggest(db, "-".join(words)) if not found and words else []
+    return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, suggestions)
 
 
 # The page cache's check runs this on a raw connection (myapp.data.ReadProbe).
@@ -117,6 +238,7 @@ def index_serial(db: Session) -> int:
 
 def bump_serial(db: Session, package: Package) -> int:
     """Mark a change to the project: its serial becomes the index's highest."""
+    package.import_digest = None  # no longer what any imported document says
     package.last_serial = index_serial(db) + 1
     return package.last_serial
 
@@ -132,17 +254,40 @@ def find_package(db: Session, name: str) -> Package | None:
     return db.scalar(select(Package).where(Package.name == normalize(name)).options(selectinload(Package.classifiers)))
 
 
-def release_history(db: Session, package: Package) -> list[Release]:
-    """All releases, newest first, in one statement whatever their number."""
-    return list(db.scalars(select(Release).where(Release.package_id == package.id).order_by(Release.sort_key.desc())))
+HISTORY_SHOWN = 30  # releases on a project page; the rest are one click away
 
 
-def downloads_by_release(db: Session, package: Package) -> dict[int, int]:
+def release_history(db: Session, package: Package, limit: int | None = None) -> list[Release]:
+    """Releases, newest first (all, or the newest ``limit``): one statement."""
+    stmt = select(Release).where(Release.package_id == package.id).order_by(Release.sort_key.desc())
+    return list(db.scalars(stmt.limit(limit)))
+
+
+def latest_of(db: Session, package: Package) -> Release | None:
+    """The release ``pip install`` picks, as ``latest_version_of``; if every
+    release is yanked, the newest final one. One statement."""
+    return db.scalar(
+        select(Release)
+        .where(Release.package_id == package.id)
+        .order_by(Release.yanked, Release.is_prerelease, Release.sort_key.desc())
+        .limit(1)
+    )
+
+
+def store_description(db: Session, package_id: int, html: str) -> None:
+    """Keep a description rendered on demand (not a change: no serial bump)."""
+    db.execute(
+        update(Package)
+        .where(Package.id == package_id, Package.description_renderer.is_(None))
+        .values(description_html=html, description_renderer=RENDERER)
+    )
+
+
+def downloads_by_release(db: Session, releases: list[Release]) -> dict[int, int]:
     """Release id -> downloads of its files, in one statement."""
     rows = db.execute(
         select(ReleaseFile.release_id, func.sum(ReleaseFile.downloads))
-        .join(Release)
-        .where(Release.package_id == package.id)
+        .where(ReleaseFile.release_id.in_([r.id for r in releases]))
         .group_by(ReleaseFile.release_id)
     )
     return {release_id: int(total or 0) for release_id, total in rows}
@@ -188,6 +333,9 @@ def count_download(db: Session, file_id: int) -> None:
     concurrent downloads never lose a count on SQLite or PostgreSQL.
     """
     db.execute(update(ReleaseFile).where(ReleaseFile.id == file_id).values(downloads=ReleaseFile.downloads + 1))
+    # The project's total is search's popularity signal.
+    package_id = select(Release.package_id).join(ReleaseFile).where(ReleaseFile.id == file_id).scalar_subquery()
+    db.execute(update(Package).where(Package.id == package_id).values(downloads=Package.downloads + 1))
 
 
 # -- who maintains what -------------------------------------------------------------

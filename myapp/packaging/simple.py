@@ -23,7 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from pyramid.httpexceptions import HTTPNotAcceptable, HTTPNotModified
+from pyramid.httpexceptions import HTTPNotModified
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import FileResponse, Response
@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 
 from myapp.packaging.context import project_or_404
 from myapp.packaging.models import Package, Release, ReleaseFile
+from myapp.web.negotiation import negotiate as web_negotiate
 
 API_VERSION = "1.1"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -52,17 +53,7 @@ INDEX_CACHE = ".cache"  # under myapp.files_dir: the last full /simple/ listing 
 
 def negotiate(request: Request) -> str:
     """The representation to send: ``text/html``, the v1 HTML type, or the v1 JSON type."""
-    wanted = request.GET.get("format")
-    if wanted is not None:
-        if wanted not in FORMATS:
-            raise HTTPNotAcceptable(f"format must be one of: {', '.join(FORMATS)}.")
-        return FORMATS[wanted]
-    if "Accept" not in request.headers:
-        return "text/html"
-    offers = request.accept.acceptable_offers(list(OFFERS))
-    if not offers:
-        raise HTTPNotAcceptable(f"This page is available as: {', '.join(OFFERS)}.")
-    return OFFERS[offers[0][0]]
+    return web_negotiate(request, OFFERS, FORMATS, default="text/html")
 
 
 def _conditional(request: Request, kind: str, serial: int, extra: str = "") -> dict[str, str]:

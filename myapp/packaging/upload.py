@@ -32,6 +32,7 @@ from myapp.packaging.context import ProjectContext
 from myapp.packaging.metadata import wheel_metadata
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, Role, RoleName
 from myapp.packaging.names import is_prerelease, is_valid_filename, is_valid_name, normalize, version_sort_key
+from myapp.packaging.rendering import render_into
 from myapp.packaging.storage import FileStore
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
@@ -287,6 +288,8 @@ def _apply_metadata(db: Any, package: Package, form: Any) -> None:
         value = form.get(field)
         if value:
             setattr(package, column, value[:10000] if column != "description" else value)
+    if form.get("description") or package.description_renderer is None:
+        render_into(package)  # once per upload, not per page view
     urls = {}
     for entry in form.getall("project_urls"):
         label, _, url = entry.partition(",")

@@ -9,12 +9,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
 from pyramid.httpexceptions import (
     HTTPBadRequest,
     HTTPFound,
     HTTPNotFound,
     HTTPServiceUnavailable,
 )
+from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.view import view_config
 
@@ -22,15 +24,17 @@ from myapp.accounts.services import find_user
 from myapp.data import write_after_response
 from myapp.packaging import services
 from myapp.packaging.context import METADATA, project_or_404
-from myapp.packaging.models import Release
+from myapp.packaging.models import Package, Release
 from myapp.packaging.names import is_valid_filename
-from myapp.packaging.rendering import render_description
+from myapp.packaging.rendering import stored_description
 from myapp.web.files import serve_file
+from myapp.web.negotiation import negotiate
 from myapp.web.pagination import page_number
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY = 200
+MAX_CLASSIFIERS = 10
 # What a version or file name in a URL may contain; anything else cannot exist.
 _VERSION = re.compile(r"^[A-Za-z0-9.!+_-]{1,100}$")
 
@@ -41,41 +45,135 @@ def home(request: Request) -> dict[str, Any]:
     return {"counts": services.counts(db), "recent": services.recently_updated(db)}
 
 
-@view_config(route_name="projects", renderer="myapp:templates/projects.jinja2", page_cache=("sort", "page"))
+# A browse cursor is a project's (normalized) name.
+_CURSOR = re.compile(r"^[a-z0-9-]{1,200}$")
+
+
+@view_config(
+    route_name="projects",
+    renderer="myapp:templates/projects.jinja2",
+    page_cache=("sort", "after", "before", "start"),
+)
 def projects(request: Request) -> dict[str, Any]:
-    sort = request.GET.get("sort", "name")
+    params = request.GET
+    sort = params.get("sort", "name")
     if sort not in services.SORT_ORDERS:
         raise HTTPBadRequest(f"sort must be one of: {', '.join(services.SORT_ORDERS)}.")
-    page = services.browse(request.dbsession, sort=sort, page=page_number(request.GET))  # type: ignore[arg-type]
-    return {"page": page, "sort": sort}
+    cursors = {key: params[key] for key in ("after", "before", "start") if key in params}
+    if len(cursors) > 1 or not all(_CURSOR.match(value) for value in cursors.values()):
+        raise HTTPBadRequest("Give one of after, before or start: a project name in lower case.")
+    page = services.browse(request.dbsession, sort=sort, **cursors)  # type: ignore[arg-type]
+    return {"page": page, "sort": sort, "cursor": cursors}
 
 
-@view_config(route_name="search", renderer="myapp:templates/search.jinja2", page_cache=("q", "page"))
-def search(request: Request) -> dict[str, Any]:
-    query = request.GET.get("q", "").replace("\x00", "").strip()
+JSON = "application/json"
+SEARCH_OFFERS = {"text/html": "text/html", JSON: JSON}
+
+
+@view_config(route_name="search", page_cache=("q", "page", "c", "sort", "format"))
+def search(request: Request) -> Any:
+    """The search page, or the same results as JSON (``?format=json`` or ``Accept``)."""
+    kind = negotiate(request, SEARCH_OFFERS, {"html": "text/html", "json": JSON}, default="text/html", strict=False)
+    request.response.vary = ("Accept",)
+    params = request.GET
+    query = params.get("q", "").replace("\x00", "").strip()
+    classifiers = [c for c in params.getall("c") if c]
+    sort = params.get("sort", "relevance")
+    error = None
     if len(query) > MAX_QUERY:
+        error = f"Search terms are limited to {MAX_QUERY} characters."
+    elif sort not in services.SEARCH_ORDERS:
+        error = f"sort must be one of: {', '.join(services.SEARCH_ORDERS)}."
+    elif len(classifiers) > MAX_CLASSIFIERS or any(len(c) > 255 for c in classifiers):
+        error = f"Choose at most {MAX_CLASSIFIERS} classifiers."
+    results = None
+    number = page_number(params)
+    if error:
         request.response.status = 400
-        return {
-            "query": query[:MAX_QUERY],
-            "page": None,
-            "error": f"Search terms are limited to {MAX_QUERY} characters.",
-        }
-    number = page_number(request.GET)
-    page = services.search(request.dbsession, query, page=number) if query else None
-    return {"query": query, "page": page, "error": None}
+    elif query or classifiers:
+        results = services.search(request.dbsession, query, classifiers=classifiers, order=sort, page=number)  # type: ignore[arg-type]
+    if kind == JSON:
+        return render_to_response(
+            "json", search_json(request, query, results, error), request=request, response=request.response
+        )
+    values = {
+        "query": query[:MAX_QUERY],
+        "classifiers": classifiers,
+        "sort": sort,
+        "results": results,
+        "error": error,
+        "all_classifiers": services.classifier_groups(request.dbsession),
+    }
+    return render_to_response("myapp:templates/search.jinja2", values, request=request, response=request.response)
+
+
+def search_json(
+    request: Request, query: str, results: services.SearchResults | None, error: str | None
+) -> dict[str, Any]:
+    if error or results is None:
+        return {"query": query, "error": error or "Give a query (q) or a classifier (c).", "results": []}
+    page = results.page
+    return {
+        "query": query,
+        "page": page.number,
+        "pages": page.pages,
+        "total": page.total,
+        "total_is_lower_bound": results.capped,
+        "results": [
+            {
+                "name": row.package.display_name,
+                "version": row.latest_version,
+                "summary": row.package.summary,
+                "updated": row.package.updated.isoformat(),
+                "url": request.route_url("project", name=row.package.name),
+            }
+            for row in page.items
+        ],
+        "suggestions": results.suggestions,
+    }
 
 
 @view_config(route_name="project", renderer="myapp:templates/project.jinja2", page_cache=True)
 def project(request: Request) -> dict[str, Any]:
+    """The project and its newest releases; the rest are on the history page."""
+    package = project_or_404(request)
+    db = request.dbsession
+    releases = services.release_history(db, package, limit=services.HISTORY_SHOWN + 1)
+    return {
+        "package": package,
+        "releases": releases[: services.HISTORY_SHOWN],
+        "more_releases": len(releases) > services.HISTORY_SHOWN,
+        "latest": services.latest_of(db, package),
+        "maintainers": request.context.roles,
+        "downloads": services.downloads_by_release(db, releases),
+        "description": _description(request, package),
+    }
+
+
+def _description(request: Request, package: Package) -> Markup:
+    """The stored HTML; one never rendered (an import that deferred it) is
+    rendered now and stored after the response, so only its first view pays."""
+    html = stored_description(package)
+    if package.description_renderer is None:
+        package_id = package.id
+        write_after_response(
+            request,
+            lambda db: services.store_description(db, package_id, str(html)),
+            what=f"the rendered description of {package.name}",
+        )
+    return html
+
+
+@view_config(route_name="project_releases", renderer="myapp:templates/releases.jinja2", page_cache=True)
+def project_releases(request: Request) -> dict[str, Any]:
+    """Every release of a project, newest first."""
     package = project_or_404(request)
     releases = services.release_history(request.dbsession, package)
     return {
         "package": package,
         "releases": releases,
-        "latest": services.latest_release(releases),
-        "maintainers": request.context.roles,
-        "downloads": services.downloads_by_release(request.dbsession, package),
-        "description": render_description(package.description, package.description_content_type),
+        "latest": services.latest_of(request.dbsession, package),
+        "downloads": services.downloads_by_release(request.dbsession, releases),
     }
 
 

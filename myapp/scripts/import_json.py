@@ -1,82 +1,270 @@
 """``myapp-import CONFIG PATH...``: import PyPI JSON API documents.
 
-PATH is a ``.json`` file or a folder of them (searched recursively). Each
-document is imported on its own: a bad one is reported and skipped, the
-others still land. Importing the same documents again changes nothing.
+PATH is a ``.json`` document, a newline-delimited file of them (``.ndjson``
+or ``.jsonl``, either optionally ``.gz``), a folder (searched recursively
+for both), or ``-`` for newline-delimited documents on standard input, so a
+dump can stream in without a million files.
+
+Documents are read, checked and their descriptions rendered by a pool of
+worker processes, and written by this one in batches, one transaction each.
+Each document is all or nothing: a bad one is reported and skipped, and the
+rest of its batch still lands. Importing the same documents again changes
+nothing, and skips unread every document whose bytes were imported before.
+Exit code 2 means some documents were skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import hashlib
 import json
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
-from myapp.packaging.importer import ClassifierCache, DocumentError, ImportStats, import_document, parse_document
+from myapp.packaging.importer import (
+    ClassifierCache,
+    DocumentError,
+    ImportStats,
+    ProjectData,
+    import_document,
+    insert_new,
+    parse_document,
+)
+from myapp.packaging.models import Package
+from myapp.packaging.rendering import RENDERER, render_description
 from myapp.scripts import load_settings, managed_session
 
+BATCH = 2000  # documents per transaction
+STREAMS = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
+DOCUMENTS = (".json", ".json.gz")
 
-def document_paths(paths: list[str]) -> Iterator[Path]:
+
+@dataclass(frozen=True)
+class Task:
+    """One document to read: from a file, or bytes already read from a stream."""
+
+    label: str
+    path: str | None = None
+    data: bytes | None = None
+    error: str | None = None  # the stream it came from could not be read
+
+
+@dataclass(frozen=True)
+class Prepared:
+    label: str
+    project: ProjectData | None = None  # None: unchanged since it was last imported, or bad
+    error: str | None = None
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def _open(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def _lines(label: str, stream: IO[bytes]) -> Iterator[Task]:
+    for number, line in enumerate(stream, 1):
+        if document := line.strip():  # the same document, whatever line ending it came with
+            yield Task(f"{label}:{number}", data=document)
+
+
+def tasks(paths: Iterable[str], stdin: IO[bytes] | None = None) -> Iterator[Task]:
+    """Every document named by the command line, lazily."""
     for raw in paths:
+        if raw == "-":
+            yield from _lines("<stdin>", stdin or sys.stdin.buffer)
+            continue
         path = Path(raw)
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*.json") if p.is_file())
-        else:
-            yield path
+        found = (
+            sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(DOCUMENTS + STREAMS))
+            if path.is_dir()
+            else [path]
+        )
+        for item in found:
+            if item.name.endswith(STREAMS):
+                try:
+                    with _open(item) as stream:
+                        yield from _lines(str(item), stream)
+                except (OSError, EOFError) as exc:
+                    yield Task(str(item), error=f"cannot read: {exc}")
+            else:
+                yield Task(str(item), path=str(item))
 
 
-def read_document(path: Path) -> Any:
+# -- the workers: read, check, render -----------------------------------------------
+
+# Set in the parent before the pool forks, so every worker shares them.
+_known: set[bytes] = set()
+_render = True
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def prepare(task: Task) -> Prepared:
+    """Runs in a worker: the document checked and rendered, or why not."""
+    if task.error is not None:
+        return Prepared(task.label, error=task.error)
     try:
-        with path.open("rb") as fh:
-            return json.load(fh)
-    except OSError as exc:
-        raise DocumentError(f"cannot read: {exc.strerror}") from None
+        if task.data is None:
+            with _open(Path(task.path or "")) as fh:
+                data = fh.read()
+        else:
+            data = task.data
+    except (OSError, EOFError) as exc:
+        return Prepared(task.label, error=f"cannot read: {getattr(exc, 'strerror', None) or exc}")
+    digest = _digest(data)
+    if bytes.fromhex(digest)[:16] in _known:
+        return Prepared(task.label)
+    try:
+        document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DocumentError(f"not valid JSON: {exc}") from None
+        return Prepared(task.label, error=f"not valid JSON: {exc}")
+    try:
+        project = parse_document(document)
+    except DocumentError as exc:
+        return Prepared(task.label, error=str(exc))
+    project.digest = digest
+    if _render:
+        fields = project.fields
+        fields["description_html"] = render_description(fields["description"], fields["description_content_type"])
+        fields["description_renderer"] = RENDERER
+    return Prepared(task.label, project)
 
 
-def import_paths(paths: list[Path], *, progress: bool = True) -> ImportStats:
-    """Import every document in ``paths``; one transaction, a savepoint each."""
+# -- the writer ---------------------------------------------------------------------
+
+
+def write_batch(prepared: list[Prepared], classifiers: ClassifierCache) -> ImportStats:
+    """One transaction: new projects in bulk, the rest (and all of them, if
+    the bulk write is refused) one savepoint each."""
+    stats = ImportStats()
+    projects: list[tuple[str, ProjectData]] = []
+    for item in prepared:
+        if item.error is not None:
+            stats.skipped.append((item.label, item.error))
+        elif item.project is None:
+            stats.projects += 1
+            stats.unchanged_projects += 1
+        else:
+            projects.append((item.label, item.project))
+    if not projects:
+        return stats
+    with managed_session() as db:
+        classifiers.use(db)
+        names = {project.name for _, project in projects}
+        stored = set(db.scalars(select(Package.name).where(Package.name.in_(names))))
+        fresh: dict[str, ProjectData] = {}
+        for _, project in projects:
+            if project.name not in stored:
+                fresh.setdefault(project.name, project)
+        known = set(classifiers.ids)
+        savepoint = db.begin_nested()
+        try:
+            stats.add(insert_new(db, list(fresh.values()), classifiers))
+            savepoint.commit()
+        except IntegrityError:
+            savepoint.rollback()
+            classifiers.forget(set(classifiers.ids) - known)
+            fresh = {}
+        written = {id(project) for project in fresh.values()}
+        for label, project in projects:
+            if id(project) in written:
+                continue
+            try:
+                stats.add(import_document(db, project, classifiers))
+            except DocumentError as exc:
+                stats.skipped.append((label, str(exc)))
+    return stats
+
+
+def _known_digests() -> set[bytes]:
+    with managed_session() as db:
+        rows = db.scalars(select(Package.import_digest).where(Package.import_digest.is_not(None)))
+        return {bytes.fromhex(digest)[:16] for digest in rows}
+
+
+def _chunks(items: Iterator[Prepared], size: int) -> Iterator[list[Prepared]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def import_all(
+    work: Iterable[Task], *, total: int | None = None, render: bool = True, progress: bool = True, workers: int = 0
+) -> ImportStats:
+    global _known, _render
+    _known, _render = _known_digests(), render
     stats = ImportStats()
     with managed_session() as db:
         classifiers = ClassifierCache(db)
-        for path in tqdm(paths, desc="Importing", unit="doc", disable=not progress, file=sys.stderr):
-            try:
-                stats.add(import_document(db, parse_document(read_document(path)), classifiers))
-            except DocumentError as exc:
-                stats.skipped.append((str(path), str(exc)))
-                tqdm.write(f"skipped {path}: {exc}", file=sys.stderr)
+    context = multiprocessing.get_context("fork")
+    with (
+        context.Pool(workers or os.cpu_count() or 1) as pool,
+        tqdm(total=total, desc="Importing", unit="doc", disable=not progress, file=sys.stderr) as bar,
+    ):
+        for batch in _chunks(pool.imap(prepare, work, chunksize=64), BATCH):
+            done = write_batch(batch, classifiers)
+            for label, reason in done.skipped:
+                tqdm.write(f"skipped {label}: {reason}", file=sys.stderr)
+            stats.add(done)
+            bar.update(len(batch))
+    _known = set()
     return stats
 
 
 def summary_line(stats: ImportStats, seconds: float) -> str:
+    documents = stats.projects + len(stats.skipped)
     return (
-        f"{stats.projects} projects ({stats.new_projects} new, {stats.updated_projects} updated), "
-        f"{stats.releases} releases ({stats.new_releases} new), "
-        f"{stats.files} files ({stats.new_files} new), "
-        f"{len(stats.skipped)} skipped, in {seconds:.2f} s"
+        f"{stats.projects} projects ({stats.new_projects} new, {stats.updated_projects} updated, "
+        f"{stats.unchanged_projects} unchanged), "
+        f"{stats.releases} releases read ({stats.new_releases} new), "
+        f"{stats.files} files read ({stats.new_files} new), "
+        f"{len(stats.skipped)} skipped, in {seconds:.2f} s ({documents / max(seconds, 1e-9):,.0f} documents/s)"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="myapp-import", description=__doc__.split("\n\n")[0])
     parser.add_argument("config_uri", help="the ini file, e.g. development.ini")
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="a .json document or a folder of them")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="documents, NDJSON files, folders, or - for stdin")
     parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    parser.add_argument(
+        "--defer-rendering",
+        action="store_true",
+        help="store descriptions unrendered (each renders on its first view, or run myapp-rerender): "
+        "for imports too big to render now",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="reading processes (default: one per CPU)")
     args = parser.parse_args(argv)
 
     load_settings(args.config_uri)
-    paths = list(document_paths(args.paths))
-    if not paths:
-        print("No .json documents found.", file=sys.stderr)
-        return 1
+    files = [p for p in args.paths if p != "-" and Path(p).is_file() and not p.endswith(STREAMS)]
+    total = len(files) if len(files) == len(args.paths) else None
     started = time.perf_counter()
-    stats = import_paths(paths, progress=not args.no_progress)
+    stats = import_all(
+        tasks(args.paths),
+        total=total,
+        render=not args.defer_rendering,
+        progress=not args.no_progress,
+        workers=args.workers,
+    )
+    if not stats.projects and not stats.skipped:
+        print("No documents found.", file=sys.stderr)
+        return 1
     print(summary_line(stats, time.perf_counter() - started))
     return 0 if not stats.skipped else 2
 

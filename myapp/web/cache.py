@@ -12,8 +12,9 @@ shows everywhere within that time.
 What makes it safe against hostile clients:
 
 * The key is a tuple of the validated request's parts (scheme, the Host that
-  ``myapp.web.guard`` has checked against the allowed hosts, path, and
-  the parsed query), never a string glued from raw headers.
+  ``myapp.web.guard`` has checked against the allowed hosts, path, the
+  parsed query, and the ``Accept`` header, since a page that negotiates its
+  format differs by it), never a string glued from raw headers.
 * A page is stored only when the request's query holds nothing but the
   parameters the view declared, each once; anything else is rendered and not
   kept, so junk parameters cannot fill the cache.
@@ -57,7 +58,8 @@ PAGE_CACHE_VERSION = "myapp.page_cache_version"  # registry: () -> a value that 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 _ENTRY_OVERHEAD = 400  # bytes of Python objects around each stored page, roughly
 
-CacheKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
+# scheme, host, path, query, Accept (pages that negotiate differ by it).
+CacheKey = tuple[str, str, str, tuple[tuple[str, str], ...], str]
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,8 @@ class PageCache:
 
 
 def _key_size(key: CacheKey) -> int:
-    scheme, host, path, query = key
-    return len(scheme) + len(host) + len(path) + sum(len(k) + len(v) for k, v in query)
+    scheme, host, path, query, accept = key
+    return len(scheme) + len(host) + len(path) + len(accept) + sum(len(k) + len(v) for k, v in query)
 
 
 def cache_key(request: Request, session_cookie: str) -> CacheKey | None:
@@ -141,7 +143,7 @@ def cache_key(request: Request, session_cookie: str) -> CacheKey | None:
         query = tuple(sorted(request.GET.items()))
     except UnicodeDecodeError:
         return None  # the view answers 400
-    return (request.scheme, request.host, environ.get("PATH_INFO", ""), query)
+    return (request.scheme, request.host, environ.get("PATH_INFO", ""), query, environ.get("HTTP_ACCEPT", ""))
 
 
 def _storable(request: Request, key: CacheKey, response: Response) -> bool:

@@ -1,0 +1,140 @@
+"""Full-text search over project names and summaries, on either database.
+
+The index itself is built by migration 0005: FTS5 tables on SQLite, a
+``tsvector`` column and ``pg_trgm`` on PostgreSQL. This module turns what a
+user typed into that index's query language, so that no input can be an FTS
+syntax error: the text is split into words of letters and digits (the same
+split both indexes make), and every word must match, as a prefix of a word
+in the name or summary, in any order.
+
+``SearchIndex`` is the small interface the service uses; ``index_for``
+picks the implementation for the session's database.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from sqlalchemy import ColumnElement, column, exists, func, literal_column, select, table, union_all
+from sqlalchemy.orm import Session
+
+from myapp.packaging.models import Package
+
+MAX_TERMS = 8
+# A one-letter prefix would match most of the index; such words must match whole.
+MIN_PREFIX = 2
+SUGGESTIONS = 5
+SIMILARITY = 0.3  # pg_trgm's default threshold for "similar"
+
+# What Alembic's autogenerate must leave alone: it is not in the models.
+NOT_IN_MODELS = frozenset(
+    {"package_search", "package_names", "search_vector", "ix_packages_search_vector", "ix_packages_name_trgm"}
+)
+_WORD = re.compile(r"[^\W_]+")
+
+
+def terms(text: str) -> list[str]:
+    """The words of a query, lowercased, at most ``MAX_TERMS`` of them."""
+    return [word[:64] for word in _WORD.findall(text.lower())][:MAX_TERMS]
+
+
+def trigrams(text: str) -> set[str]:
+    """pg_trgm's trigrams: each word padded with two spaces before, one after."""
+    return {f"  {word} "[i : i + 3] for word in _WORD.findall(text.lower()) for i in range(len(word) + 1)}
+
+
+def similarity(a: str, b: str) -> float:
+    """pg_trgm's ``similarity()``: shared trigrams over all trigrams."""
+    ta, tb = trigrams(a), trigrams(b)
+    return len(ta & tb) / len(ta | tb) if ta and tb else 0.0
+
+
+class SearchIndex(Protocol):
+    def matches(self, words: list[str]) -> ColumnElement[bool]:
+        """Packages whose name or summary has every word (as a prefix)."""
+
+    def name_matches(self, words: list[str]) -> ColumnElement[bool]:
+        """Packages whose name alone has every word (as a prefix)."""
+
+    def suggest(self, db: Session, name: str) -> list[str]:
+        """Display names of the projects whose names are closest to ``name``."""
+
+
+class SqliteSearch:
+    """FTS5: ``package_search`` (words, prefix-indexed) and ``package_names`` (trigrams)."""
+
+    words = table("package_search", column("rowid"), column("package_search"))
+    names = table("package_names", column("rowid"), column("package_names"))
+
+    @staticmethod
+    def _query(words: list[str]) -> str:
+        # Words hold letters and digits only, so quoting each is all the escaping needed.
+        return " AND ".join(f'"{w}"*' if len(w) >= MIN_PREFIX else f'"{w}"' for w in words)
+
+    def _ids(self, match: str) -> ColumnElement[bool]:
+        fts = self.words
+        return Package.id.in_(select(fts.c.rowid).where(fts.c.package_search.op("MATCH")(match)))
+
+    def matches(self, words: list[str]) -> ColumnElement[bool]:
+        return self._ids(self._query(words))
+
+    def name_matches(self, words: list[str]) -> ColumnElement[bool]:
+        return self._ids(f"name : ({self._query(words)})")
+
+    def suggest(self, db: Session, name: str) -> list[str]:
+        # Candidates share the most trigrams with the name; pg_trgm's measure then ranks them.
+        grams = {g for g in trigrams(name) if " " not in g}
+        if not grams:
+            return []
+        fts = self.names
+        hits = union_all(
+            *(select(fts.c.rowid).where(fts.c.package_names.op("MATCH")(f'"{g}"')) for g in grams)
+        ).subquery()
+        shared = select(hits.c.rowid).group_by(hits.c.rowid).order_by(func.count().desc()).limit(100).subquery()
+        candidates = db.execute(select(Package.name, Package.display_name).join(shared, Package.id == shared.c.rowid))
+        return _closest(name, candidates)
+
+
+class PostgresSearch:
+    """A weighted ``tsvector`` (name A, summary B) and a trigram index on the name."""
+
+    vector = literal_column("packages.search_vector")
+
+    @staticmethod
+    def _query(words: list[str], weight: str = "") -> ColumnElement[bool]:
+        # Words hold letters and digits only: nothing in them is tsquery syntax.
+        parts = [f"{w}:*{weight}" if len(w) >= MIN_PREFIX else f"{w}{':' + weight if weight else ''}" for w in words]
+        return func.to_tsquery(literal_column("'simple'"), " & ".join(parts))
+
+    def matches(self, words: list[str]) -> ColumnElement[bool]:
+        return self.vector.bool_op("@@")(self._query(words))
+
+    def name_matches(self, words: list[str]) -> ColumnElement[bool]:
+        return self.vector.bool_op("@@")(self._query(words, "A"))
+
+    def suggest(self, db: Session, name: str) -> list[str]:
+        stmt = (
+            select(Package.name, Package.display_name)
+            .where(Package.name.bool_op("%")(name))
+            .order_by(func.similarity(Package.name, name).desc(), Package.name)
+            .limit(SUGGESTIONS * 4)
+        )
+        return _closest(name, db.execute(stmt))
+
+
+def _closest(name: str, candidates: object) -> list[str]:
+    """The best ``SUGGESTIONS`` by similarity then name, above pg_trgm's threshold."""
+    scored = sorted(((-similarity(name, n), n, display) for n, display in candidates), key=lambda s: s[:2])  # type: ignore[attr-defined]
+    return [display for score, _, display in scored if -score >= SIMILARITY][:SUGGESTIONS]
+
+
+def index_for(db: Session) -> SearchIndex:
+    return PostgresSearch() if db.get_bind().dialect.name == "postgresql" else SqliteSearch()
+
+
+def has_classifier(classifier_id: int) -> ColumnElement[bool]:
+    """Packages with this classifier: a primary-key probe per candidate row."""
+    from myapp.packaging.models import package_classifiers as pc
+
+    return exists().where(pc.c.package_id == Package.id, pc.c.classifier_id == classifier_id)

@@ -1,0 +1,273 @@
+"""Full-text search (migration 0005): the same answers on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import text
+
+from myapp.packaging import services
+from myapp.packaging.search import similarity, terms
+from tests.conftest import SHARED_DATA
+from tests.factories import make_package
+
+WEB = "Framework :: Pyramid"
+PY3 = "Programming Language :: Python :: 3"
+
+CORPUS = [
+    # name, summary, downloads, classifiers
+    ("httpx", "The next generation HTTP client.", 900, [PY3]),
+    ("requests", "Python HTTP for Humans.", 5000, [PY3]),
+    ("requests-oauthlib", "OAuthlib authentication support for Requests.", 300, [PY3]),
+    ("urllib3", "HTTP library with thread-safe connection pooling, file post, and more.", 4000, [PY3]),
+    ("aiohttp", "Async http client/server framework (asyncio)", 800, [PY3]),
+    ("http-client", "A tiny client for HTTP/1.1", 10, []),
+    ("client", "Generic client helpers", 5, []),
+    ("django", "A high-level Python web framework that encourages rapid development.", 3000, [PY3]),
+    ("flask", "A simple framework for building complex web applications.", 2500, [PY3]),
+    ("pyramid", "The Pyramid Web Framework, a Pylons project", 400, [PY3, WEB]),
+    ("webob", "WSGI request and response object", 700, [PY3, WEB]),
+    ("web-framework-lite", "Small and simple", 1, []),
+]
+
+
+@pytest.fixture
+def corpus(dbsession):
+    for name, summary, downloads, classifiers in CORPUS:
+        make_package(dbsession, name, summary=summary, classifiers=classifiers, downloads=downloads)
+    return dbsession
+
+
+def names(testapp, query: str, **params: str) -> list[str]:
+    page = testapp.get("/search", params={"q": query, "format": "json", **params})
+    return [r["name"] for r in page.json["results"]]
+
+
+def test_every_word_must_match_in_any_order(testapp, corpus):
+    expected = ["http-client", "httpx", "aiohttp"]
+    assert names(testapp, "http client") == expected
+    assert names(testapp, "client http") == expected
+    assert names(testapp, "CLIENT, http!") == expected
+    assert names(testapp, "web framework") == ["web-framework-lite", "django", "flask", "pyramid"]
+
+
+def test_ranking_exact_then_prefix_then_name_word_then_summary_by_downloads(testapp, corpus):
+    # exact name; names starting with it; a name holding the word; summaries by downloads, then name
+    assert names(testapp, "requests") == ["requests", "requests-oauthlib"]
+    assert names(testapp, "http") == ["httpx", "http-client", "requests", "urllib3", "aiohttp"]
+    assert names(testapp, "requests oauthlib")[0] == "requests-oauthlib"  # words joined like a name: exact
+    assert names(testapp, "client") == ["client", "http-client", "httpx", "aiohttp"]
+    assert names(testapp, "oauthlib") == ["requests-oauthlib"]  # a word of the name
+    assert names(testapp, "Requests_OAuthlib") == ["requests-oauthlib"]  # normalized like a name
+
+
+def test_words_match_as_prefixes_but_one_letter_only_whole(testapp, corpus):
+    assert names(testapp, "frame") == ["web-framework-lite", "django", "flask", "aiohttp", "pyramid"]
+    assert names(testapp, "h") == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        '"http',
+        "'",
+        "*",
+        "http*",
+        "AND",
+        "http AND",
+        "OR OR",
+        "NOT http",
+        "NEAR(http client)",
+        "name:http",
+        "{name summary}: http",
+        "^http",
+        "-http",
+        "+http",
+        "http:*",
+        "http & client | !x",
+        "(",
+        ")",
+        "%",
+        "_",
+        "\\",
+        "http\x00client",
+        "\u00e9\u4e2d\U0001f600",
+        "a" * 200,
+        " ".join("abcdefghijklmnopqrstuvwxyz"),
+    ],
+)
+def test_hostile_input_is_never_an_error(testapp, corpus, query):
+    page = testapp.get("/search", params={"q": query})
+    assert page.status_int == 200
+    assert testapp.get("/search", params={"q": query, "format": "json"}).status_int == 200
+
+
+def test_fts_operators_are_words(testapp, corpus):
+    assert names(testapp, "NOT http") == []  # "not" is a word nothing holds
+    assert names(testapp, '"http" AND "client"') == []  # "and" likewise
+    assert names(testapp, "http* client*") == ["http-client", "httpx", "aiohttp"]
+
+
+def test_did_you_mean(testapp, corpus):
+    page = testapp.get("/search?q=requsts")
+    assert "0 results" in page.text
+    assert page.html.select_one(".suggestions a").text == "requests"
+    assert testapp.get("/search?q=requsts&format=json").json["suggestions"][0] == "requests"
+    assert testapp.get("/search?q=zzzzqqqq&format=json").json["suggestions"] == []
+
+
+def test_pg_trgm_similarity_in_python():
+    assert similarity("requsts", "requests") == pytest.approx(6 / 11)
+    assert similarity("word", "word") == 1.0 and similarity("", "x") == 0.0
+    assert terms("Foo_bar-BAZ 3.10 é") == ["foo", "bar", "baz", "3", "10", "é"]
+
+
+def test_classifier_filters_and_sorting(testapp, corpus):
+    assert names(testapp, "web framework", c=WEB) == ["pyramid"]
+    assert names(testapp, "", c=WEB) == ["webob", "pyramid"]  # by downloads
+    both = testapp.get("/search", params=[("c", WEB), ("c", PY3), ("format", "json")]).json
+    assert [r["name"] for r in both["results"]] == ["webob", "pyramid"]
+    assert names(testapp, "web", c="No :: Such") == []
+    page = testapp.get("/search", params={"q": "web framework"})
+    assert page.html.select_one(f'input[name=c][value="{WEB}"]') is not None
+    assert testapp.get("/search", params={"q": "x", "sort": "evil"}, status=400)
+
+
+def test_sort_by_last_update(testapp, dbsession):
+    make_package(dbsession, "old-tool", summary="a tool", versions=["1"])
+    make_package(dbsession, "new-tool", summary="a tool", versions=["1", "2", "3"])  # updated later
+    make_package(dbsession, "tool", summary="a tool", versions=["1", "2"])
+    assert names(testapp, "tool") == ["tool", "new-tool", "old-tool"]
+    assert names(testapp, "tool", sort="updated") == ["new-tool", "tool", "old-tool"]
+
+
+def test_json_by_accept_header_and_the_page_cache_keeps_them_apart(cached_app, corpus):
+    html = cached_app.get("/search?q=http")
+    assert html.content_type == "text/html" and html.headers["Vary"] == "Accept"
+    as_json = cached_app.get("/search?q=http", headers={"Accept": "application/json"})
+    assert as_json.content_type == "application/json"
+    assert as_json.json["total"] == 5 and as_json.json["results"][0]["url"] == "http://localhost/project/httpx/"
+    assert cached_app.get("/search?q=http").content_type == "text/html"
+    again = cached_app.get("/search?q=http", headers={"Accept": "application/json"})
+    assert again.headers.get("X-Page-Cache") == "hit" and again.content_type == "application/json"
+    assert cached_app.get("/search?q=http", headers={"Accept": "image/png"}).content_type == "text/html"
+    cached_app.get("/search?q=http&format=xml", status=406)
+
+
+def test_results_past_the_cap_say_so(testapp, dbsession, monkeypatch):
+    for i in range(5):
+        make_package(dbsession, f"lib-{i}")
+    monkeypatch.setattr(services, "RESULT_CAP", 3)
+    page = testapp.get("/search?q=lib")
+    assert "3+ results" in page.text
+    assert testapp.get("/search?q=lib&format=json").json["total_is_lower_bound"] is True
+
+
+def _search_plans(dbsession, count_queries, testapp, query: str) -> list[str]:
+    count_queries.clear()
+    testapp.get("/search", params={"q": query})
+    plans = []
+    connection = dbsession.connection()
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table: ask whether an index can serve
+    captured = list(zip(count_queries.statements, count_queries.parameters, strict=True))
+    for statement, parameters in captured:
+        if "package_search" in statement or "search_vector" in statement:
+            explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+            rows = connection.exec_driver_sql(explain + statement, parameters).all()
+            plans.append("\n".join(str(row[-1]) for row in rows))
+    if postgres:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = on")
+    return plans
+
+
+def test_search_uses_the_full_text_index_not_a_scan(testapp, corpus, count_queries):
+    plans = _search_plans(corpus, count_queries, testapp, "http client")
+    assert len(plans) == 2  # the count and the page
+    for plan in plans:
+        if corpus.get_bind().dialect.name == "sqlite":
+            assert "VIRTUAL TABLE INDEX" in plan, plan
+            assert "SCAN packages" not in plan and "SCAN p" not in plan.replace("SCAN package_search", ""), plan
+        else:
+            assert "ix_packages_search_vector" in plan, plan
+            assert "Seq Scan" not in plan, plan
+
+
+def test_browse_deep_pages_use_the_name_index(testapp, dbsession, count_queries):
+    for i in range(5):
+        make_package(dbsession, f"pkg-{i}")
+    count_queries.clear()
+    testapp.get("/projects/?after=pkg-2")
+    page, params = next(
+        (s, p) for s, p in zip(count_queries.statements, count_queries.parameters, strict=True) if "name) >" in s
+    )
+    connection = dbsession.connection()
+    if connection.dialect.name == "sqlite":
+        plan = "\n".join(r[-1] for r in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + page, params))
+        assert "SEARCH packages USING INDEX" in plan and "(name>?)" in plan, plan
+    else:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(r[0] for r in connection.exec_driver_sql("EXPLAIN " + page, params))
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = on")
+        assert "uq_packages_name" in plan and "Seq Scan" not in plan, plan
+
+
+# -- the same top results on both databases, for real PyPI documents ----------------
+
+SHARED = SHARED_DATA
+QUERIES = ["http", "http client", "client http", "requests", "aws", "test", "json", "python", "google api", "pars"]
+
+
+@pytest.mark.postgresql_only
+def test_same_results_on_sqlite_and_postgresql_for_real_documents(tmp_path):
+    from tests.conftest import fresh_database, missing
+
+    if not SHARED.is_dir():
+        missing(f"no shared PyPI documents at {SHARED}")
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from myapp.data.migrations import upgrade_to_head
+    from myapp.packaging.importer import ClassifierCache, import_document, parse_document
+
+    documents = [parse_document(json.loads(p.read_bytes())) for p in sorted(SHARED.glob("*.json"))]
+    answers = {}
+    for backend in ("sqlite", "postgresql"):
+        (tmp_path / backend).mkdir()
+        with fresh_database(backend, tmp_path / backend) as url:
+            engine = create_engine(url)
+            upgrade_to_head(engine)
+            with Session(engine) as db:
+                classifiers = ClassifierCache(db)
+                for doc in documents:
+                    import_document(db, doc, classifiers)
+                db.commit()
+                answers[backend] = {
+                    q: [row.package.name for row in services.search(db, q).page.items[:10]] for q in QUERIES
+                }
+                answers[backend]["requsts?"] = services.search(db, "requsts").suggestions
+            engine.dispose()
+    assert answers["sqlite"] == answers["postgresql"]
+    assert answers["sqlite"]["requests"][0] == "requests"
+    assert answers["sqlite"]["requsts?"][0] == "requests"
+
+
+def test_counts_are_kept_by_the_database(testapp, dbsession, count_queries):
+    make_package(dbsession, "one", versions=["1.0", "2.0"], files_per_release=2)
+    gone = make_package(dbsession, "two", versions=["1.0"], files_per_release=3)
+    stats = services.counts(dbsession)
+    assert (stats.projects, stats.releases, stats.files) == (2, 3, 7)
+    dbsession.delete(gone)  # the database's cascade removes its release and files
+    dbsession.flush()
+    dbsession.expire_all()
+    stats = services.counts(dbsession)
+    tables = ("packages", "releases", "release_files")
+    real = dbsession.execute(text("SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables))).one()
+    assert (stats.projects, stats.releases, stats.files) == tuple(real) == (1, 2, 4)
+    count_queries.clear()
+    home = testapp.get("/")
+    assert "count(" not in " ".join(count_queries.statements).lower()
+    assert "1" in home.html.select_one(".counts").text
