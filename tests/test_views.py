@@ -104,6 +104,27 @@ def test_yanked_release_says_so(testapp, dbsession):
 
 
 @pytest.mark.parametrize(
+    ("reason", "banner"),
+    [
+        (None, "This release has been yanked."),
+        ("", "This release has been yanked."),
+        ("  ", "This release has been yanked."),
+        (
+            "Broken packaging; use the next release.",
+            "This release has been yanked: Broken packaging; use the next release.",
+        ),
+        ("Built from the wrong branch", "This release has been yanked: Built from the wrong branch."),
+        ("Why?", "This release has been yanked: Why?"),
+    ],
+)
+def test_yanked_banner_ends_in_one_full_stop(testapp, dbsession, reason, banner):
+    package = make_package(dbsession, "tool", versions=["1.0"], yanked={"1.0"})
+    package.releases[0].yanked_reason = reason
+    dbsession.flush()
+    assert testapp.get("/project/tool/1.0/").html.select_one(".warning").text == banner
+
+
+@pytest.mark.parametrize(
     "path",
     ["/project/nothing-here/", "/project/tool/9.9/", "/project/tool/%00/", "/project/-bad-/", "/nowhere"],
 )
