@@ -136,6 +136,32 @@ def test_unknown_things_are_404_pages(testapp, dbsession, path):
     assert page.content_type == "text/html"
 
 
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        ("/nowhere", "/nowhere"),
+        ("/static/nothing.css", "/static/nothing.css"),
+        ("/%3Cscript%3Ealert(1)%3C/script%3E", "/<script>alert(1)</script>"),
+        ("/caf%C3%A9/%22quoted%22", '/café/"quoted"'),
+    ],
+)
+def test_unmatched_address_says_what_happened(testapp, path, shown):
+    page = testapp.get(path, status=404)
+    main = page.html.select_one("main")
+    assert "We couldn't find that page." in main.text
+    assert main.select_one("code.path").text == shown  # the address, as text
+    assert main.select("script") == []
+    links = {a["href"] for a in main.select("a")}
+    assert {"/", "/projects/", "/search"} <= links
+
+
+def test_a_views_own_404_keeps_its_reason(testapp, dbsession):
+    page = testapp.get("/project/nothing-here/", status=404)
+    assert "There is no project called 'nothing-here'." in page.html.select_one("main").text
+    assert page.html.select("main code.path") == []
+    assert "/search" in {a["href"] for a in page.html.select("main a")}
+
+
 def test_search_ranks_exact_name_first(testapp, dbsession):
     make_package(dbsession, "http-tools", summary="Helpers")
     make_package(dbsession, "apihttp", summary="An API client")
