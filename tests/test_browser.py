@@ -169,12 +169,14 @@ def test_search_then_open_project_and_release(server: LiveServer, page: Page, pr
     version = releases.first.inner_text().strip()
     releases.first.click()
 
-    # Release page: the files table lists a wheel and an sdist with their hashes.
+    # Release page: the files list a wheel and an sdist with their hashes.
     page.wait_for_url(re.compile(rf"/project/{re.escape(name)}/{re.escape(version)}/$"))
     expect(page.locator("article.release > h1")).to_contain_text(version)
-    rows = page.locator("table.files tbody tr")
+    rows = page.locator("ul.files li.file")
     assert rows.count() >= 2
-    files = {row.locator("td").nth(0).inner_text().strip(): row.locator("code.hash").inner_text() for row in rows.all()}
+    files = {
+        row.locator("a.filename").inner_text().strip(): row.locator("code.hash").text_content() for row in rows.all()
+    }
     assert any(f.endswith(".whl") for f in files), files
     assert any(f.endswith(".tar.gz") for f in files), files
     for filename, digest in files.items():
@@ -298,10 +300,10 @@ def test_an_upload_shows_and_a_maintainer_yanks_it(server: LiveServer, page: Pag
         assert res.status == 200 and res.read()
 
     page.goto(server.base + "/project/tiny-twine/1.0/")
-    rows = page.locator("table.files tbody tr")
+    rows = page.locator("ul.files li.file")
     expect(rows).to_have_count(2)
     wheel_row = rows.filter(has_text="tiny_twine-1.0-py3-none-any.whl")
-    expect(wheel_row.locator("td.downloads")).to_have_text("1")
+    expect(wheel_row.locator(".downloads")).to_have_text("1")
 
     page.goto(server.base + "/account/login")
     page.fill("#username", "publisher")

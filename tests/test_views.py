@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import hashlib
 
 import pytest
 import webtest
@@ -80,6 +80,43 @@ def test_project_page(testapp, dbsession):
     assert "Programming Language :: Python :: 3" in page.text
 
 
+def test_project_page_lists_the_shown_releases_files(testapp, dbsession):
+    package = make_package(dbsession, "tool", versions=["1.0", "2.0", "3.0b1"], files_per_release=2)
+    wheel = next(r for r in package.releases if r.version == "2.0").files[1]
+    wheel.packagetype, wheel.size = "bdist_wheel", 2_500_000
+    dbsession.flush()
+    page = testapp.get("/project/tool/")
+    section = page.html.select_one("section.download-files")
+    assert section.select_one("h2").text == "Download files"
+    assert section.select_one(".for-release a")["href"] == "/project/tool/2.0/"  # the release the page shows
+    files = section.select("li.file")
+    assert [f.select_one("a.filename").text for f in files] == ["tool-2.0-0.tar.gz", "tool-2.0-1.tar.gz"]
+    assert [f.select_one(".type").text for f in files] == ["sdist", "wheel"]
+    assert [f.select_one(".size").text for f in files] == ["1000 B", "2.4 MB"]
+    assert files[0].select_one("time")["datetime"] == "2024-01-02T00:00:00+00:00"
+    assert files[1].select_one("details code.hash").text == wheel.sha256
+    assert files[1].select_one("button.copy")["data-copy"] == wheel.sha256
+
+
+def test_copy_buttons_wait_for_javascript(testapp, dbsession):
+    """Every copy button is rendered hidden (copy.js shows it), so without
+    JavaScript there is no dead button; and no script is inline (the CSP)."""
+    make_package(dbsession, "tool", versions=["1.0"], files_per_release=2)
+    for path in ("/project/tool/", "/project/tool/1.0/"):
+        page = testapp.get(path)
+        buttons = page.html.select("button.copy")
+        assert len(buttons) == 3, path  # the pip install line and two hashes
+        assert all(b.has_attr("hidden") and b["type"] == "button" and b["data-copy"] for b in buttons)
+        assert buttons[0]["data-copy"] == ("pip install tool" if path == "/project/tool/" else "pip install tool==1.0")
+        scripts = page.html.select("script")
+        assert [s["src"].split("?")[0] for s in scripts] == ["/static/copy.js"]
+        assert all(s.string is None for s in scripts)
+        assert page.html.select("[onclick]") == []
+    script = testapp.get("/static/copy.js")
+    assert script.content_type in ("text/javascript", "application/javascript")
+    assert "navigator.clipboard.writeText" in script.text
+
+
 def test_project_name_is_normalized_by_redirect(testapp, dbsession):
     make_package(dbsession, "Flask_Thing")
     for alias in ("Flask_Thing", "FLASK.thing", "flask__thing"):
@@ -90,11 +127,19 @@ def test_project_name_is_normalized_by_redirect(testapp, dbsession):
 def test_release_page_lists_files(testapp, dbsession):
     make_package(dbsession, "tool", versions=["1.0", "1.1"], files_per_release=2)
     page = testapp.get("/project/tool/1.0/")
-    rows = page.html.select("table.files tbody tr")
+    rows = page.html.select("ul.files li.file")
     assert len(rows) == 2
-    assert rows[0].select_one("a").text == "tool-1.0-0.tar.gz"
-    assert re.fullmatch(r"[0-9a-f]{64}", rows[0].select_one("code.hash").text)
-    assert "pip install tool==1.0" in page.text
+    assert rows[0].select_one("a.filename").text == "tool-1.0-0.tar.gz"
+    assert rows[0].select_one(".type").text == "sdist"
+    assert rows[0].select_one(".size").text == "1000 B"
+    assert rows[0].select_one("time").text == "2024-01-01 00:00 UTC"
+    # The hash: shortened in the summary, whole (in groups of 16 that wrap only between them) a tap away.
+    digest = hashlib.sha256(b"tool-1.0-0.tar.gz").hexdigest()
+    assert rows[0].select_one("summary code.short").text == digest[:12] + "…"
+    full = rows[0].select_one("details code.hash")
+    assert full.text == digest and len(full.select("wbr")) == 3
+    assert rows[0].select_one("button.copy")["data-copy"] == digest
+    assert page.html.select_one(".command pre.install").text == "pip install tool==1.0"
     assert testapp.get("/project/Tool/1.0/", status=301).location.endswith("/project/tool/1.0/")
 
 
@@ -274,7 +319,7 @@ def test_download_counts_are_shown(testapp, dbsession):
     assert page.html.select_one(".total-downloads strong").text == "17"
     assert [s.text for s in page.html.select(".releases .downloads")] == ["10 downloads", "7 downloads"]
     release = testapp.get("/project/counted/1.0/")
-    assert [td.text for td in release.html.select("td.downloads")] == ["3", "4"]
+    assert [dd.text for dd in release.html.select(".file .downloads")] == ["3", "4"]
     assert "7 downloads" in release.text
 
 

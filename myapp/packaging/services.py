@@ -177,6 +177,15 @@ def find_release(db: Session, package: Package, version: str) -> Release | None:
     )
 
 
+def files_of(db: Session, release: Release | None) -> list[ReleaseFile]:
+    """A release's files by name, in one statement (none without a release)."""
+    if release is None:
+        return []
+    return list(
+        db.scalars(select(ReleaseFile).where(ReleaseFile.release_id == release.id).order_by(ReleaseFile.filename))
+    )
+
+
 def find_file(db: Session, filename: str) -> ReleaseFile | None:
     return db.scalar(select(ReleaseFile).where(ReleaseFile.filename == filename))
 

@@ -69,10 +69,12 @@ def search(request: Request) -> dict[str, Any]:
 def project(request: Request) -> dict[str, Any]:
     package = project_or_404(request)
     releases = services.release_history(request.dbsession, package)
+    latest = services.latest_release(releases)
     return {
         "package": package,
         "releases": releases,
-        "latest": services.latest_release(releases),
+        "latest": latest,
+        "latest_files": services.files_of(request.dbsession, latest),
         "maintainers": request.context.roles,
         "downloads": services.downloads_by_release(request.dbsession, package),
         "description": render_description(package.description, package.description_content_type),
