@@ -117,6 +117,21 @@ def test_copy_buttons_wait_for_javascript(testapp, dbsession):
     assert "navigator.clipboard.writeText" in script.text
 
 
+def test_release_history_marks_latest_pre_releases_and_yanks(testapp, dbsession):
+    make_package(dbsession, "tool", versions=["0.9", "1.0rc1", "1.0", "2.0.dev1", "1.1"], yanked={"1.1"})
+    rows = testapp.get("/project/tool/").html.select(".releases li")
+    badges = {li.select_one("a").text: [b.text for b in li.select(".badge")] for li in rows}
+    # pip would install 1.0: 1.1 is yanked and 2.0.dev1 a pre-release.
+    assert badges == {
+        "2.0.dev1": ["pre-release"],
+        "1.1": ["yanked"],
+        "1.0": ["latest"],
+        "1.0rc1": ["pre-release"],
+        "0.9": [],
+    }
+    assert testapp.get("/project/tool/1.0rc1/").html.select_one("h1 .badge.pre").text == "pre-release"
+
+
 def test_project_name_is_normalized_by_redirect(testapp, dbsession):
     make_package(dbsession, "Flask_Thing")
     for alias in ("Flask_Thing", "FLASK.thing", "flask__thing"):

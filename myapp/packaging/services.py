@@ -138,7 +138,8 @@ def release_history(db: Session, package: Package) -> list[Release]:
 
 
 def downloads_by_release(db: Session, package: Package) -> dict[int, int]:
-    """Release id -> downloads of its files, in one statement."""
+    """Release id -> downloads of its files, in one statement. A release
+    without files is absent (its page shows no release date)."""
     rows = db.execute(
         select(ReleaseFile.release_id, func.sum(ReleaseFile.downloads))
         .join(Release)
