@@ -22,10 +22,17 @@ def test_home_shows_counts_and_recent_projects(testapp, dbsession):
     assert recent[0].select_one(".version").text == "1.1"
 
 
-def test_empty_index_home(testapp):
-    page = testapp.get("/")
-    assert "<strong>0</strong> projects" in page.text
-    assert "No projects." in page.text
+@pytest.mark.parametrize("path", ["/", "/projects/"])
+def test_an_empty_index_says_how_to_add_projects(testapp, path):
+    page = testapp.get(path)
+    empty = page.html.select_one("main .empty-index")
+    assert empty.select_one("h2").text == "No projects yet"
+    commands = [pre.text for pre in empty.select("pre.install")]
+    assert "twine upload --repository-url http://localhost/legacy/ dist/*" in commands
+    assert "myapp-import CONFIG PATH..." in commands
+    assert [b["data-copy"] for b in empty.select("button.copy")] == commands
+    assert page.html.select(".project-list, .sort") == []  # no empty list, nothing to sort
+    assert "<strong>0</strong> projects" in page.text or "(0)" in page.text
 
 
 def test_browse_paginates_and_sorts(testapp, dbsession):
