@@ -1,5 +1,6 @@
 """A real Chromium walks the site as a person would: home, search, project,
-release; and the home page on a phone-sized screen.
+release, at desktop and phone widths (screenshots in each test's tmp_path),
+copying with the copy buttons; accounts, uploads and yanks.
 
 Needs Debian's ``/usr/bin/chromium`` and the ``playwright`` package (its own
 browser download is not used). Without them the tests skip, except under
@@ -169,12 +170,14 @@ def test_search_then_open_project_and_release(server: LiveServer, page: Page, pr
     version = releases.first.inner_text().strip()
     releases.first.click()
 
-    # Release page: the files table lists a wheel and an sdist with their hashes.
+    # Release page: the files list a wheel and an sdist with their hashes.
     page.wait_for_url(re.compile(rf"/project/{re.escape(name)}/{re.escape(version)}/$"))
     expect(page.locator("article.release > h1")).to_contain_text(version)
-    rows = page.locator("table.files tbody tr")
+    rows = page.locator("ul.files li.file")
     assert rows.count() >= 2
-    files = {row.locator("td").nth(0).inner_text().strip(): row.locator("code.hash").inner_text() for row in rows.all()}
+    files = {
+        row.locator("a.filename").inner_text().strip(): row.locator("code.hash").text_content() for row in rows.all()
+    }
     assert any(f.endswith(".whl") for f in files), files
     assert any(f.endswith(".tar.gz") for f in files), files
     for filename, digest in files.items():
@@ -191,6 +194,124 @@ def test_home_fits_a_phone_screen(server: LiveServer, phone: Page, problems: Pro
     widths = phone.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     phone.screenshot(path=tmp_path / "home-phone.png", full_page=True)
     assert widths[0] <= widths[1], f"the page scrolls sideways: scrollWidth {widths[0]} > innerWidth {widths[1]}"
+    problems.assert_none()
+
+
+# What scrolls sideways inside the page, where the page itself would not show it
+# (a README's code blocks may: they keep their lines).
+HIDDEN_OVERFLOW = """() => [...document.querySelectorAll("main *")]
+  .filter((e) => !e.closest(".readme") && getComputedStyle(e).overflowX !== "visible")
+  .filter((e) => e.scrollWidth > e.clientWidth + 1)
+  .map((e) => `${e.tagName.toLowerCase()}.${e.className}: ${e.scrollWidth} > ${e.clientWidth}`)"""
+# Lines a block of text takes.
+LINES = "(e) => Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight))"
+
+
+def showcase_project(server: LiveServer) -> str:
+    """A demo project with a yanked release and a pre-release: every badge."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server.url)
+    with engine.connect() as conn:
+        name = conn.execute(
+            text(
+                "SELECT p.name FROM packages p WHERE"
+                " EXISTS (SELECT 1 FROM releases r WHERE r.package_id = p.id AND r.yanked) AND"
+                " EXISTS (SELECT 1 FROM releases r WHERE r.package_id = p.id AND r.is_prerelease)"
+                " ORDER BY p.name LIMIT 1"
+            )
+        ).scalar_one()
+    engine.dispose()
+    return name
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_pages_fit_the_screen_and_copy_buttons_copy(
+    server: LiveServer, browser: Browser, problems: Problems, tmp_path: Path, width: int
+):
+    """Home, project, release and search at 1280 and 390 px: a screenshot of
+    each (in tmp_path), nothing wider than a phone, file cards that stay
+    short, hashes that wrap only between groups, README headings below the
+    page's, and copy buttons that put the right text on the clipboard."""
+    from playwright.sync_api import expect
+
+    phone = width < 800
+    page = open_page(browser, problems, viewport={"width": width, "height": 844}, is_mobile=phone, has_touch=phone)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base)
+    name = showcase_project(server)
+    try:
+
+        def visit(label: str, path: str) -> None:
+            page.goto(server.base + path)
+            page.screenshot(path=tmp_path / f"{label}-{width}.png", full_page=True)
+            if phone:
+                widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+                assert widths[0] <= widths[1], f"{path} scrolls sideways: scrollWidth {widths[0]} > {widths[1]}"
+                assert page.evaluate(HIDDEN_OVERFLOW) == [], f"{path} hides content that scrolls sideways"
+
+        def copies(button: Any, expected: str) -> None:
+            expect(button).to_be_visible()  # copy.js showed it
+            button.click()
+            expect(button).to_have_text("Copied")
+            assert page.evaluate("() => navigator.clipboard.readText()") == expected
+
+        visit("home", "/")
+        visit("search", "/search?q=cache")
+        expect(page.locator("main .project-list li").first).to_be_visible()
+
+        visit("project", f"/project/{name}/")
+        # Badges in the history: the release shown is "latest"; pre-releases and yanks are marked.
+        expect(page.locator(".releases .badge.latest")).to_have_count(1)
+        assert page.locator(".releases .badge.pre").count() > 0
+        assert page.locator(".releases li.yanked .badge.yanked").count() > 0
+        latest = page.locator(".releases li:has(.badge.latest) a").inner_text().strip()
+        expect(page.locator(".download-files .for-release")).to_contain_text(latest)
+        # A README's h1 is smaller than the page's own section headings.
+        size = "(e) => parseFloat(getComputedStyle(e).fontSize)"
+        section = page.locator(".description > h2").evaluate(size)
+        readme = page.locator(".readme :is(h1, h2, h3, h4, h5, h6)").evaluate_all(f"(all) => all.map({size})")
+        assert readme and max(readme) < section, f"README headings {readme} px, the page's {section} px"
+        copies(page.locator(".project-header .command button.copy"), f"pip install {name}")
+        first_file = page.locator(".download-files li.file").first
+        digest = first_file.locator("code.hash").text_content()
+        assert SHA256.match(digest), digest
+        copies(first_file.locator(".digest button.copy"), digest)
+
+        visit("release", f"/project/{name}/{latest}/")
+        cards = page.locator("ul.files li.file")
+        assert cards.count() >= 2
+        heights = cards.evaluate_all("(all) => all.map((e) => e.getBoundingClientRect().height)")
+        assert max(heights) < 160, f"file cards {heights} px tall"
+        # The hash: short until asked for; then whole, on one line at 1280, two at 390, never a lone digit.
+        card = cards.first
+        expect(card.locator("code.hash")).not_to_be_visible()
+        card.locator("summary").click()
+        full = card.locator("code.hash")
+        expect(full).to_be_visible()
+        assert full.evaluate(LINES) == (2 if phone else 1)
+        copies(card.locator(".digest button.copy"), full.text_content())
+        page.screenshot(path=tmp_path / f"release-hash-open-{width}.png", full_page=True)
+    finally:
+        page.context.close()
+    problems.assert_none()
+
+
+def test_without_javascript_no_copy_button_shows_and_hashes_still_open(
+    server: LiveServer, browser: Browser, problems: Problems
+):
+    from playwright.sync_api import expect
+
+    page = open_page(browser, problems, viewport={"width": 390, "height": 844}, java_script_enabled=False)
+    try:
+        page.goto(server.base + f"/project/{showcase_project(server)}/")
+        assert page.locator("button.copy").count() > 0
+        for button in page.locator("button.copy").all():
+            expect(button).to_be_hidden()
+        card = page.locator(".download-files li.file").first
+        card.locator("summary").click()
+        expect(card.locator("code.hash")).to_be_visible()
+    finally:
+        page.context.close()
     problems.assert_none()
 
 
@@ -298,10 +419,10 @@ def test_an_upload_shows_and_a_maintainer_yanks_it(server: LiveServer, page: Pag
         assert res.status == 200 and res.read()
 
     page.goto(server.base + "/project/tiny-twine/1.0/")
-    rows = page.locator("table.files tbody tr")
+    rows = page.locator("ul.files li.file")
     expect(rows).to_have_count(2)
     wheel_row = rows.filter(has_text="tiny_twine-1.0-py3-none-any.whl")
-    expect(wheel_row.locator("td.downloads")).to_have_text("1")
+    expect(wheel_row.locator(".downloads")).to_have_text("1")
 
     page.goto(server.base + "/account/login")
     page.fill("#username", "publisher")

@@ -201,11 +201,27 @@ def test_cli_imports_real_pypi_documents(backend, tmp_path):
                 page = res.read().decode()
             assert 'requests <span class="version">2.18.4</span>' in page
             assert "Python HTTP for Humans." in page
+            # 2.15.0 has no files: no date (it showed the project's first upload, 2011-02-14).
+            with urllib.request.urlopen(server.base + "/project/requests/2.15.0/") as res:
+                release = res.read().decode()
+            assert "This release has no files." in release and "Released" not in release
+            assert "2011-02-14" not in release
             with urllib.request.urlopen(server.base + "/") as res:
                 home = res.read().decode()
             assert "<strong>96</strong> projects" in home
             assert "<strong>5,547</strong> releases" in home
             assert "<strong>19,160</strong> files" in home
+
+
+def test_a_release_without_files_shows_no_date(testapp, dbsession):
+    """The column holds a stand-in (the project's first upload), which no page shows."""
+    run_import(dbsession, document())
+    release = testapp.get("/project/sample-pkg/0.1/").html.select_one("main")
+    assert "2020-01-01" not in release.text and "Released" not in release.text
+    assert "This release has no files." in release.text
+    history = testapp.get("/project/sample-pkg/").html.select(".releases li")
+    dates = {li.select_one("a").text: li.select_one(".updated").text for li in history}
+    assert dates == {"2.0b1": "2020-03-01", "1.1": "2020-02-01", "1.0": "2020-01-01", "0.1": "no files"}
 
 
 def test_cli_reports_bad_documents_and_imports_the_rest(backend, tmp_path):

@@ -22,8 +22,8 @@ def test_project_page_statements_do_not_grow_with_releases(testapp, dbsession, c
     )
     small = statements_for(testapp, count_queries, "/project/small/")
     large = statements_for(testapp, count_queries, "/project/large/")
-    # package, classifiers, newest releases, latest release, maintainers, downloads
-    assert small == large == 6, count_queries.statements
+    # package, classifiers, newest releases, latest release, its files, maintainers, downloads
+    assert small == large == 7, count_queries.statements
 
 
 def test_release_page_statements_do_not_grow_with_files(testapp, dbsession, count_queries):

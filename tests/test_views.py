@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import hashlib
 
 import pytest
 import webtest
@@ -22,10 +22,17 @@ def test_home_shows_counts_and_recent_projects(testapp, dbsession):
     assert recent[0].select_one(".version").text == "1.1"
 
 
-def test_empty_index_home(testapp):
-    page = testapp.get("/")
-    assert "<strong>0</strong> projects" in page.text
-    assert "No projects." in page.text
+@pytest.mark.parametrize("path", ["/", "/projects/"])
+def test_an_empty_index_says_how_to_add_projects(testapp, path):
+    page = testapp.get(path)
+    empty = page.html.select_one("main .empty-index")
+    assert empty.select_one("h2").text == "No projects yet"
+    commands = [pre.text for pre in empty.select("pre.install")]
+    assert "twine upload --repository-url http://localhost/legacy/ dist/*" in commands
+    assert "myapp-import CONFIG PATH..." in commands
+    assert [b["data-copy"] for b in empty.select("button.copy")] == commands
+    assert page.html.select(".project-list, .sort") == []  # no empty list, nothing to sort
+    assert "<strong>0</strong> projects" in page.text or "(0)" in page.text
 
 
 def test_browse_pages_by_cursor_and_sorts(testapp, dbsession):
@@ -83,11 +90,64 @@ def test_project_page(testapp, dbsession):
     assert history == ["10.0", "2.0.dev1", "1.0.post1", "1.0", "1.0rc1", "0.9"]
     assert page.html.select_one(".releases li.yanked a").text == "10.0"
     description = page.html.select_one(".description")
-    assert description.select_one("h1").text == "Hello"
+    # The README sits in its own box, so its headings can be sized below the page's (tests/test_browser.py).
+    assert description.select_one(".readme h1").text == "Hello"
     assert description.select("script") == []
     assert "javascript:" not in page.text
     assert [a.text for a in page.html.select(".links a")] == ["Homepage", "Source"]
     assert "Programming Language :: Python :: 3" in page.text
+
+
+def test_project_page_lists_the_shown_releases_files(testapp, dbsession):
+    package = make_package(dbsession, "tool", versions=["1.0", "2.0", "3.0b1"], files_per_release=2)
+    wheel = next(r for r in package.releases if r.version == "2.0").files[1]
+    wheel.packagetype, wheel.size = "bdist_wheel", 2_500_000
+    dbsession.flush()
+    page = testapp.get("/project/tool/")
+    section = page.html.select_one("section.download-files")
+    assert section.select_one("h2").text == "Download files"
+    assert section.select_one(".for-release a")["href"] == "/project/tool/2.0/"  # the release the page shows
+    files = section.select("li.file")
+    assert [f.select_one("a.filename").text for f in files] == ["tool-2.0-0.tar.gz", "tool-2.0-1.tar.gz"]
+    assert [f.select_one(".type").text for f in files] == ["sdist", "wheel"]
+    assert [f.select_one(".size").text for f in files] == ["1000 B", "2.4 MB"]
+    assert files[0].select_one("time")["datetime"] == "2024-01-02T00:00:00+00:00"
+    assert files[1].select_one("details code.hash").text == wheel.sha256
+    assert files[1].select_one("button.copy")["data-copy"] == wheel.sha256
+
+
+def test_copy_buttons_wait_for_javascript(testapp, dbsession):
+    """Every copy button is rendered hidden (copy.js shows it), so without
+    JavaScript there is no dead button; and no script is inline (the CSP)."""
+    make_package(dbsession, "tool", versions=["1.0"], files_per_release=2)
+    for path in ("/project/tool/", "/project/tool/1.0/"):
+        page = testapp.get(path)
+        buttons = page.html.select("button.copy")
+        assert len(buttons) == 3, path  # the pip install line and two hashes
+        assert all(b.has_attr("hidden") and b["type"] == "button" and b["data-copy"] for b in buttons)
+        assert buttons[0]["data-copy"] == ("pip install tool" if path == "/project/tool/" else "pip install tool==1.0")
+        scripts = page.html.select("script")
+        assert [s["src"].split("?")[0] for s in scripts] == ["/static/copy.js"]
+        assert all(s.string is None for s in scripts)
+        assert page.html.select("[onclick]") == []
+    script = testapp.get("/static/copy.js")
+    assert script.content_type in ("text/javascript", "application/javascript")
+    assert "navigator.clipboard.writeText" in script.text
+
+
+def test_release_history_marks_latest_pre_releases_and_yanks(testapp, dbsession):
+    make_package(dbsession, "tool", versions=["0.9", "1.0rc1", "1.0", "2.0.dev1", "1.1"], yanked={"1.1"})
+    rows = testapp.get("/project/tool/").html.select(".releases li")
+    badges = {li.select_one("a").text: [b.text for b in li.select(".badge")] for li in rows}
+    # pip would install 1.0: 1.1 is yanked and 2.0.dev1 a pre-release.
+    assert badges == {
+        "2.0.dev1": ["pre-release"],
+        "1.1": ["yanked"],
+        "1.0": ["latest"],
+        "1.0rc1": ["pre-release"],
+        "0.9": [],
+    }
+    assert testapp.get("/project/tool/1.0rc1/").html.select_one("h1 .badge.pre").text == "pre-release"
 
 
 def test_project_name_is_normalized_by_redirect(testapp, dbsession):
@@ -100,11 +160,19 @@ def test_project_name_is_normalized_by_redirect(testapp, dbsession):
 def test_release_page_lists_files(testapp, dbsession):
     make_package(dbsession, "tool", versions=["1.0", "1.1"], files_per_release=2)
     page = testapp.get("/project/tool/1.0/")
-    rows = page.html.select("table.files tbody tr")
+    rows = page.html.select("ul.files li.file")
     assert len(rows) == 2
-    assert rows[0].select_one("a").text == "tool-1.0-0.tar.gz"
-    assert re.fullmatch(r"[0-9a-f]{64}", rows[0].select_one("code.hash").text)
-    assert "pip install tool==1.0" in page.text
+    assert rows[0].select_one("a.filename").text == "tool-1.0-0.tar.gz"
+    assert rows[0].select_one(".type").text == "sdist"
+    assert rows[0].select_one(".size").text == "1000 B"
+    assert rows[0].select_one("time").text == "2024-01-01 00:00 UTC"
+    # The hash: shortened in the summary, whole (in groups of 16 that wrap only between them) a tap away.
+    digest = hashlib.sha256(b"tool-1.0-0.tar.gz").hexdigest()
+    assert rows[0].select_one("summary code.short").text == digest[:12] + "…"
+    full = rows[0].select_one("details code.hash")
+    assert full.text == digest and len(full.select("wbr")) == 3
+    assert rows[0].select_one("button.copy")["data-copy"] == digest
+    assert page.html.select_one(".command pre.install").text == "pip install tool==1.0"
     assert testapp.get("/project/Tool/1.0/", status=301).location.endswith("/project/tool/1.0/")
 
 
@@ -112,6 +180,27 @@ def test_yanked_release_says_so(testapp, dbsession):
     make_package(dbsession, "tool", versions=["1.0"], yanked={"1.0"})
     page = testapp.get("/project/tool/1.0/")
     assert "has been yanked" in page.text
+
+
+@pytest.mark.parametrize(
+    ("reason", "banner"),
+    [
+        (None, "This release has been yanked."),
+        ("", "This release has been yanked."),
+        ("  ", "This release has been yanked."),
+        (
+            "Broken packaging; use the next release.",
+            "This release has been yanked: Broken packaging; use the next release.",
+        ),
+        ("Built from the wrong branch", "This release has been yanked: Built from the wrong branch."),
+        ("Why?", "This release has been yanked: Why?"),
+    ],
+)
+def test_yanked_banner_ends_in_one_full_stop(testapp, dbsession, reason, banner):
+    package = make_package(dbsession, "tool", versions=["1.0"], yanked={"1.0"})
+    package.releases[0].yanked_reason = reason
+    dbsession.flush()
+    assert testapp.get("/project/tool/1.0/").html.select_one(".warning").text == banner
 
 
 @pytest.mark.parametrize(
@@ -123,6 +212,32 @@ def test_unknown_things_are_404_pages(testapp, dbsession, path):
     page = testapp.get(path, status=404)
     assert "Not found" in page.text
     assert page.content_type == "text/html"
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        ("/nowhere", "/nowhere"),
+        ("/static/nothing.css", "/static/nothing.css"),
+        ("/%3Cscript%3Ealert(1)%3C/script%3E", "/<script>alert(1)</script>"),
+        ("/caf%C3%A9/%22quoted%22", '/café/"quoted"'),
+    ],
+)
+def test_unmatched_address_says_what_happened(testapp, path, shown):
+    page = testapp.get(path, status=404)
+    main = page.html.select_one("main")
+    assert "We couldn't find that page." in main.text
+    assert main.select_one("code.path").text == shown  # the address, as text
+    assert main.select("script") == []
+    links = {a["href"] for a in main.select("a")}
+    assert {"/", "/projects/", "/search"} <= links
+
+
+def test_a_views_own_404_keeps_its_reason(testapp, dbsession):
+    page = testapp.get("/project/nothing-here/", status=404)
+    assert "There is no project called 'nothing-here'." in page.html.select_one("main").text
+    assert page.html.select("main code.path") == []
+    assert "/search" in {a["href"] for a in page.html.select("main a")}
 
 
 def test_search_ranks_exact_name_first(testapp, dbsession):
@@ -231,7 +346,7 @@ def test_download_counts_are_shown(testapp, dbsession):
     assert page.html.select_one(".total-downloads strong").text == "17"
     assert [s.text for s in page.html.select(".releases .downloads")] == ["10 downloads", "7 downloads"]
     release = testapp.get("/project/counted/1.0/")
-    assert [td.text for td in release.html.select("td.downloads")] == ["3", "4"]
+    assert [dd.text for dd in release.html.select(".file .downloads")] == ["3", "4"]
     assert "7 downloads" in release.text
 
 

@@ -62,6 +62,11 @@ CLASSIFIERS = [
     "Programming Language :: Python :: 3.12",
     "Topic :: Software Development :: Libraries",
 ]
+# Each project's license, and the one License classifier that says the same.
+LICENSES = {
+    "MIT": "License :: OSI Approved :: MIT License",
+    "Apache-2.0": "License :: OSI Approved :: Apache Software License",
+}
 START = datetime(2021, 1, 4, 9, 30, tzinfo=UTC)
 
 
@@ -133,11 +138,19 @@ def _store(files_dir: Path, filename: str, data: bytes) -> tuple[str, str]:
     return relative, digest
 
 
+def _license_of(picked: list[Classifier]) -> str:
+    """Apache-2.0 if the sample drew only its classifier, else MIT."""
+    drawn = {c.classifier for c in picked}
+    apache = LICENSES["Apache-2.0"]
+    return "Apache-2.0" if apache in drawn and LICENSES["MIT"] not in drawn else "MIT"
+
+
 def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2024) -> int:
     """Add demo projects; returns how many. Deterministic for a given seed."""
     rng = random.Random(seed)
     yanks = random.Random(seed + 1)  # its own stream, so the projects stay the same
     classifiers = [Classifier(classifier=c) for c in CLASSIFIERS]
+    by_text = {c.classifier: c for c in classifiers}
     db.add_all(classifiers)
     names = [f"{p}-{s}" for p in PREFIXES for s in STEMS]
     rng.shuffle(names)
@@ -145,6 +158,8 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
         stem = display.split("-")[1]
         summary = f"{display.replace('-', ' ').title()}: {TOPICS[stem]}."
         when = START + timedelta(days=rng.randint(0, 300), minutes=rng.randint(0, 1440))
+        picked = rng.sample(classifiers, 4)  # drawn where it always was: the same projects as before
+        license = _license_of(picked)
         package = Package(
             name=normalize(display),
             display_name=display,
@@ -159,12 +174,12 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
                 "Source": f"https://example.org/{display}/src",
                 "Docs": f"https://example.org/{display}/docs",
             },
-            license="MIT",
+            license=license,
             author="Demo Author",
             author_email="demo@example.org",
             keywords=f"{stem}, demo",
             requires_python=">=3.9",
-            classifiers=rng.sample(classifiers, 4),
+            classifiers=[c for c in picked if not c.classifier.startswith("License ::")] + [by_text[LICENSES[license]]],
             created=when,
         )
         render_into(package)

@@ -341,6 +341,7 @@ def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> I
                     "summary": r.summary,
                     "requires_python": r.requires_python,
                     "yanked": r.yanked,
+                    # The column needs a date even without files; pages show none for such a release.
                     "created": r.created or package.created,
                 }
                 for r in new_releases

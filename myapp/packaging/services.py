@@ -284,7 +284,8 @@ def store_description(db: Session, package_id: int, html: str) -> None:
 
 
 def downloads_by_release(db: Session, releases: list[Release]) -> dict[int, int]:
-    """Release id -> downloads of its files, in one statement."""
+    """Release id -> downloads of its files, in one statement. A release
+    without files is absent (its page shows no release date)."""
     rows = db.execute(
         select(ReleaseFile.release_id, func.sum(ReleaseFile.downloads))
         .where(ReleaseFile.release_id.in_([r.id for r in releases]))
@@ -319,6 +320,15 @@ def find_release(db: Session, package: Package, version: str) -> Release | None:
         select(Release)
         .where(Release.package_id == package.id, Release.version == version)
         .options(selectinload(Release.files))
+    )
+
+
+def files_of(db: Session, release: Release | None) -> list[ReleaseFile]:
+    """A release's files by name, in one statement (none without a release)."""
+    if release is None:
+        return []
+    return list(
+        db.scalars(select(ReleaseFile).where(ReleaseFile.release_id == release.id).order_by(ReleaseFile.filename))
     )
 
 

@@ -63,7 +63,7 @@ def projects(request: Request) -> dict[str, Any]:
     if len(cursors) > 1 or not all(_CURSOR.match(value) for value in cursors.values()):
         raise HTTPBadRequest("Give one of after, before or start: a project name in lower case.")
     page = services.browse(request.dbsession, sort=sort, **cursors)  # type: ignore[arg-type]
-    return {"page": page, "sort": sort, "cursor": cursors}
+    return {"page": page, "sort": sort}
 
 
 JSON = "application/json"
@@ -139,11 +139,13 @@ def project(request: Request) -> dict[str, Any]:
     package = project_or_404(request)
     db = request.dbsession
     releases = services.release_history(db, package, limit=services.HISTORY_SHOWN + 1)
+    latest = services.latest_of(db, package)
     return {
         "package": package,
         "releases": releases[: services.HISTORY_SHOWN],
         "more_releases": len(releases) > services.HISTORY_SHOWN,
-        "latest": services.latest_of(db, package),
+        "latest": latest,
+        "latest_files": services.files_of(db, latest),
         "maintainers": request.context.roles,
         "downloads": services.downloads_by_release(db, releases),
         "description": _description(request, package),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken, PredicateMismatch
 from pyramid.httpexceptions import HTTPException, HTTPMovedPermanently, HTTPNotFound
 from pyramid.interfaces import IRoutesMapper
 from pyramid.renderers import render_to_response
@@ -74,13 +74,14 @@ def favicon(request: Request) -> Response:
     return response
 
 
-def error_page(request: Request, status: int, title: str, message: str) -> Response:
-    """The site's own error page, for views that answer an error themselves.
+def error_page(request: Request, status: int, title: str, message: str, *, path: str | None = None) -> Response:
+    """The site's own error page, for views that answer an error themselves
+    (``path``: the address that was not found, shown escaped).
     A server error's page asks nothing of the database (which may be why it
     failed): its header leaves out who is signed in."""
     response = render_to_response(
         "myapp:templates/error.jinja2",
-        {"status": status, "title": title, "message": message, "plain_header": status >= 500},
+        {"status": status, "title": title, "message": message, "path": path, "plain_header": status >= 500},
         request=request,
     )
     response.status = status
@@ -118,7 +119,17 @@ def not_found(exc: HTTPNotFound, request: Request) -> Response:
     location = _with_slash(request)
     if location is not None:
         return HTTPMovedPermanently(location=location)
-    return error_page(request, 404, "Not found", exc.detail or "There is nothing at this address.")
+    if _says_only_where(exc, request):
+        return error_page(request, 404, "Not found", "We couldn't find that page.", path=request.path_info)
+    return error_page(request, 404, "Not found", exc.detail)
+
+
+def _says_only_where(exc: HTTPNotFound, request: Request) -> bool:
+    """Pyramid's own 404s (no route or view matched, no such static file) carry
+    the address or a developer's note, not a reason a visitor can use; a
+    view's own 404 says what is missing ("There is no project called ...")."""
+    detail = exc.detail or ""
+    return not detail or detail == request.path_info or request.url in detail or isinstance(exc, PredicateMismatch)
 
 
 @exception_view_config(HTTPException)
