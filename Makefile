@@ -9,7 +9,7 @@ CONFIG ?= development.ini
 # The venv is rebuilt only when setup.py changes; one stamp per extra.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip 'setuptools<81' wheel
+	$(BIN)/pip install --quiet --upgrade pip wheel
 
 $(VENV)/.installed-%: setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[$*]'
