@@ -15,9 +15,15 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import BIN, ROOT, TEST_SECRET, LiveServer, free_port
+from sqlalchemy import create_engine, text
+
+from myapp.data.migrations import head_revisions, known_revisions
+from tests.conftest import BIN, ROOT, TEST_SECRET, LiveServer, free_port, live_server, write_ini
 from tests.test_live import fetch
 
+HEAD = ", ".join(sorted(head_revisions()))
+BEHIND = max(known_revisions() - head_revisions())  # a real, older revision, whatever the head is
+DEAD_PG = "postgresql+psycopg://nobody:secret-pw@127.0.0.1:1/nothing"  # nothing listens on port 1
 # Python's warnings as printed (file:line: SomethingWarning: ...), e.g. pkg_resources' deprecation.
 WARNING_LINE = re.compile(r"\w*Warning: ")
 
@@ -47,6 +53,17 @@ def copy_ini(name: str, folder: Path, port: int) -> Path:
     with path.open("w") as fh:
         ini.write(fh)
     return path
+
+
+def execute(url: str, sql: str, **params: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(sql), params)
+    engine.dispose()
+
+
+def set_revision(url: str, revision: str) -> None:
+    execute(url, "UPDATE alembic_version SET version_num = :rev", rev=revision)
 
 
 # -- start-up output and the access log ------------------------------------------------------------
@@ -103,3 +120,63 @@ def test_pserve_production_ini_without_a_secret_says_so_in_one_line(tmp_path):
     production = copy_ini("production.ini", tmp_path, free_port())
     done = run(str(BIN / "pserve"), str(production), env={"DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite'}"})
     assert one_error_line(done, "myapp").startswith("myapp: Set MYAPP_SECRET in the environment")
+
+
+# -- the app refuses a database it cannot use ------------------------------------------------------
+
+
+def test_pserve_refuses_a_database_that_is_not_at_the_codes_schema(tmp_path):
+    url = f"sqlite:///{tmp_path / 'app.sqlite'}"
+    ini = write_ini(tmp_path / "app.ini", url, tmp_path / "files", free_port())
+    message = one_error_line(run(str(BIN / "pserve"), "app.ini", cwd=tmp_path), "myapp")
+    assert message == (
+        f"myapp: the database at {url} is not migrated (revision none, code needs {HEAD}); run: myapp-initdb app.ini"
+    )
+    assert run(str(BIN / "myapp-initdb"), str(ini)).returncode == 0
+    set_revision(url, BEHIND)
+    message = one_error_line(run(str(BIN / "pserve"), str(ini)), "myapp")
+    assert message == (
+        f"myapp: the database at {url} is behind the code (revision {BEHIND}, code needs {HEAD}); "
+        f"run: myapp-initdb {ini}"
+    )
+    set_revision(url, "ffff0009")  # migrated by newer code
+    message = one_error_line(run(str(BIN / "pserve"), str(ini)), "myapp")
+    assert message == (
+        f"myapp: the database at {url} is ahead of the code (revision ffff0009, code needs {HEAD}); "
+        "deploy the code that migrated it"
+    )
+    # The escape hatch: myapp.check_schema = false starts anyway.
+    write_ini(ini, url, tmp_path / "files", free_port(), extra={"myapp.check_schema": "false"})
+    started = run(str(BIN / "python"), "-c", f"from pyramid.paster import get_app; get_app({str(ini)!r})")
+    assert started.returncode == 0, started.stderr
+
+
+def test_pserve_refuses_a_database_server_that_is_down_in_one_line(tmp_path):
+    ini = write_ini(tmp_path / "app.ini", DEAD_PG, tmp_path / "files", free_port())
+    done = run(str(BIN / "pserve"), str(ini))
+    message = one_error_line(done, "myapp")
+    assert message.startswith(
+        "myapp: cannot reach the database at postgresql+psycopg://nobody:***@127.0.0.1:1/nothing (connection failed:"
+    )
+    assert message.endswith("; start it, or point sqlalchemy.url (or DATABASE_URL) at one that runs")
+    assert "secret-pw" not in done.stdout + done.stderr
+    # MYAPP_TRACEBACK=1 shows where it came from, for those who want it.
+    debug = run(str(BIN / "pserve"), str(ini), env={"MYAPP_TRACEBACK": "1"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "OperationalError" in debug.stderr
+
+
+def test_health_is_503_when_the_schema_changes_under_a_running_app(tmp_path):
+    with live_server("sqlite", tmp_path, demo=False) as server:
+        assert fetch(server.base + "/health")[0] == 200
+        set_revision(server.url, BEHIND)
+        status, _, body = fetch(server.base + "/health")
+        assert status == 503
+        assert json.loads(body)["schema"] == (
+            f"behind the code (revision {BEHIND}, code needs {HEAD}); run: myapp-initdb CONFIG"
+        )
+        set_revision(server.url, "ffff0009")
+        status, _, body = fetch(server.base + "/health")
+        assert status == 503
+        assert json.loads(body)["schema"].startswith("ahead of the code (revision ffff0009,")
+        execute(server.url, "DELETE FROM alembic_version")
+        assert json.loads(fetch(server.base + "/health")[2])["schema"].startswith("not migrated (revision none,")
