@@ -145,6 +145,10 @@ def test_pserve_refuses_a_database_that_is_not_at_the_codes_schema(tmp_path):
         f"myapp: the database at {url} is ahead of the code (revision ffff0009, code needs {HEAD}); "
         "deploy the code that migrated it"
     )
+    # myapp-initdb cannot help with that either, and says so instead of failing inside Alembic.
+    assert one_error_line(run(str(BIN / "myapp-initdb"), str(ini)), "myapp-initdb") == (
+        message.replace("myapp:", "myapp-initdb:")
+    )
     # The escape hatch: myapp.check_schema = false starts anyway.
     write_ini(ini, url, tmp_path / "files", free_port(), extra={"myapp.check_schema": "false"})
     started = run(str(BIN / "python"), "-c", f"from pyramid.paster import get_app; get_app({str(ini)!r})")
@@ -180,3 +184,52 @@ def test_health_is_503_when_the_schema_changes_under_a_running_app(tmp_path):
         assert json.loads(body)["schema"].startswith("ahead of the code (revision ffff0009,")
         execute(server.url, "DELETE FROM alembic_version")
         assert json.loads(fetch(server.base + "/health")[2])["schema"].startswith("not migrated (revision none,")
+
+
+# -- the scripts -----------------------------------------------------------------------------------
+
+
+def test_scripts_report_what_to_fix_in_one_line(tmp_path):
+    documents = tmp_path / "docs"
+    documents.mkdir()
+    (documents / "x.json").write_text("{}")
+    missing = one_error_line(run(str(BIN / "myapp-initdb"), "missing.ini", cwd=tmp_path), "myapp-initdb")
+    assert missing == (
+        "myapp-initdb: no such file 'missing.ini'; name the ini file, e.g. development.ini or production.ini"
+    )
+
+    dead = write_ini(tmp_path / "dead.ini", DEAD_PG, tmp_path / "files", free_port())
+    for command in (["myapp-initdb", str(dead)], ["myapp-import", str(dead), str(documents)]):
+        done = run(str(BIN / command[0]), *command[1:])
+        message = one_error_line(done, command[0])
+        assert message.startswith(f"{command[0]}: cannot reach the database at postgresql+psycopg://nobody:***@")
+        assert "secret-pw" not in done.stdout + done.stderr
+    # --traceback (or MYAPP_TRACEBACK=1) for the whole story.
+    for done in (
+        run(str(BIN / "myapp-import"), str(dead), str(documents), "--traceback"),
+        run(str(BIN / "myapp-import"), str(dead), str(documents), env={"MYAPP_TRACEBACK": "1"}),
+    ):
+        assert done.returncode != 0 and "Traceback" in done.stderr and "OperationalError" in done.stderr
+
+    # A database that is there but not migrated: the scripts that need the schema say what to run.
+    fresh = write_ini(tmp_path / "fresh.ini", f"sqlite:///{tmp_path / 'fresh.sqlite'}", tmp_path / "files", 1)
+    done = run(str(BIN / "myapp-import"), str(fresh), str(documents))
+    assert one_error_line(done, "myapp-import").endswith(
+        f"is not migrated (revision none, code needs {HEAD}); run: myapp-initdb {fresh}"
+    )
+
+
+def test_initdb_says_in_one_line_where_the_database_is(tmp_path):
+    """``make run``'s first command with the shipped development.ini: our own
+    line and the demo data, no Alembic INFO lines, no warnings."""
+    development = copy_ini("development.ini", tmp_path, free_port())
+    url = f"sqlite:///{tmp_path / 'myapp.sqlite'}"
+    first = run(str(BIN / "myapp-initdb"), "development.ini", "--demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        f"myapp: database at {url} migrated from none to revision {HEAD} (head)",
+        "Loaded 36 demo projects.",
+    ]
+    assert "alembic" not in first.stderr and not WARNING_LINE.search(first.stderr), first.stderr
+    again = run(str(BIN / "myapp-initdb"), str(development))
+    assert again.stdout.splitlines() == [f"myapp: database at {url} is at revision {HEAD} (head)"]

@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
 from myapp.data.db_session import DbConfigError, connect, safe_url
@@ -20,7 +21,11 @@ SCRIPT_LOCATION = "myapp:alembic"
 def alembic_config(ini_path: str | None = None) -> Config:
     """The ``[alembic]`` section of an ini file, or just the script location."""
     config = Config(ini_path) if ini_path else Config()
-    if not config.get_main_option("script_location"):
+    try:
+        location = config.get_main_option("script_location")
+    except CommandError:  # an ini file without an [alembic] section
+        location = None
+    if not location:
         config.set_main_option("script_location", SCRIPT_LOCATION)
     return config
 

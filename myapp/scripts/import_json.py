@@ -18,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from myapp.packaging.importer import ClassifierCache, DocumentError, ImportStats, import_document, parse_document
-from myapp.scripts import load_settings, managed_session
+from myapp.scripts import OPTIONS, command, load_settings, managed_session
 
 
 def document_paths(paths: list[str]) -> Iterator[Path]:
@@ -63,8 +63,9 @@ def summary_line(stats: ImportStats, seconds: float) -> str:
     )
 
 
+@command("myapp-import")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="myapp-import", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="myapp-import", description=__doc__.split("\n\n")[0], parents=[OPTIONS])
     parser.add_argument("config_uri", help="the ini file, e.g. development.ini")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="a .json document or a folder of them")
     parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
