@@ -75,5 +75,7 @@ setup(
             "myapp-import = myapp.scripts.import_json:main",
             "myapp-adduser = myapp.scripts.adduser:main",
         ],
+        # pshell's runner with a short banner ([pshell] default_shell = myapp in the ini files).
+        "pyramid.pshell_runner": ["myapp = myapp.pshell:python_shell"],
     },
 )

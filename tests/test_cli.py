@@ -18,8 +18,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from myapp.data.migrations import head_revisions, known_revisions
-from tests.conftest import BIN, ROOT, TEST_SECRET, LiveServer, free_port, live_server, write_ini
-from tests.test_live import fetch
+from tests.conftest import BIN, ROOT, TEST_SECRET, LiveServer, free_port, fresh_database, live_server, write_ini
+from tests.test_live import fetch, query
 
 HEAD = ", ".join(sorted(head_revisions()))
 BEHIND = max(known_revisions() - head_revisions())  # a real, older revision, whatever the head is
@@ -233,3 +233,30 @@ def test_initdb_says_in_one_line_where_the_database_is(tmp_path):
     assert "alembic" not in first.stderr and not WARNING_LINE.search(first.stderr), first.stderr
     again = run(str(BIN / "myapp-initdb"), str(development))
     assert again.stdout.splitlines() == [f"myapp: database at {url} is at revision {HEAD} (head)"]
+
+
+# -- pshell ----------------------------------------------------------------------------------------
+
+
+def test_pshell_banner_is_short_and_commits_keep_working(tmp_path):
+    with fresh_database("sqlite", tmp_path) as url:
+        server = LiveServer(url, tmp_path)
+        assert server.initdb("--demo").returncode == 0
+        script = (
+            "print('COUNT', dbsession.scalar(select(func.count()).select_from(Package)), tm is request.tm)\n"
+            "dbsession.add(models.Classifier(classifier='Topic :: Made In pshell'))\n"
+            "tm.commit()\n"
+            "print('AFTER', dbsession.scalar(select(func.count()).select_from(Classifier)"
+            ".where(Classifier.classifier == 'Topic :: Made In pshell')))\n"
+        )
+        done = subprocess.run(
+            [str(BIN / "pshell"), str(server.ini)], input=script, capture_output=True, text=True, timeout=60
+        )
+        assert "COUNT 36 True" in done.stdout and "AFTER 1" in done.stdout, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and not WARNING_LINE.search(done.stderr), done.stderr
+        banner = done.stderr.strip().splitlines()
+        assert len(banner) < 15, done.stderr
+        assert f"myapp shell, database {url}" in banner
+        assert "tm.commit()" in done.stderr
+        stmt = text("SELECT count(*) FROM classifiers WHERE classifier = 'Topic :: Made In pshell'")
+        assert query(url, stmt) == 1  # committed

@@ -6,7 +6,6 @@ from __future__ import annotations
 import configparser
 import http.client
 import json
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from myapp.data.migrations import head_revisions
 from myapp.packaging.models import Package, ReleaseFile
-from tests.conftest import BIN, ROOT, LiveServer, free_port, fresh_database, live_server
+from tests.conftest import ROOT, LiveServer, free_port, fresh_database, live_server
 
 THREADS = 8
 REQUESTS_PER_THREAD = 50
@@ -125,19 +124,3 @@ def test_production_ini_runs_on_postgresql_with_only_the_url_changed(tmp_path):
             assert fetch(server.base + "/")[1].get("X-Page-Cache") == "hit"  # production caches pages
             assert fetch(server.base + "/health")[0] == 200
         assert query(url, select(func.count()).select_from(Package)) == 36  # the data went to PostgreSQL
-
-
-def test_pshell_has_dbsession_models_and_transaction(tmp_path):
-    with fresh_database("sqlite", tmp_path) as url:
-        server = LiveServer(url, tmp_path)
-        assert server.initdb("--demo").returncode == 0
-        script = "print('COUNT', dbsession.scalar(select(func.count()).select_from(Package)), tm is not None)\n"
-        done = subprocess.run(
-            [str(BIN / "pshell"), str(server.ini)],
-            input=script,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert "COUNT 36 True" in done.stdout, done.stdout + done.stderr
