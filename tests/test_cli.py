@@ -260,3 +260,23 @@ def test_pshell_banner_is_short_and_commits_keep_working(tmp_path):
         assert "tm.commit()" in done.stderr
         stmt = text("SELECT count(*) FROM classifiers WHERE classifier = 'Topic :: Made In pshell'")
         assert query(url, stmt) == 1  # committed
+
+
+# -- make ------------------------------------------------------------------------------------------
+
+
+def test_make_test_after_make_run_installs_nothing(tmp_path):
+    """One install stamp for every target: with it in place, neither command runs pip."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").touch()
+
+    def planned(target: str) -> str:
+        return subprocess.run(
+            ["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+
+    assert "pip install" in planned("run")  # a fresh venv: installs the app with its extras
+    (venv / ".installed").touch()
+    for target in ("run", "test", "lint", "bench"):
+        assert "pip" not in planned(target), target
