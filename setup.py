@@ -21,8 +21,10 @@ requires = [
     "pyramid_tm>=2.5",
     "readme_renderer[md]>=42",
     "segno>=1.6",
-    # Pyramid and PasteDeploy import pkg_resources at run time; setuptools 82 removed it.
-    "setuptools>=68,<81",
+    # Pyramid and PasteDeploy import pkg_resources at run time; setuptools 82 removed it,
+    # and from 80.9 importing it prints a UserWarning at every start of pserve and pshell
+    # (before it, a DeprecationWarning, hidden by default).
+    "setuptools>=68,<80.9",
     "SQLAlchemy>=2.0,<2.1",
     "tqdm>=4.66",
     "transaction>=4.0",
@@ -74,5 +76,7 @@ setup(
             "myapp-adduser = myapp.scripts.adduser:main",
             "myapp-rerender = myapp.scripts.rerender:main",
         ],
+        # pshell's runner with a short banner ([pshell] default_shell = myapp in the ini files).
+        "pyramid.pshell_runner": ["myapp = myapp.pshell:python_shell"],
     },
 )

@@ -266,6 +266,7 @@ myapp.access_log = true
 {more}
 [pshell]
 setup = myapp.pshell.setup
+default_shell = myapp
 
 [alembic]
 script_location = myapp:alembic

@@ -18,7 +18,7 @@ import webtest
 from sqlalchemy import select, text
 
 from myapp.config import configure
-from myapp.data.migrations import head_revisions
+from myapp.data.migrations import head_revisions, known_revisions
 from myapp.logs import SafeFormatter
 from myapp.packaging.models import ReleaseFile
 from myapp.web.cache import PageCache
@@ -348,11 +348,18 @@ def test_no_csp_exemption_without_the_debug_toolbar(testapp):
 # -- 8. Health -----------------------------------------------------------------------
 
 
-def test_health_reports_a_schema_behind_the_code(testapp, dbsession):
-    dbsession.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+def test_health_reports_a_schema_behind_or_ahead_of_the_code(testapp, dbsession):
+    head = next(iter(head_revisions()))
+    behind = max(known_revisions() - head_revisions())
+    dbsession.execute(text("UPDATE alembic_version SET version_num = :rev"), {"rev": behind})
     res = testapp.get("/health", status=503)
     assert res.json["status"] == "error"
-    assert res.json["schema"] == f"at 0000, the code needs {next(iter(head_revisions()))}; run myapp-initdb CONFIG"
+    assert res.json["schema"] == f"behind the code (revision {behind}, code needs {head}); run: myapp-initdb CONFIG"
+    dbsession.execute(text("UPDATE alembic_version SET version_num = 'ffff0009'"))
+    res = testapp.get("/health", status=503)
+    assert res.json["schema"] == (
+        f"ahead of the code (revision ffff0009, code needs {head}); deploy the code that migrated it"
+    )
 
 
 def test_health_reports_a_missing_or_read_only_files_folder(settings, dbsession, tmp_path):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import configparser
 import http.client
 import json
-import os
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -16,7 +14,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from myapp.data.migrations import head_revisions
 from myapp.packaging.models import Package, ReleaseFile
-from tests.conftest import BIN, ROOT, LiveServer, free_port, fresh_database, live_server
+from tests.conftest import ROOT, LiveServer, free_port, fresh_database, live_server
 
 THREADS = 8
 REQUESTS_PER_THREAD = 50
@@ -89,8 +87,11 @@ def test_initdb_twice_keeps_the_data(backend, tmp_path):
 
 
 def test_health_is_503_when_the_database_is_down(tmp_path):
+    """A database that goes away under a running app. (At start-up the app
+    refuses a database it cannot reach, test_cli.py; with myapp.check_schema =
+    false it starts anyway, as here, and answers 503 until the database is back.)"""
     dead = f"postgresql+psycopg://nobody:secret-pw@127.0.0.1:{free_port()}/nothing"
-    with LiveServer(dead, tmp_path, migrate=False) as server:
+    with LiveServer(dead, tmp_path, migrate=False, settings={"myapp.check_schema": "false"}) as server:
         status, _, body = fetch(server.base + "/health")
         assert status == 503
         # No schema check without a database; the files folder was never made (no initdb).
@@ -123,30 +124,3 @@ def test_production_ini_runs_on_postgresql_with_only_the_url_changed(tmp_path):
             assert fetch(server.base + "/")[1].get("X-Page-Cache") == "hit"  # production caches pages
             assert fetch(server.base + "/health")[0] == 200
         assert query(url, select(func.count()).select_from(Package)) == 36  # the data went to PostgreSQL
-
-
-def test_production_ini_refuses_to_start_without_a_secret(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "MYAPP_SECRET"}
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.sqlite'}"
-    code = "from pyramid.paster import get_app; get_app('production.ini')"
-    done = subprocess.run(
-        [str(BIN / "python"), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
-    )
-    assert done.returncode != 0
-    assert "Set MYAPP_SECRET" in done.stderr
-
-
-def test_pshell_has_dbsession_models_and_transaction(tmp_path):
-    with fresh_database("sqlite", tmp_path) as url:
-        server = LiveServer(url, tmp_path)
-        assert server.initdb("--demo").returncode == 0
-        script = "print('COUNT', dbsession.scalar(select(func.count()).select_from(Package)), tm is not None)\n"
-        done = subprocess.run(
-            [str(BIN / "pshell"), str(server.ini)],
-            input=script,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert "COUNT 36 True" in done.stdout, done.stdout + done.stderr

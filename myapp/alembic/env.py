@@ -7,12 +7,15 @@ tests pass an open connection in ``config.attributes["connection"]`` instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from pyramid.paster import get_appsettings, setup_logging
 from sqlalchemy import Connection, create_engine, pool
 
 import myapp.models
 from myapp.data.db_session import to_url
+from myapp.data.meta import UTCDateTime
 from myapp.data.settings import database_url
 from myapp.packaging.search import NOT_IN_MODELS
 
@@ -33,6 +36,14 @@ def _in_models(obj: object, name: str | None, type_: str, reflected: bool, compa
     return name not in NOT_IN_MODELS and not (name or "").startswith(tuple(NOT_IN_MODELS))
 
 
+def _render_item(type_: str, obj: object, autogen_context: Any) -> str | bool:
+    """Autogenerate writes UTC datetimes as the plain ``sa.DateTime()`` that
+    migrations use (the conversion lives in the model's type, not the table)."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime()"
+    return False
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -40,6 +51,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
         compare_type=True,
         include_object=_in_models,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

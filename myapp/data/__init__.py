@@ -32,9 +32,9 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from myapp.data.db_session import DbConfigError, DbSession, safe_url, to_url
+from myapp.data.db_session import DbConfigError, DbSession, connect, driver_message, safe_url, to_url
 from myapp.data.meta import Base
-from myapp.data.migrations import schema_problem
+from myapp.data.migrations import require_schema, schema_problem
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -48,9 +48,12 @@ __all__ = [
     "DbConfigError",
     "DbSession",
     "ReadProbe",
+    "connect",
     "database_accepts_writes",
     "database_answers",
+    "driver_message",
     "get_tm_session",
+    "require_schema",
     "safe_url",
     "schema_problem",
     "to_url",

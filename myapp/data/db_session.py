@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,27 @@ def to_url(url_or_file: str | URL | os.PathLike[str]) -> URL:
 def safe_url(url: str | URL) -> str:
     """The URL as text, with any password replaced by ``***``."""
     return to_url(url).render_as_string(hide_password=True)
+
+
+def driver_message(exc: DBAPIError) -> str:
+    """The first line of the driver's own message (no SQL, no parameters)."""
+    lines = str(exc.orig).strip().splitlines()
+    return lines[0] if lines else type(exc.orig).__name__
+
+
+@contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """``engine.connect()``; a database that cannot be reached is a
+    ``DbConfigError`` whose one line says which one, why, and what to do."""
+    try:
+        connection = engine.connect()
+    except DBAPIError as exc:
+        raise DbConfigError(
+            f"cannot reach the database at {safe_url(engine.url)} ({driver_message(exc)}); "
+            f"start it, or point {SETTING} (or DATABASE_URL) at one that runs"
+        ) from exc
+    with connection:
+        yield connection
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

@@ -12,11 +12,11 @@ from webob.multidict import MultiDict
 
 from myapp.accounts import services
 from myapp.accounts.forms import FormData, RegisterForm
-from myapp.scripts import load_settings, managed_session
+from myapp.scripts import OPTIONS, command, load_settings, managed_session
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="myapp-adduser", description=__doc__)
+    parser = argparse.ArgumentParser(prog="myapp-adduser", description=__doc__, parents=[OPTIONS])
     parser.add_argument("config_uri", help="the ini file, e.g. production.ini")
     parser.add_argument("--username", required=True)
     parser.add_argument("--email", required=True)
@@ -25,6 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command("myapp-adduser")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     password = sys.stdin.readline().rstrip("\r\n")

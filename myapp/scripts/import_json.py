@@ -44,7 +44,7 @@ from myapp.packaging.importer import (
 )
 from myapp.packaging.models import Package
 from myapp.packaging.rendering import RENDERER, render_description
-from myapp.scripts import load_settings, managed_session
+from myapp.scripts import OPTIONS, command, load_settings, managed_session
 
 BATCH = 2000  # documents per transaction
 STREAMS = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
@@ -237,8 +237,9 @@ def summary_line(stats: ImportStats, seconds: float) -> str:
     )
 
 
+@command("myapp-import")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="myapp-import", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="myapp-import", description=__doc__.split("\n\n")[0], parents=[OPTIONS])
     parser.add_argument("config_uri", help="the ini file, e.g. development.ini")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="documents, NDJSON files, folders, or - for stdin")
     parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")

@@ -8,25 +8,30 @@ import argparse
 import sys
 from pathlib import Path
 
-from myapp.data import DbSession, safe_url
-from myapp.data.migrations import upgrade_to_head
+from myapp.data import DbSession, require_schema, safe_url
+from myapp.data.migrations import head_revisions, revision_names, upgrade_to_head
 from myapp.packaging.demo import is_empty, load_demo
-from myapp.scripts import load_settings, managed_session
+from myapp.scripts import OPTIONS, command, load_settings, managed_session
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="myapp-initdb", description=__doc__)
+    parser = argparse.ArgumentParser(prog="myapp-initdb", description=__doc__, parents=[OPTIONS])
     parser.add_argument("config_uri", help="the ini file, e.g. development.ini")
     parser.add_argument("--demo", action="store_true", help="load demo data into an empty database")
     return parser.parse_args(argv)
 
 
+@command("myapp-initdb")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = load_settings(args.config_uri)
-    assert DbSession.engine is not None
-    upgrade_to_head(DbSession.engine, args.config_uri)
-    print(f"Database at {safe_url(DbSession.engine.url)} is at the newest schema.")
+    settings = load_settings(args.config_uri, check_schema=False)
+    engine = DbSession.engine
+    assert engine is not None
+    before = require_schema(engine, args.config_uri, upgradable=True)
+    upgrade_to_head(engine, args.config_uri)
+    head = revision_names(head_revisions())
+    change = "is at" if before == head_revisions() else f"migrated from {revision_names(before)} to"
+    print(f"myapp: database at {safe_url(engine.url)} {change} revision {head} (head)")
     files_dir = Path(settings["myapp.files_dir"])
     files_dir.mkdir(parents=True, exist_ok=True)
     if args.demo:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from myapp.packaging.models import Package
 from myapp.packaging.rendering import RENDERER, render_description
-from myapp.scripts import load_settings, managed_session
+from myapp.scripts import OPTIONS, command, load_settings, managed_session
 
 BATCH = 500
 
@@ -52,8 +52,9 @@ def rerender(*, everything: bool = False, progress: bool = True) -> int:
             bar.update(len(batch))
 
 
+@command("myapp-rerender")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="myapp-rerender", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="myapp-rerender", description=__doc__.split("\n\n")[0], parents=[OPTIONS])
     parser.add_argument("config_uri", help="the ini file, e.g. production.ini")
     parser.add_argument("--all", action="store_true", help="render every description, not just stale ones")
     parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
