@@ -13,20 +13,23 @@ written, and the document's digest lets a second run skip it unread.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from myapp.data.bulk import RowConverter, insert_rows, row_triggers_suspended
 from myapp.data.meta import utcnow
+from myapp.packaging import search
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.names import is_prerelease, is_valid_name, normalize, version_sort_key
-from myapp.packaging.services import bump_serial, index_serial
+from myapp.packaging.services import add_to_counts, bump_serial
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
@@ -73,6 +76,12 @@ class ReleaseData:
     version: str
     files: list[FileData] = field(default_factory=list)
     summary: str | None = None
+    # Worked out with the rest of the document (in the importer's workers, not its writer).
+    sort_key: str = ""
+    is_prerelease: bool = False
+
+    def __post_init__(self) -> None:
+        self.sort_key, self.is_prerelease = version_sort_key(self.version), is_prerelease(self.version)
 
     @property
     def created(self) -> datetime | None:
@@ -336,8 +345,8 @@ def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> I
                 {
                     "package_id": package.id,
                     "version": r.version,
-                    "sort_key": version_sort_key(r.version),
-                    "is_prerelease": is_prerelease(r.version),
+                    "sort_key": r.sort_key,
+                    "is_prerelease": r.is_prerelease,
                     "summary": r.summary,
                     "requires_python": r.requires_python,
                     "yanked": r.yanked,
@@ -423,95 +432,121 @@ def _write_files(db: Session, project: ProjectData, release_ids: dict[str, int])
 # -- many new projects at once ------------------------------------------------------
 
 
-def insert_new(db: Session, projects: list[ProjectData], classifiers: ClassifierCache) -> ImportStats:
-    """Write projects the database does not have, with one multi-row INSERT
-    per table for the lot; raises IntegrityError (the caller rolls back and
-    goes document by document) if the database refuses any of it."""
-    stats = ImportStats()
-    if not projects:
-        return stats
-    now = utcnow()
-    serial = index_serial(db)
-    package_rows = []
-    for i, project in enumerate(projects, 1):
-        times = project.upload_times()
-        package_rows.append(
-            {
-                **_PACKAGE_DEFAULTS,
-                **project.fields,
-                "name": project.name,
-                "created": min(times, default=now),
-                "updated": max(times, default=now),
-                "last_serial": serial + i,
-                "import_digest": project.digest,
-            }
-        )
-    packages = Package.__table__
-    ids = dict(db.execute(insert(packages).returning(packages.c.name, packages.c.id), package_rows).all())
+class NewRows(NamedTuple):
+    """A new project's rows for ``insert_new``, converted for the database
+    (in the importer's workers; a tuple, cheap to pass between processes);
+    the writer puts the ids in front."""
 
+    name: str
+    classifiers: tuple[str, ...]
+    package: tuple[Any, ...]  # _PACKAGE_COLUMNS after last_serial
+    releases: list[tuple[Any, ...]]  # _RELEASE_COLUMNS after package_id
+    files: list[tuple[str, tuple[Any, ...]]]  # (version, _FILE_COLUMNS after release_id)
+
+
+def new_rows(project: ProjectData, dialect: Any) -> NewRows:
+    packages, releases, files = _converters(dialect)
+    times = project.upload_times()
+    now = utcnow()
+    first, last = min(times, default=now), max(times, default=now)
+    fields = {**_PACKAGE_DEFAULTS, **project.fields}
+    package = (project.name, *(fields[c] for c in _PACKAGE_FIELDS), first, last, project.digest)
     release_rows = [
-        {
-            "package_id": ids[project.name],
-            "version": r.version,
-            "sort_key": version_sort_key(r.version),
-            "is_prerelease": is_prerelease(r.version),
-            "summary": r.summary,
-            "requires_python": r.requires_python,
-            "yanked": r.yanked,
-            "yanked_reason": None,
-            "created": r.created or min(project.upload_times(), default=now),
-        }
-        for project in projects
+        releases((r.version, r.sort_key, r.is_prerelease, r.summary, r.requires_python, r.yanked, r.created or first))
         for r in project.releases
     ]
-    releases = Release.__table__
-    release_ids: dict[tuple[int, str], int] = {}
-    if release_rows:
-        returned = db.execute(
-            insert(releases).returning(releases.c.package_id, releases.c.version, releases.c.id), release_rows
-        )
-        release_ids = {(package_id, version): id_ for package_id, version, id_ in returned}
-
     file_rows = [
-        {
-            **_FILE_DEFAULTS,
-            "release_id": release_ids[(ids[project.name], r.version)],
-            "filename": f.filename,
-            "packagetype": f.packagetype,
-            "python_version": f.python_version,
-            "requires_python": f.requires_python,
-            "size": f.size,
-            "sha256": f.sha256,
-            "upload_time": f.upload_time,
-            "yanked": f.yanked,
-            "url": f.url,
-        }
-        for project in projects
+        (
+            r.version,
+            files(
+                (
+                    f.filename,
+                    f.packagetype,
+                    f.python_version,
+                    f.requires_python,
+                    f.size,
+                    f.sha256,
+                    f.upload_time,
+                    f.yanked,
+                    f.url,
+                )
+            ),
+        )
         for r in project.releases
         for f in r.files
     ]
-    if file_rows:
-        db.execute(insert(ReleaseFile.__table__), file_rows)
+    return NewRows(project.name, tuple(project.classifiers), packages(package), release_rows, file_rows)
 
-    links = [
-        {"package_id": ids[project.name], "classifier_id": cid}
-        for project in projects
-        for cid in classifiers.ids_for(project.classifiers)
-    ]
-    if links:
-        db.execute(insert(package_classifiers), links)
 
-    stats.projects = stats.new_projects = len(projects)
-    stats.releases = stats.new_releases = len(release_rows)
-    stats.files = stats.new_files = len(file_rows)
+@functools.cache
+def _converters(dialect: Any) -> tuple[RowConverter, RowConverter, RowConverter]:
+    return (
+        RowConverter(Package.__table__, _PACKAGE_COLUMNS[1:], dialect),
+        RowConverter(Release.__table__, _RELEASE_COLUMNS[1:], dialect),
+        RowConverter(ReleaseFile.__table__, _FILE_COLUMNS[1:], dialect),
+    )
+
+
+def insert_new(db: Session, projects: list[NewRows], classifiers: ClassifierCache) -> ImportStats:
+    """Write projects the database does not have (``new_rows`` of each), with
+    one bulk INSERT (or COPY) per table for the lot; raises IntegrityError
+    (the caller rolls back and goes document by document) if the database
+    refuses any of it."""
+    stats = ImportStats()
+    if not projects:
+        return stats
+    with row_triggers_suspended(db, "packages", "releases", "release_files") as suspended:
+        # New rows get ids above today's highest: read them back by range, not a list.
+        serial, last_package, last_release = db.execute(
+            select(func.max(Package.last_serial), func.max(Package.id), select(func.max(Release.id)).scalar_subquery())
+        ).one()
+        serial, last_package, last_release = serial or 0, last_package or 0, last_release or 0
+        package_rows = [(serial + i, *p.package) for i, p in enumerate(projects, 1)]
+        insert_rows(db, Package.__table__, _PACKAGE_COLUMNS, package_rows, converted=True)
+        connection = db.connection()  # plain rows, no ORM loading, for these two reads
+        ids = dict(connection.execute(select(Package.name, Package.id).where(Package.id > last_package)).tuples().all())
+
+        release_rows = [(ids[p.name], *release) for p in projects for release in p.releases]
+        insert_rows(db, Release.__table__, _RELEASE_COLUMNS, release_rows, converted=True)
+        stmt = select(Release.package_id, Release.version, Release.id).where(Release.id > last_release)
+        release_ids = {(package_id, version): id_ for package_id, version, id_ in connection.execute(stmt)}
+
+        file_rows = [(release_ids[(ids[p.name], version)], *file) for p in projects for version, file in p.files]
+        insert_rows(db, ReleaseFile.__table__, _FILE_COLUMNS, file_rows, converted=True)
+        links = [(ids[p.name], cid) for p in projects for cid in sorted(classifiers.ids_for(p.classifiers))]
+        insert_rows(db, package_classifiers, ("package_id", "classifier_id"), links)
+
+        stats.projects, stats.releases, stats.files = len(projects), len(release_rows), len(file_rows)
+        if suspended:  # the triggers' work, once for the batch
+            search.index_for(db).add(db, after_id=last_package)
+            add_to_counts(db, projects=stats.projects, releases=stats.releases, files=stats.files)
+    stats.new_projects, stats.new_releases, stats.new_files = stats.projects, stats.releases, stats.files
     return stats
 
 
-# Columns a Core INSERT must name for every row (executemany needs the same keys in each).
-_PACKAGE_DEFAULTS: dict[str, Any] = {
-    "project_urls": {},
-    "downloads": 0,
-    "description_html": None,
-    "description_renderer": None,
-}
-_FILE_DEFAULTS: dict[str, Any] = {"storage_path": None, "metadata_sha256": None, "downloads": 0}
+# The columns of a bulk insert, in the order of its tuples (ids first); the rest take their defaults.
+_PACKAGE_FIELDS = (*_TEXT_FIELDS, "display_name", "project_urls", "description_html", "description_renderer")
+_PACKAGE_COLUMNS = ("last_serial", "name", *_PACKAGE_FIELDS, "created", "updated", "import_digest")
+_PACKAGE_DEFAULTS: dict[str, Any] = {"project_urls": {}, "description_html": None, "description_renderer": None}
+_RELEASE_COLUMNS = (
+    "package_id",
+    "version",
+    "sort_key",
+    "is_prerelease",
+    "summary",
+    "requires_python",
+    "yanked",
+    "created",
+)
+_FILE_COLUMNS = (
+    "release_id",
+    "filename",
+    "packagetype",
+    "python_version",
+    "requires_python",
+    "size",
+    "sha256",
+    "upload_time",
+    "yanked",
+    "url",
+)

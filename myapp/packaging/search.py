@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, column, exists, func, literal_column, select, table, union_all
+from sqlalchemy import ColumnElement, column, exists, func, insert, literal_column, select, table, union_all
 from sqlalchemy.orm import Session
 
 from myapp.packaging.models import Package
@@ -51,6 +51,10 @@ def similarity(a: str, b: str) -> float:
 
 
 class SearchIndex(Protocol):
+    def add(self, db: Session, after_id: int) -> None:
+        """Index the packages with ids above ``after_id``, written while the
+        database's own triggers were off (``myapp.data.bulk.row_triggers_suspended``)."""
+
     def matches(self, words: list[str]) -> ColumnElement[bool]:
         """Packages whose name or summary has every word (as a prefix)."""
 
@@ -64,8 +68,16 @@ class SearchIndex(Protocol):
 class SqliteSearch:
     """FTS5: ``package_search`` (words, prefix-indexed) and ``package_names`` (trigrams)."""
 
-    words = table("package_search", column("rowid"), column("package_search"))
-    names = table("package_names", column("rowid"), column("package_names"))
+    words = table("package_search", column("rowid"), column("package_search"), column("name"), column("summary"))
+    names = table("package_names", column("rowid"), column("package_names"), column("name"))
+
+    def add(self, db: Session, after_id: int) -> None:
+        # One statement per table: FTS5 builds one segment for the lot.
+        chosen = select(Package.id, Package.name, Package.summary).where(Package.id > after_id)
+        db.execute(insert(self.words).from_select(["rowid", "name", "summary"], chosen))
+        db.execute(
+            insert(self.names).from_select(["rowid", "name"], chosen.with_only_columns(Package.id, Package.name))
+        )
 
     @staticmethod
     def _query(words: list[str]) -> str:
@@ -100,6 +112,9 @@ class PostgresSearch:
     """A weighted ``tsvector`` (name A, summary B) and a trigram index on the name."""
 
     vector = literal_column("packages.search_vector")
+
+    def add(self, db: Session, after_id: int) -> None:
+        """Nothing to do: the vector is a generated column."""
 
     @staticmethod
     def _query(words: list[str], weight: str = "") -> ColumnElement[bool]:

@@ -68,6 +68,19 @@ def counts(db: Session) -> IndexCounts:
     return IndexCounts(stats.projects, stats.releases, stats.files) if stats else IndexCounts(0, 0, 0)
 
 
+def add_to_counts(db: Session, *, projects: int = 0, releases: int = 0, files: int = 0) -> None:
+    """For bulk writes made with the counting triggers off; everything else is counted by them."""
+    db.execute(
+        update(IndexStats)
+        .where(IndexStats.id == 1)
+        .values(
+            projects=IndexStats.projects + projects,
+            releases=IndexStats.releases + releases,
+            files=IndexStats.files + files,
+        )
+    )
+
+
 def _rows(db: Session, stmt: Select) -> list[ProjectRow]:
     # Lists never show the description (often tens of KB): leave it in the
     # database, and make any accidental use fail loudly instead of a query per row.

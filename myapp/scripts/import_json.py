@@ -33,20 +33,24 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
+from myapp.data import DbSession
 from myapp.packaging.importer import (
     ClassifierCache,
     DocumentError,
     ImportStats,
+    NewRows,
     ProjectData,
     import_document,
     insert_new,
+    new_rows,
     parse_document,
 )
 from myapp.packaging.models import Package
 from myapp.packaging.rendering import RENDERER, render_description
 from myapp.scripts import OPTIONS, command, load_settings, managed_session
 
-BATCH = 2000  # documents per transaction
+BATCH = 10_000  # documents per transaction
+SQLITE_CACHE_KB = 256 * 1024
 STREAMS = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 DOCUMENTS = (".json", ".json.gz")
 
@@ -63,9 +67,20 @@ class Task:
 
 @dataclass(frozen=True)
 class Prepared:
+    """A worker's answer: the rows of a new project, and the document's bytes
+    (parsed again only if the project turns out not to be new); neither if
+    the document is unchanged since it was last imported; or why it is bad."""
+
     label: str
-    project: ProjectData | None = None  # None: unchanged since it was last imported, or bad
+    rows: NewRows | None = None
+    document: bytes = b""
+    digest: str | None = None
     error: str | None = None
+
+    def project(self) -> ProjectData:
+        project = parse_document(json.loads(self.document))
+        project.digest = self.digest
+        return project
 
 
 # -- reading ------------------------------------------------------------------------
@@ -143,7 +158,8 @@ def prepare(task: Task) -> Prepared:
         fields = project.fields
         fields["description_html"] = render_description(fields["description"], fields["description_content_type"])
         fields["description_renderer"] = RENDERER
-    return Prepared(task.label, project)
+    rows = new_rows(project, DbSession.engine.dialect)  # type: ignore[union-attr]
+    return Prepared(task.label, rows, data, digest)
 
 
 # -- the writer ---------------------------------------------------------------------
@@ -153,42 +169,45 @@ def write_batch(prepared: list[Prepared], classifiers: ClassifierCache) -> Impor
     """One transaction: new projects in bulk, the rest (and all of them, if
     the bulk write is refused) one savepoint each."""
     stats = ImportStats()
-    projects: list[tuple[str, ProjectData]] = []
+    documents: list[Prepared] = []
     for item in prepared:
         if item.error is not None:
             stats.skipped.append((item.label, item.error))
-        elif item.project is None:
+        elif item.rows is None:
             stats.projects += 1
             stats.unchanged_projects += 1
         else:
-            projects.append((item.label, item.project))
-    if not projects:
+            documents.append(item)
+    if not documents:
         return stats
     with managed_session() as db:
         classifiers.use(db)
-        names = {project.name for _, project in projects}
+        if db.get_bind().dialect.name == "sqlite":
+            # A PyPI-sized index outgrows SQLite's 2 MB default page cache many times over.
+            db.connection().exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
+        names = {item.rows.name for item in documents if item.rows}
         stored = set(db.scalars(select(Package.name).where(Package.name.in_(names))))
-        fresh: dict[str, ProjectData] = {}
-        for _, project in projects:
-            if project.name not in stored:
-                fresh.setdefault(project.name, project)
+        fresh: dict[str, Prepared] = {}
+        for item in documents:
+            if item.rows and item.rows.name not in stored:
+                fresh.setdefault(item.rows.name, item)
         known = set(classifiers.ids)
         savepoint = db.begin_nested()
         try:
-            stats.add(insert_new(db, list(fresh.values()), classifiers))
+            stats.add(insert_new(db, [item.rows for item in fresh.values() if item.rows], classifiers))
             savepoint.commit()
         except IntegrityError:
             savepoint.rollback()
             classifiers.forget(set(classifiers.ids) - known)
             fresh = {}
-        written = {id(project) for project in fresh.values()}
-        for label, project in projects:
-            if id(project) in written:
+        written = {id(item) for item in fresh.values()}
+        for item in documents:
+            if id(item) in written:
                 continue
             try:
-                stats.add(import_document(db, project, classifiers))
+                stats.add(import_document(db, item.project(), classifiers))
             except DocumentError as exc:
-                stats.skipped.append((label, str(exc)))
+                stats.skipped.append((item.label, str(exc)))
     return stats
 
 
@@ -198,30 +217,46 @@ def _known_digests() -> set[bytes]:
         return {bytes.fromhex(digest)[:16] for digest in rows}
 
 
-def _chunks(items: Iterator[Prepared], size: int) -> Iterator[list[Prepared]]:
-    while chunk := list(islice(items, size)):
+def _chunks(items: Iterable[Task], size: int) -> Iterator[list[Task]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
         yield chunk
 
 
 def import_all(
     work: Iterable[Task], *, total: int | None = None, render: bool = True, progress: bool = True, workers: int = 0
 ) -> ImportStats:
+    """Workers prepare one batch while this process writes the one before:
+    at most two batches are in memory, however long the input."""
     global _known, _render
     _known, _render = _known_digests(), render
     stats = ImportStats()
     with managed_session() as db:
         classifiers = ClassifierCache(db)
     context = multiprocessing.get_context("fork")
+    # One CPU is the writer's: it is the slower half, and must not wait for a core.
+    processes = workers or max(1, (os.cpu_count() or 1) - 1)
+    chunksize = max(1, BATCH // (4 * processes))
+
+    def write(batch: list[Prepared]) -> None:
+        done = write_batch(batch, classifiers)
+        for label, reason in done.skipped:
+            tqdm.write(f"skipped {label}: {reason}", file=sys.stderr)
+        stats.add(done)
+        bar.update(len(batch))
+
     with (
-        context.Pool(workers or os.cpu_count() or 1) as pool,
+        context.Pool(processes) as pool,
         tqdm(total=total, desc="Importing", unit="doc", disable=not progress, file=sys.stderr) as bar,
     ):
-        for batch in _chunks(pool.imap(prepare, work, chunksize=64), BATCH):
-            done = write_batch(batch, classifiers)
-            for label, reason in done.skipped:
-                tqdm.write(f"skipped {label}: {reason}", file=sys.stderr)
-            stats.add(done)
-            bar.update(len(batch))
+        pending = None
+        for chunk in _chunks(work, BATCH):
+            preparing = pool.map_async(prepare, chunk, chunksize=chunksize)
+            if pending is not None:
+                write(pending.get())
+            pending = preparing
+        if pending is not None:
+            write(pending.get())
     _known = set()
     return stats
 
@@ -249,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         help="store descriptions unrendered (each renders on its first view, or run myapp-rerender): "
         "for imports too big to render now",
     )
-    parser.add_argument("--workers", type=int, default=0, help="reading processes (default: one per CPU)")
+    parser.add_argument("--workers", type=int, default=0, help="reading processes (default: one per CPU but one)")
     args = parser.parse_args(argv)
 
     load_settings(args.config_uri)
