@@ -7,7 +7,7 @@ process.
 
 It writes N synthetic PyPI JSON documents as one NDJSON file (names built
 from a vocabulary of real project-name words, summaries, version histories
-from one release to a few hundred, and one project with 2,000 releases),
+of one to a hundred releases, and one project with 2,000 releases),
 imports them with ``myapp-import`` (timed; run a second time to time a
 no-op re-import), starts ``pserve`` on a fresh database, and times requests
 one after another from this process over a kept-alive connection.
@@ -82,10 +82,11 @@ def project_names(count: int, rng: random.Random) -> Iterator[str]:
 
 
 def release_count(rng: random.Random, one_release: bool) -> int:
+    """About three releases a project on average, a long tail to a hundred."""
     if one_release:
         return 1
     roll = rng.random()
-    return 1 if roll < 0.45 else rng.randint(2, 10) if roll < 0.9 else rng.randint(11, 60) if roll < 0.99 else 300
+    return 1 if roll < 0.6 else rng.randint(2, 5) if roll < 0.92 else rng.randint(6, 20) if roll < 0.995 else 100
 
 
 def document(name: str, releases: int, rng: random.Random) -> dict:
@@ -121,13 +122,23 @@ def document(name: str, releases: int, rng: random.Random) -> dict:
     }
 
 
-def write_documents(path: Path, count: int, one_release: bool, seed: int = 1) -> list[str]:
+def write_documents(path: Path, count: int, one_release: bool, seed: int = 1, files: bool = False) -> list[str]:
+    """One NDJSON file at ``path``, or (``files``) a folder there with one ``.json`` file each."""
     rng = random.Random(seed)
     names = [*project_names(count - 1, rng), BIG]
+    documents = (
+        json.dumps(document(name, 2000 if name == BIG else release_count(rng, one_release), rng), separators=(",", ":"))
+        for name in names
+    )
+    if files:
+        for i, (name, text) in enumerate(zip(names, documents, strict=True)):
+            folder = path / f"{i // 10000:03d}"  # not a million entries in one folder
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{name}.json").write_text(text)
+        return names
     with gzip.open(path, "wt", compresslevel=1) as out:
-        for name in names:
-            releases = 2000 if name == BIG else release_count(rng, one_release)
-            out.write(json.dumps(document(name, releases, rng), separators=(",", ":")) + "\n")
+        for text in documents:
+            out.write(text + "\n")
     return names
 
 
@@ -225,14 +236,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="requests per target")
     parser.add_argument("--one-release", action="store_true", help="every project has one release (import test)")
     parser.add_argument("--import-only", action="store_true")
+    parser.add_argument("--files", action="store_true", help="one .json file per document, not one NDJSON file")
     parser.add_argument("--keep", action="store_true", help="keep the databases' folders")
     args = parser.parse_args()
     os.environ.setdefault("CI", "")
-    data = Path(tempfile.mkdtemp(prefix="myapp-scale-data-")) / "projects.ndjson.gz"
+    data = Path(tempfile.mkdtemp(prefix="myapp-scale-data-")) / ("projects" if args.files else "projects.ndjson.gz")
     started = time.perf_counter()
-    names = write_documents(data, args.projects, args.one_release)
-    seconds, size = time.perf_counter() - started, data.stat().st_size / 1e6
-    print(f"{args.projects:,} documents written in {seconds:.0f} s ({size:.0f} MB)")
+    names = write_documents(data, args.projects, args.one_release, files=args.files)
+    print(f"{args.projects:,} documents written in {time.perf_counter() - started:.0f} s")
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
         run(backend, args, data, names)
     shutil.rmtree(data.parent, ignore_errors=True)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
+from myapp.packaging import services
 from myapp.packaging.importer import ClassifierCache, DocumentError, import_document, parse_document
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.rendering import RENDERER
@@ -276,6 +277,41 @@ def test_cli_streams_ndjson_gzip_and_stdin_and_a_bad_line_spares_its_batch(backe
                 assert json.load(res)["total"] == 5
             with urllib.request.urlopen(server.base + "/project/streamed-0/") as res:
                 assert "Hello <em>world</em>" in res.read().decode()  # rendered by the import's workers
+
+
+def test_cli_a_document_the_database_refuses_is_skipped_and_its_batch_still_lands(backend, tmp_path):
+    first = document("first-project")
+    thief = document("second-project")  # claims a file name the first project already has
+    others = [document(f"bystander-{i}") for i in range(3)]
+    for i, doc in enumerate(others):
+        doc["releases"] = {
+            v: [dict(f, filename=f["filename"].replace("sample_pkg", f"bystander_{i}")) for f in files]
+            for v, files in doc["releases"].items()
+        }
+    (tmp_path / "first.ndjson").write_text(json.dumps(first) + "\n")
+    (tmp_path / "batch.ndjson").write_text("\n".join(json.dumps(d) for d in [others[0], thief, *others[1:]]))
+    with fresh_database(backend, tmp_path) as url:
+        server = LiveServer(url, tmp_path, demo=False)
+        assert server.initdb().returncode == 0
+        command = [str(BIN / "myapp-import"), str(server.ini), "--no-progress"]
+        assert server.run_cli(*command, str(tmp_path / "first.ndjson")).returncode == 0
+        done = server.run_cli(*command, str(tmp_path / "batch.ndjson"))
+        assert done.returncode == 2, done.stderr
+        assert f"skipped {tmp_path / 'batch.ndjson'}:2: conflicts with data already stored" in done.stderr
+        assert done.stdout.startswith("3 projects (3 new, 0 updated, 0 unchanged)"), done.stdout
+        engine = create_engine(url)
+        with engine.connect() as db:
+            names = set(db.scalars(text("SELECT name FROM packages")))
+            stats = db.execute(text("SELECT projects, releases, files FROM index_stats")).one()
+            real = db.execute(
+                text("SELECT (SELECT count(*) FROM releases), (SELECT count(*) FROM release_files)")
+            ).one()
+        with Session(engine) as db:  # the search index holds what the bulk write and the fallback wrote
+            assert services.search(db, "bystander").page.total == 3
+            assert services.search(db, "first project").page.items[0].package.name == "first-project"
+        engine.dispose()
+        assert names == {"first-project", "bystander-0", "bystander-1", "bystander-2"}
+        assert tuple(stats) == (4, *real)  # the counts kept by the bulk write match the rows
 
 
 def test_cli_defer_rendering_leaves_it_to_the_first_view(backend, tmp_path):

@@ -186,7 +186,7 @@ def _search_plans(dbsession, count_queries, testapp, query: str) -> list[str]:
 
 def test_search_uses_the_full_text_index_not_a_scan(testapp, corpus, count_queries):
     plans = _search_plans(corpus, count_queries, testapp, "http client")
-    assert len(plans) == 2  # the count and the page
+    assert len(plans) == 2  # the count and the page's ids
     for plan in plans:
         if corpus.get_bind().dialect.name == "sqlite":
             assert "VIRTUAL TABLE INDEX" in plan, plan

@@ -185,6 +185,16 @@ def classifier_ids(db: Session, names: Iterable[str]) -> list[int] | None:
     return ids if len(ids) == len(wanted) else None
 
 
+def _ranked_rows(
+    db: Session, where: list[ColumnElement[bool]], ordering: tuple[Any, ...], offset: int, limit: int
+) -> list[ProjectRow]:
+    """One page of a ranking: the ids first (the database sorts narrow rows,
+    however many match), then those rows in full."""
+    ids = list(db.scalars(select(Package.id).where(*where).order_by(*ordering).offset(offset).limit(limit)))
+    rows = {row.package.id: row for row in _rows(db, select(Package).where(Package.id.in_(ids)))}
+    return [rows[i] for i in ids]
+
+
 def classifier_groups(db: Session) -> dict[str, list[str]]:
     """Every classifier in use, grouped by its first part (for search filters)."""
     groups: dict[str, list[str]] = {}
@@ -207,8 +217,9 @@ def search(
 
     By relevance: the exact (normalized) name first, then names that start
     with the text, then names holding every word, then summary matches; ties
-    by downloads, then name. Or by last update, newest first. Two statements,
-    plus one for classifiers and one for suggestions when nothing matched.
+    by downloads, then name. Or by last update, newest first. Three
+    statements, plus one for classifiers and one for suggestions when
+    nothing matched.
     """
     index = search_index.index_for(db)
     words = search_index.terms(text)
@@ -234,8 +245,7 @@ def search(
         ordering = (rank, Package.downloads.desc(), Package.name)
     else:
         ordering = (Package.downloads.desc(), Package.name)
-    stmt = select(Package).where(*where).order_by(*ordering).offset(offset_for(page, per_page)).limit(per_page)
-    items = _rows(db, stmt) if found else []
+    items = _ranked_rows(db, where, ordering, offset_for(page, per_page), per_page) if found else []
     suggestions = index.suggest(db, "-".join(words)) if not found and words else []
     return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, suggestions)
 
