@@ -14,12 +14,13 @@ picks the implementation for the session's database.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, column, exists, func, insert, literal_column, select, table, union_all
+from sqlalchemy import ColumnElement, Row, column, exists, func, insert, literal_column, select, table, union_all
 from sqlalchemy.orm import Session
 
-from myapp.packaging.models import Package
+from myapp.packaging.models import Package, package_classifiers
 
 MAX_TERMS = 8
 # A one-letter prefix would match most of the index; such words must match whole.
@@ -119,7 +120,8 @@ class PostgresSearch:
     @staticmethod
     def _query(words: list[str], weight: str = "") -> ColumnElement[bool]:
         # Words hold letters and digits only: nothing in them is tsquery syntax.
-        parts = [f"{w}:*{weight}" if len(w) >= MIN_PREFIX else f"{w}{':' + weight if weight else ''}" for w in words]
+        # "w:*" is a prefix, "w:*A" a prefix in the name (weight A), "w:A" the whole word there.
+        parts = [f"{w}:{'*' if len(w) >= MIN_PREFIX else ''}{weight}".rstrip(":") for w in words]
         return func.to_tsquery(literal_column("'simple'"), " & ".join(parts))
 
     def matches(self, words: list[str]) -> ColumnElement[bool]:
@@ -138,9 +140,9 @@ class PostgresSearch:
         return _closest(name, db.execute(stmt))
 
 
-def _closest(name: str, candidates: object) -> list[str]:
+def _closest(name: str, candidates: Iterable[Row[tuple[str, str]]]) -> list[str]:
     """The best ``SUGGESTIONS`` by similarity then name, above pg_trgm's threshold."""
-    scored = sorted(((-similarity(name, n), n, display) for n, display in candidates), key=lambda s: s[:2])  # type: ignore[attr-defined]
+    scored = sorted((-similarity(name, normalized), normalized, display) for normalized, display in candidates)
     return [display for score, _, display in scored if -score >= SIMILARITY][:SUGGESTIONS]
 
 
@@ -150,6 +152,5 @@ def index_for(db: Session) -> SearchIndex:
 
 def has_classifier(classifier_id: int) -> ColumnElement[bool]:
     """Packages with this classifier: a primary-key probe per candidate row."""
-    from myapp.packaging.models import package_classifiers as pc
-
+    pc = package_classifiers
     return exists().where(pc.c.package_id == Package.id, pc.c.classifier_id == classifier_id)
