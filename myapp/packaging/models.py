@@ -60,8 +60,12 @@ class Package(Base):
     """A project on the index. ``name`` is the PEP 503 normalized name."""
 
     __tablename__ = "packages"
-    # Keyset pagination by last update: (updated, id) is unique and ordered.
-    __table_args__ = (Index("ix_packages_updated_id", "updated", "id"),)
+    __table_args__ = (
+        # Keyset pagination by last update: (updated, id) is unique and ordered.
+        Index("ix_packages_updated_id", "updated", "id"),
+        # /simple/ lists every project by name: read from this index alone, in order.
+        Index("ix_packages_listing", "name", "display_name", "last_serial"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)

@@ -49,6 +49,8 @@ def upgrade() -> None:
         # Keyset pagination by last update: (updated, id) is unique and ordered.
         batch.drop_index("ix_packages_updated")
         batch.create_index("ix_packages_updated_id", ["updated", "id"])
+        # /simple/ lists every project by name: read from this index alone, in order.
+        batch.create_index("ix_packages_listing", ["name", "display_name", "last_serial"])
     op.execute(
         "UPDATE packages SET downloads = coalesce((SELECT sum(f.downloads) FROM release_files AS f "
         "JOIN releases AS r ON r.id = f.release_id WHERE r.package_id = packages.id), 0)"
@@ -148,6 +150,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE package_search")
     op.drop_table("index_stats")
     with op.batch_alter_table("packages") as batch:
+        batch.drop_index("ix_packages_listing")
         batch.drop_index("ix_packages_updated_id")
         batch.create_index("ix_packages_updated", ["updated"])
         batch.drop_column("import_digest")
