@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 
 from myapp.packaging.context import project_or_404
 from myapp.packaging.models import Package, Release, ReleaseFile
+from myapp.packaging.services import counts
 from myapp.web.negotiation import negotiate as web_negotiate
 
 API_VERSION = "1.1"
@@ -148,7 +149,9 @@ def simple_project(request: Request) -> Response:
 @view_config(route_name="simple.index", require_methods=["GET", "HEAD"])
 def simple_index(request: Request) -> Response:
     kind = negotiate(request)
-    count, serial = request.dbsession.execute(select(func.count(), func.max(Package.last_serial))).one()
+    # O(1) reads: the kept count (a deletion need not move the highest serial) and the serial index.
+    count = counts(request.dbsession).projects
+    serial = request.dbsession.scalar(select(func.max(Package.last_serial)))
     headers = _conditional(request, kind, serial or 0, f"-{count}")
     saved = _saved_index(request, headers["ETag"].strip('"'))
     if saved.is_file():  # rendered before, and nothing has changed since
