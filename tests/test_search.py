@@ -271,3 +271,41 @@ def test_counts_are_kept_by_the_database(testapp, dbsession, count_queries):
     home = testapp.get("/")
     assert "count(" not in " ".join(count_queries.statements).lower()
     assert "1" in home.html.select_one(".counts").text
+
+
+@pytest.mark.parametrize("sort_all", [0, 1])
+@pytest.mark.parametrize(
+    "query", ["http", "http client", "client", "web framework", "requests", "frame", "Requests_OAuthlib", "h", "web"]
+)
+def test_large_result_sets_rank_the_same_walking_the_popularity_index(testapp, corpus, monkeypatch, query, sort_all):
+    """Past SORT_ALL matches, each tier is walked most popular first with a
+    per-row test (REGEXP on SQLite, the stored vector on PostgreSQL): the
+    same answer as sorting every match."""
+    expected = names(testapp, query)
+    monkeypatch.setattr(services, "SORT_ALL", sort_all)
+    assert names(testapp, query) == expected
+    filtered = names(testapp, query, c=PY3)
+    monkeypatch.setattr(services, "SORT_ALL", 10_000)
+    assert filtered == names(testapp, query, c=PY3)
+
+
+def test_the_popularity_walk_reads_the_popularity_index(testapp, corpus, count_queries, monkeypatch):
+    monkeypatch.setattr(services, "SORT_ALL", 0)
+    count_queries.clear()
+    testapp.get("/search", params={"q": "web"})
+    captured = list(zip(count_queries.statements, count_queries.parameters, strict=True))
+    walks = [(s, p) for s, p in captured if "ORDER BY packages.downloads DESC" in s and "count(" not in s]
+    assert walks, count_queries.statements
+    connection = corpus.connection()
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    for statement, parameters in walks:
+        rows = connection.exec_driver_sql(("EXPLAIN " if postgres else "EXPLAIN QUERY PLAN ") + statement, parameters)
+        plan = "\n".join(str(row[-1]) for row in rows)
+        if postgres:  # its planner weighs the walk against the GIN index itself
+            assert "Seq Scan" not in plan, plan
+        else:
+            assert "ix_packages_popularity" in plan and "TEMP B-TREE" not in plan, plan
+    if postgres:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = on")

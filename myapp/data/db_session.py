@@ -7,8 +7,10 @@ request then gets its own session from ``DbSession.factory`` (see
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +74,15 @@ def connect(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE | re.DOTALL)
+
+
+def _regexp(pattern: str, value: str | None) -> bool:
+    return value is not None and _compiled(pattern).search(value) is not None
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL, foreign keys, a busy timeout and real transactions for pysqlite.
 
@@ -86,6 +97,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
+        # SQLite parses `x REGEXP p` but ships no function for it: Python's re.
+        dbapi_conn.create_function("regexp", 2, _regexp, deterministic=True)
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")

@@ -120,6 +120,10 @@ class Package(Base):
         return f"<Package {self.name!r}>"
 
 
+# Search walks a large set of matches most popular first (services.search).
+Index("ix_packages_popularity", Package.downloads.desc(), Package.name)
+
+
 class IndexStats(Base):
     """The index's totals in one row, kept by database triggers (migration
     0005) in the same transaction as the rows they count."""

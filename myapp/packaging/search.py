@@ -17,7 +17,18 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, Row, column, exists, func, insert, literal_column, select, table, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    column,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    table,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from myapp.packaging.models import Package, package_classifiers
@@ -33,6 +44,8 @@ NOT_IN_MODELS = frozenset(
     {"package_search", "package_names", "search_vector", "ix_packages_search_vector", "ix_packages_name_trgm"}
 )
 _WORD = re.compile(r"[^\W_]+")
+# Where a word starts and ends, in Python's re (SQLite's REGEXP, myapp.data.db_session).
+_WORD_START, _WORD_END = r"(?<![^\W_])", r"(?![^\W_])"
 
 
 def terms(text: str) -> list[str]:
@@ -64,6 +77,16 @@ class SearchIndex(Protocol):
 
     def suggest(self, db: Session, name: str) -> list[str]:
         """Display names of the projects whose names are closest to ``name``."""
+
+    def name_prefix(self, prefix: str) -> ColumnElement[bool]:
+        """Packages whose (normalized) name starts with ``prefix``, by the name index."""
+
+    def count(self, db: Session, words: list[str], cap: int, *, name_only: bool = False) -> int:
+        """How many packages match (``name_matches`` if ``name_only``), counted up to ``cap``."""
+
+    def row_test(self, words: list[str], *, name_only: bool = False) -> ColumnElement[bool]:
+        """The same test as ``matches`` (or ``name_matches``), cheap to run on
+        each row of a walk down ``ix_packages_popularity``; no index needed."""
 
 
 class SqliteSearch:
@@ -108,6 +131,26 @@ class SqliteSearch:
         candidates = db.execute(select(Package.name, Package.display_name).join(shared, Package.id == shared.c.rowid))
         return _closest(name, candidates)
 
+    def name_prefix(self, prefix: str) -> ColumnElement[bool]:
+        # GLOB (case-sensitive, like the index) with a plain parameter is a range on the
+        # name index; LIKE is not. Normalized names hold no GLOB wildcards.
+        return Package.name.op("GLOB")(prefix.replace("*", "").replace("?", "").replace("[", "") + "*")
+
+    def count(self, db: Session, words: list[str], cap: int, *, name_only: bool = False) -> int:
+        # From the FTS index alone, so the LIMIT stops it early (an IN list would be built whole first).
+        match = f"name : ({self._query(words)})" if name_only else self._query(words)
+        hits = select(self.words.c.rowid).where(self.words.c.package_search.op("MATCH")(match)).limit(cap)
+        return db.scalar(select(func.count()).select_from(hits.subquery())) or 0
+
+    def row_test(self, words: list[str], *, name_only: bool = False) -> ColumnElement[bool]:
+        # unicode61's words are runs of letters and digits: a word starts where one
+        # is not preceded by another. REGEXP is Python's re (myapp.data.db_session).
+        pattern = "^" + "".join(
+            f"(?=.*{_WORD_START}{re.escape(w)}{'' if len(w) >= MIN_PREFIX else _WORD_END})" for w in words
+        )
+        text = Package.name if name_only else Package.name + " " + func.coalesce(Package.summary, "")
+        return text.regexp_match(pattern)
+
 
 class PostgresSearch:
     """A weighted ``tsvector`` (name A, summary B) and a trigram index on the name."""
@@ -129,6 +172,17 @@ class PostgresSearch:
 
     def name_matches(self, words: list[str]) -> ColumnElement[bool]:
         return self.vector.bool_op("@@")(self._query(words, "A"))
+
+    def name_prefix(self, prefix: str) -> ColumnElement[bool]:
+        return Package.name.startswith(prefix, autoescape=True)
+
+    def count(self, db: Session, words: list[str], cap: int, *, name_only: bool = False) -> int:
+        hits = select(Package.id).where(self.name_matches(words) if name_only else self.matches(words)).limit(cap)
+        return db.scalar(select(func.count()).select_from(hits.subquery())) or 0
+
+    def row_test(self, words: list[str], *, name_only: bool = False) -> ColumnElement[bool]:
+        # The stored vector is in the row: the planner picks the index or the scan.
+        return self.name_matches(words) if name_only else self.matches(words)
 
     def suggest(self, db: Session, name: str) -> list[str]:
         stmt = (

@@ -185,14 +185,74 @@ def classifier_ids(db: Session, names: Iterable[str]) -> list[int] | None:
     return ids if len(ids) == len(wanted) else None
 
 
-def _ranked_rows(
-    db: Session, where: list[ColumnElement[bool]], ordering: tuple[Any, ...], offset: int, limit: int
-) -> list[ProjectRow]:
-    """One page of a ranking: the ids first (the database sorts narrow rows,
-    however many match), then those rows in full."""
-    ids = list(db.scalars(select(Package.id).where(*where).order_by(*ordering).offset(offset).limit(limit)))
+def _rows_in_order(db: Session, ids: list[int]) -> list[ProjectRow]:
+    """The rows of these packages, in this order: one statement."""
     rows = {row.package.id: row for row in _rows(db, select(Package).where(Package.id.in_(ids)))}
     return [rows[i] for i in ids]
+
+
+def _ranked_ids(
+    db: Session, where: list[ColumnElement[bool]], ordering: tuple[Any, ...], offset: int, limit: int
+) -> list[int]:
+    """One page of a ranking, as ids: the database sorts narrow rows, however many match."""
+    return list(db.scalars(select(Package.id).where(*where).order_by(*ordering).offset(offset).limit(limit)))
+
+
+# Relevance for a large set of matches: tier by tier, most popular first.
+SORT_ALL = 5_000  # a set of matches up to this size is ranked whole (a sort)
+SCAN_DEPTH = 200  # pages past this many results are ranked whole too
+
+
+def _tiered_ids(
+    db: Session,
+    index: search_index.SearchIndex,
+    words: list[str],
+    filters: list[ColumnElement[bool]],
+    offset: int,
+    limit: int,
+) -> list[int]:
+    """The page of a relevance ranking that too many projects match to sort
+    them all. Each tier (exact name, name prefix, a name holding every word,
+    the rest) is a sort when it is small; when it is large, a walk down the
+    popularity index testing each row, which stops as soon as the page is
+    full (a large set is dense, so the walk is short). A statement or two per
+    tier, and only as many tiers as the page needs."""
+    wanted = normalize("-".join(words))
+    exact = Package.name == wanted
+    prefix = index.name_prefix(wanted)
+    tiers = [
+        (exact, exact),
+        # A walk tests the prefix row by row (LIKE): the name index would make it a sort.
+        (prefix & ~exact, Package.name.startswith(wanted, autoescape=True) & ~exact),
+        (index.name_matches(words) & ~prefix, index.row_test(words, name_only=True) & ~prefix),
+        (
+            index.matches(words) & ~index.name_matches(words) & ~prefix,
+            index.row_test(words) & ~index.row_test(words, name_only=True) & ~prefix,
+        ),
+    ]
+    popular = (Package.downloads.desc(), Package.name)
+
+    def size(tier: int, indexed: ColumnElement[bool]) -> int:
+        """Tiers 2 and 3 are sized from the index alone (an upper bound) unless filtered."""
+        if tier == 2 and not filters:
+            return index.count(db, words, SORT_ALL + 1, name_only=True)
+        if tier == 3 and not filters:
+            return SORT_ALL + 1  # the whole set is larger than SORT_ALL, so mostly this tier: walk it
+        matched = select(Package.id).where(indexed, *filters).limit(SORT_ALL + 1).subquery()
+        return db.scalar(select(func.count()).select_from(matched)) or 0
+
+    found: list[int] = []
+    for tier, (indexed, row_test) in enumerate(tiers):
+        wanted_rows = offset + limit - len(found)
+        rows = size(tier, indexed)
+        if not rows:
+            continue
+        # Ordered as ix_packages_popularity is, which a walk then reads (both databases choose it).
+        stmt = select(Package.id).where(indexed if rows <= SORT_ALL else row_test, *filters)
+        found += db.scalars(stmt.order_by(*popular).limit(wanted_rows))
+        if len(found) >= offset + limit:
+            break
+    return found[offset : offset + limit]
 
 
 def classifier_groups(db: Session) -> dict[str, list[str]]:
@@ -229,9 +289,17 @@ def search(
         return SearchResults(Page([], 1, 0, per_page), False, [])
     where += [search_index.has_classifier(i) for i in ids]
 
-    matched = select(Package.id).where(*where).limit(RESULT_CAP + 1).subquery()
-    found = db.scalar(select(func.count()).select_from(matched)) or 0
+    if words and not ids:  # the index counts alone
+        found = index.count(db, words, RESULT_CAP + 1)
+    else:
+        matched = select(Package.id).where(*where).limit(RESULT_CAP + 1).subquery()
+        found = db.scalar(select(func.count()).select_from(matched)) or 0
     result_page = Page([], page, min(found, RESULT_CAP), per_page).check_exists()
+    offset = offset_for(page, per_page)
+    if order == "relevance" and words and found > SORT_ALL and offset + per_page <= SCAN_DEPTH:
+        filters = where[1:]  # the classifiers
+        items = _rows_in_order(db, _tiered_ids(db, index, words, filters, offset, per_page))
+        return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, [])
     if order == "updated":
         ordering: tuple[Any, ...] = (Package.updated.desc(), Package.id.desc())
     elif words:
@@ -245,7 +313,7 @@ def search(
         ordering = (rank, Package.downloads.desc(), Package.name)
     else:
         ordering = (Package.downloads.desc(), Package.name)
-    items = _ranked_rows(db, where, ordering, offset_for(page, per_page), per_page) if found else []
+    items = _rows_in_order(db, _ranked_ids(db, where, ordering, offset, per_page)) if found else []
     suggestions = index.suggest(db, "-".join(words)) if not found and words else []
     return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, suggestions)
 

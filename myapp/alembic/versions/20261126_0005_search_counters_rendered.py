@@ -51,6 +51,8 @@ def upgrade() -> None:
         batch.create_index("ix_packages_updated_id", ["updated", "id"])
         # /simple/ lists every project by name: read from this index alone, in order.
         batch.create_index("ix_packages_listing", ["name", "display_name", "last_serial"])
+    # Search walks a large set of matches most popular first.
+    op.create_index("ix_packages_popularity", "packages", [sa.text("downloads DESC"), "name"])
     op.execute(
         "UPDATE packages SET downloads = coalesce((SELECT sum(f.downloads) FROM release_files AS f "
         "JOIN releases AS r ON r.id = f.release_id WHERE r.package_id = packages.id), 0)"
@@ -149,6 +151,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE package_names")
         op.execute("DROP TABLE package_search")
     op.drop_table("index_stats")
+    op.drop_index("ix_packages_popularity", "packages")
     with op.batch_alter_table("packages") as batch:
         batch.drop_index("ix_packages_listing")
         batch.drop_index("ix_packages_updated_id")
