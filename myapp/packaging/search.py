@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
     Row,
+    Select,
     column,
     exists,
     func,
@@ -51,6 +52,11 @@ _WORD_START, _WORD_END = r"(?<![^\W_])", r"(?![^\W_])"
 def terms(text: str) -> list[str]:
     """The words of a query, lowercased, at most ``MAX_TERMS`` of them."""
     return [word[:64] for word in _WORD.findall(text.lower())][:MAX_TERMS]
+
+
+def count_up_to(db: Session, stmt: Select[Any], cap: int) -> int:
+    """How many rows ``stmt`` gives, counting no further than ``cap``."""
+    return db.scalar(select(func.count()).select_from(stmt.limit(cap).subquery())) or 0
 
 
 def trigrams(text: str) -> set[str]:
@@ -108,15 +114,16 @@ class SqliteSearch:
         # Words hold letters and digits only, so quoting each is all the escaping needed.
         return " AND ".join(f'"{w}"*' if len(w) >= MIN_PREFIX else f'"{w}"' for w in words)
 
-    def _ids(self, match: str) -> ColumnElement[bool]:
-        fts = self.words
-        return Package.id.in_(select(fts.c.rowid).where(fts.c.package_search.op("MATCH")(match)))
+    def _hits(self, words: list[str], *, name_only: bool = False) -> Select[Any]:
+        """The rowids (package ids) the FTS index matches."""
+        match = f"name : ({self._query(words)})" if name_only else self._query(words)
+        return select(self.words.c.rowid).where(self.words.c.package_search.op("MATCH")(match))
 
     def matches(self, words: list[str]) -> ColumnElement[bool]:
-        return self._ids(self._query(words))
+        return Package.id.in_(self._hits(words))
 
     def name_matches(self, words: list[str]) -> ColumnElement[bool]:
-        return self._ids(f"name : ({self._query(words)})")
+        return Package.id.in_(self._hits(words, name_only=True))
 
     def suggest(self, db: Session, name: str) -> list[str]:
         # Candidates share the most trigrams with the name; pg_trgm's measure then ranks them.
@@ -138,9 +145,7 @@ class SqliteSearch:
 
     def count(self, db: Session, words: list[str], cap: int, *, name_only: bool = False) -> int:
         # From the FTS index alone, so the LIMIT stops it early (an IN list would be built whole first).
-        match = f"name : ({self._query(words)})" if name_only else self._query(words)
-        hits = select(self.words.c.rowid).where(self.words.c.package_search.op("MATCH")(match)).limit(cap)
-        return db.scalar(select(func.count()).select_from(hits.subquery())) or 0
+        return count_up_to(db, self._hits(words, name_only=name_only), cap)
 
     def row_test(self, words: list[str], *, name_only: bool = False) -> ColumnElement[bool]:
         # unicode61's words are runs of letters and digits: a word starts where one
@@ -177,8 +182,9 @@ class PostgresSearch:
         return Package.name.startswith(prefix, autoescape=True)
 
     def count(self, db: Session, words: list[str], cap: int, *, name_only: bool = False) -> int:
-        hits = select(Package.id).where(self.name_matches(words) if name_only else self.matches(words)).limit(cap)
-        return db.scalar(select(func.count()).select_from(hits.subquery())) or 0
+        return count_up_to(
+            db, select(Package.id).where(self.name_matches(words) if name_only else self.matches(words)), cap
+        )
 
     def row_test(self, words: list[str], *, name_only: bool = False) -> ColumnElement[bool]:
         # The stored vector is in the row: the planner picks the index or the scan.

@@ -238,8 +238,7 @@ def _tiered_ids(
             return index.count(db, words, SORT_ALL + 1, name_only=True)
         if tier == 3 and not filters:
             return SORT_ALL + 1  # the whole set is larger than SORT_ALL, so mostly this tier: walk it
-        matched = select(Package.id).where(indexed, *filters).limit(SORT_ALL + 1).subquery()
-        return db.scalar(select(func.count()).select_from(matched)) or 0
+        return search_index.count_up_to(db, select(Package.id).where(indexed, *filters), SORT_ALL + 1)
 
     found: list[int] = []
     for tier, (indexed, row_test) in enumerate(tiers):
@@ -283,21 +282,19 @@ def search(
     """
     index = search_index.index_for(db)
     words = search_index.terms(text)
-    where: list[ColumnElement[bool]] = [index.matches(words)] if words else []
     ids = classifier_ids(db, classifiers)
-    if (text.strip() and not words) or ids is None or not (where or ids):
+    if (text.strip() and not words) or ids is None or not (words or ids):
         return SearchResults(Page([], 1, 0, per_page), False, [])
-    where += [search_index.has_classifier(i) for i in ids]
+    filters = [search_index.has_classifier(i) for i in ids]
+    where = ([index.matches(words)] if words else []) + filters
 
-    if words and not ids:  # the index counts alone
+    if words and not filters:  # the index counts alone
         found = index.count(db, words, RESULT_CAP + 1)
     else:
-        matched = select(Package.id).where(*where).limit(RESULT_CAP + 1).subquery()
-        found = db.scalar(select(func.count()).select_from(matched)) or 0
+        found = search_index.count_up_to(db, select(Package.id).where(*where), RESULT_CAP + 1)
     result_page = Page([], page, min(found, RESULT_CAP), per_page).check_exists()
     offset = offset_for(page, per_page)
     if order == "relevance" and words and found > SORT_ALL and offset + per_page <= SCAN_DEPTH:
-        filters = where[1:]  # the classifiers
         items = _rows_in_order(db, _tiered_ids(db, index, words, filters, offset, per_page))
         return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, [])
     if order == "updated":
