@@ -157,7 +157,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def latencies(port: int, paths: list[str], rounds: int) -> tuple[float, float]:
+def latencies(port: int, paths: list[str], rounds: int) -> tuple[float, float, list[tuple[float, str]]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     times = []
     for i in range(rounds):
@@ -166,22 +166,29 @@ def latencies(port: int, paths: list[str], rounds: int) -> tuple[float, float]:
         conn.request("GET", path, headers={"Host": "localhost"})
         res = conn.getresponse()
         res.read()
-        times.append((time.perf_counter() - started) * 1000)
+        times.append(((time.perf_counter() - started) * 1000, path))
         if res.status != 200:
             raise SystemExit(f"GET {path}: {res.status}")
     conn.close()
     times.sort()
-    return statistics.median(times), times[int(len(times) * 0.95) - 1]
+    ms = [t for t, _ in times]
+    return statistics.median(ms), ms[int(len(ms) * 0.95) - 1], times[-10:][::-1]
+
+
+NO_CACHE = {"myapp.page_cache_seconds": "0"}
 
 
 @contextmanager
 def server_on(backend: str, folder: Path) -> Iterator[LiveServer]:
     with fresh_database(backend, folder) as url:
-        yield LiveServer(url, folder, demo=False, settings={"myapp.page_cache_seconds": "0"})
+        yield LiveServer(url, folder, demo=False, settings=NO_CACHE)
 
 
 def run(backend: str, args: argparse.Namespace, data: Path, names: list[str]) -> None:
     folder = Path(tempfile.mkdtemp(prefix=f"myapp-scale-{backend}-"))
+    if args.url:  # an existing, already imported database: time its pages only
+        measure(backend, args, LiveServer(args.url, folder, demo=False, migrate=False, settings=NO_CACHE), names)
+        return
     with server_on(backend, folder) as server:
         server.initdb()
         env = server.env
@@ -190,43 +197,53 @@ def run(backend: str, args: argparse.Namespace, data: Path, names: list[str]) ->
         print(f"[{backend}] import: {imported:.1f} s, peak RSS of a child {peak_rss_mb():.0f} MB\n    {out}")
         again, out = timed(command, env)
         print(f"[{backend}] re-import: {again:.1f} s ({imported / again:.1f}x faster)\n    {out}")
-        if args.import_only:
-            return
-        rng = random.Random(7)
-        sample = rng.sample(names, 200)
-        queries = [
-            *(n.replace("-", " ") for n in sample[:40]),
-            *(n.split("-")[0] for n in sample[40:80]),
-            "http client",
-            "web framework",
-            "json parser",
-            "aws storage",
-            "django",
-            "pytest",
-            "requsts",
-            "async http",
-            "data",
-            "google cloud storage",
-        ]
-        targets = {
-            "search": [f"/search?{urlencode({'q': q})}" for q in queries],
-            "project": [f"/project/{n}/" for n in sample],
-            f"project ({BIG}, 2,000 releases)": [f"/project/{BIG}/"],
-            "home": ["/"],
-            "deep browse page": [f"/projects/?{urlencode({'after': n})}" for n in sorted(sample)[-50:]],
-        }
-        with server:
-            for label, paths in targets.items():
-                latencies(server.port, paths, 20)  # warm up
-                p50, p95 = latencies(server.port, paths, args.rounds)
-                print(f"[{backend}] {label:38} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
-            started = time.perf_counter()
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-            conn.request("GET", "/simple/", headers={"Host": "localhost"})
-            size = len(conn.getresponse().read())
-            print(f"[{backend}] /simple/ cold: {time.perf_counter() - started:.2f} s ({size / 1e6:.0f} MB)")
+        if not args.import_only:
+            measure(backend, args, server, names)
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure(backend: str, args: argparse.Namespace, server: LiveServer, names: list[str]) -> None:
+    rng = random.Random(7)
+    sample = rng.sample(names, 200)
+    queries = [
+        *(n.replace("-", " ") for n in sample[:40]),
+        *(n.split("-")[0] for n in sample[40:80]),
+        "http client",
+        "web framework",
+        "json parser",
+        "aws storage",
+        "django",
+        "pytest",
+        "requsts",
+        "async http",
+        "data",
+        "google cloud storage",
+    ]
+    targets = {
+        "search": [f"/search?{urlencode({'q': q})}" for q in queries],
+        "project": [f"/project/{n}/" for n in sample],
+        f"project ({BIG}, 2,000 releases)": [f"/project/{BIG}/"],
+        "home": ["/"],
+        "deep browse page": [f"/projects/?{urlencode({'after': n})}" for n in sorted(sample)[-50:]],
+    }
+    with server:
+        for label, paths in targets.items():
+            if args.only and args.only not in label:
+                continue
+            latencies(server.port, paths, 20)  # warm up
+            p50, p95, slowest = latencies(server.port, paths, args.rounds)
+            print(f"[{backend}] {label:38} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
+            if args.slowest:
+                for ms, path in slowest:
+                    print(f"        {ms:7.1f} ms  {path}")
+        if args.only and args.only not in "/simple/":
+            return
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        conn.request("GET", "/simple/", headers={"Host": "localhost"})
+        size = len(conn.getresponse().read())
+        print(f"[{backend}] /simple/ cold: {time.perf_counter() - started:.2f} s ({size / 1e6:.0f} MB)")
 
 
 def main() -> None:
@@ -238,15 +255,27 @@ def main() -> None:
     parser.add_argument("--import-only", action="store_true")
     parser.add_argument("--files", action="store_true", help="one .json file per document, not one NDJSON file")
     parser.add_argument("--keep", action="store_true", help="keep the databases' folders")
+    parser.add_argument("--data", type=Path, help="where the documents are written, and kept (reused if there)")
+    parser.add_argument("--url", help="time the pages of this already imported database (one --backend)")
+    parser.add_argument("--only", help="time only the targets whose label contains this")
+    parser.add_argument("--slowest", action="store_true", help="list each target's ten slowest requests")
     args = parser.parse_args()
     os.environ.setdefault("CI", "")
-    data = Path(tempfile.mkdtemp(prefix="myapp-scale-data-")) / ("projects" if args.files else "projects.ndjson.gz")
+    if args.url and args.backend == "both":
+        parser.error("--url needs --backend sqlite or postgresql")
+    data = args.data or Path(tempfile.mkdtemp(prefix="myapp-scale-data-")) / (
+        "projects" if args.files else "projects.ndjson.gz"
+    )
     started = time.perf_counter()
-    names = write_documents(data, args.projects, args.one_release, files=args.files)
-    print(f"{args.projects:,} documents written in {time.perf_counter() - started:.0f} s")
+    if args.url or (args.data and args.data.exists()):
+        names = [*project_names(args.projects - 1, random.Random(1)), BIG]  # the names only: the same seed
+    else:
+        names = write_documents(data, args.projects, args.one_release, files=args.files)
+        print(f"{args.projects:,} documents written in {time.perf_counter() - started:.0f} s")
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
         run(backend, args, data, names)
-    shutil.rmtree(data.parent, ignore_errors=True)
+    if not args.data:
+        shutil.rmtree(data.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,7 @@ def app_settings(url: str, files_dir: Path) -> dict[str, Any]:
         "myapp.files_dir": str(files_dir),
         "myapp.mail_folder": str(files_dir.parent / "mail"),
         "pyramid.reload_templates": "false",
+        "myapp.gc_freeze": "false",  # many apps in one process: let the collector have the old ones
     }
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from myapp.packaging import services
+from myapp.packaging.models import Package
 from myapp.packaging.search import similarity, terms
 from tests.conftest import SHARED_DATA
 from tests.factories import make_package
@@ -53,18 +54,22 @@ def test_every_word_must_match_in_any_order(testapp, corpus):
 
 
 def test_ranking_exact_then_prefix_then_name_word_then_summary_by_downloads(testapp, corpus):
-    # exact name; names starting with it; a name holding the word; summaries by downloads, then name
+    # exact name; names starting with it (as a word); a name holding the word; summaries by downloads, then name
     assert names(testapp, "requests") == ["requests", "requests-oauthlib"]
-    assert names(testapp, "http") == ["httpx", "http-client", "requests", "urllib3", "aiohttp"]
+    assert names(testapp, "http") == ["http-client", "requests", "urllib3", "httpx", "aiohttp"]
     assert names(testapp, "requests oauthlib")[0] == "requests-oauthlib"  # words joined like a name: exact
     assert names(testapp, "client") == ["client", "http-client", "httpx", "aiohttp"]
     assert names(testapp, "oauthlib") == ["requests-oauthlib"]  # a word of the name
     assert names(testapp, "Requests_OAuthlib") == ["requests-oauthlib"]  # normalized like a name
 
 
-def test_words_match_as_prefixes_but_one_letter_only_whole(testapp, corpus):
+def test_words_match_whole_and_the_last_as_a_prefix_when_nothing_else_does(testapp, corpus):
+    assert "webob" not in names(testapp, "web")  # "web" is a word of pyramid's summary, not of "webob"
+    assert names(testapp, "webo") == ["webob"]  # no project has the word "webo": it is a prefix
     assert names(testapp, "frame") == ["web-framework-lite", "django", "flask", "aiohttp", "pyramid"]
-    assert names(testapp, "h") == []
+    assert names(testapp, "simple fram") == ["flask", "web-framework-lite"]  # the last word only
+    assert names(testapp, "simp framework") == []
+    assert names(testapp, "h") == []  # one letter: never a prefix
 
 
 @pytest.mark.parametrize(
@@ -121,7 +126,7 @@ def test_did_you_mean(testapp, corpus):
 def test_pg_trgm_similarity_in_python():
     assert similarity("requsts", "requests") == pytest.approx(6 / 11)
     assert similarity("word", "word") == 1.0 and similarity("", "x") == 0.0
-    assert terms("Foo_bar-BAZ 3.10 é") == ["foo", "bar", "baz", "3", "10", "é"]
+    assert terms("Foo_bar-BAZ 3.10 é").words == ("foo", "bar", "baz", "3", "10", "é")
 
 
 def test_classifier_filters_and_sorting(testapp, corpus):
@@ -148,7 +153,7 @@ def test_json_by_accept_header_and_the_page_cache_keeps_them_apart(cached_app, c
     assert html.content_type == "text/html" and html.headers["Vary"] == "Accept"
     as_json = cached_app.get("/search?q=http", headers={"Accept": "application/json"})
     assert as_json.content_type == "application/json"
-    assert as_json.json["total"] == 5 and as_json.json["results"][0]["url"] == "http://localhost/project/httpx/"
+    assert as_json.json["total"] == 5 and as_json.json["results"][0]["url"] == "http://localhost/project/http-client/"
     assert cached_app.get("/search?q=http").content_type == "text/html"
     again = cached_app.get("/search?q=http", headers={"Accept": "application/json"})
     assert again.headers.get("X-Page-Cache") == "hit" and again.content_type == "application/json"
@@ -184,15 +189,18 @@ def _search_plans(dbsession, count_queries, testapp, query: str) -> list[str]:
     return plans
 
 
-def test_search_uses_the_full_text_index_not_a_scan(testapp, corpus, count_queries):
+@pytest.mark.parametrize("rank_here", [1000, 0])
+def test_search_uses_the_full_text_index_not_a_scan(testapp, corpus, count_queries, monkeypatch, rank_here):
+    monkeypatch.setattr(services, "RANK_HERE", rank_here)
     plans = _search_plans(corpus, count_queries, testapp, "http client")
-    assert len(plans) == 2  # the count and the page's ids
+    # A small set: one pass over the index gives every match. A large one: the count, then the tiers.
+    assert len(plans) == 1 if rank_here else len(plans) > 2
     for plan in plans:
         if corpus.get_bind().dialect.name == "sqlite":
             assert "VIRTUAL TABLE INDEX" in plan, plan
             assert "SCAN packages" not in plan and "SCAN p" not in plan.replace("SCAN package_search", ""), plan
-        else:
-            assert "ix_packages_search_vector" in plan, plan
+        else:  # the GIN index, or a walk down the popularity index testing the stored vector
+            assert "ix_packages_search_vector" in plan or "ix_packages_popularity" in plan, plan
             assert "Seq Scan" not in plan, plan
 
 
@@ -273,23 +281,32 @@ def test_counts_are_kept_by_the_database(testapp, dbsession, count_queries):
     assert "1" in home.html.select_one(".counts").text
 
 
-@pytest.mark.parametrize("sort_all", [0, 1])
+@pytest.mark.parametrize("unpopular", [False, True])
+@pytest.mark.parametrize("how", ["walk", "sort", "database"])
 @pytest.mark.parametrize(
     "query", ["http", "http client", "client", "web framework", "requests", "frame", "Requests_OAuthlib", "h", "web"]
 )
-def test_large_result_sets_rank_the_same_walking_the_popularity_index(testapp, corpus, monkeypatch, query, sort_all):
-    """Past SORT_ALL matches, each tier is walked most popular first with a
-    per-row test (REGEXP on SQLite, the stored vector on PostgreSQL): the
-    same answer as sorting every match."""
+def test_large_result_sets_rank_as_small_ones(testapp, corpus, monkeypatch, query, how, unpopular):
+    """A small set of matches is ranked in Python. A large one tier by tier:
+    each tier sorted, or walked most popular first with a per-row test
+    (REGEXP on SQLite, the stored vector on PostgreSQL) and then through the
+    projects without downloads in name order; or, past SCAN_DEPTH, sorted
+    whole by the database. All give the same order."""
+    if unpopular:
+        never = ["httpx", "http-client", "client", "django", "pyramid", "webob", "requests-oauthlib"]
+        corpus.execute(update(Package).where(Package.name.in_(never)).values(downloads=0))
     expected = names(testapp, query)
-    monkeypatch.setattr(services, "SORT_ALL", sort_all)
-    assert names(testapp, query) == expected
     filtered = names(testapp, query, c=PY3)
-    monkeypatch.setattr(services, "SORT_ALL", 10_000)
-    assert filtered == names(testapp, query, c=PY3)
+    monkeypatch.setattr(services, "RANK_HERE", 0)
+    monkeypatch.setattr(services, "SORT_ALL", {"walk": 0, "sort": 10_000, "database": 10_000}[how])
+    if how == "database":
+        monkeypatch.setattr(services, "SCAN_DEPTH", 0)
+    assert names(testapp, query) == expected
+    assert names(testapp, query, c=PY3) == filtered
 
 
 def test_the_popularity_walk_reads_the_popularity_index(testapp, corpus, count_queries, monkeypatch):
+    monkeypatch.setattr(services, "RANK_HERE", 0)
     monkeypatch.setattr(services, "SORT_ALL", 0)
     count_queries.clear()
     testapp.get("/search", params={"q": "web"})

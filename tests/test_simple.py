@@ -143,6 +143,16 @@ def test_index_lists_every_project(testapp, dbsession, demo):
     )
 
 
+def test_index_escapes_a_name_that_got_around_validation(testapp, dbsession, demo):
+    # The database builds each line of the listing (myapp.packaging.simple): HTML and JSON escaping too.
+    demo.display_name = 'Odd<b>&"\\'
+    dbsession.flush()
+    html = testapp.get("/simple/")
+    assert '>Odd&lt;b&gt;&amp;"\\</a>' in html.text and "<b>" not in html.text
+    doc = testapp.get("/simple/", headers={"Accept": JSON}).json
+    assert 'Odd<b>&"\\' in [p["name"] for p in doc["projects"]]
+
+
 def test_core_metadata_is_the_wheels_own(testapp, dbsession, demo):
     wheel = next(f for r in demo.releases for f in r.files if f.filename.endswith(".whl"))
     res = testapp.get(f"/files/{wheel.filename}.metadata")

@@ -4,8 +4,11 @@ The index itself is built by migration 0005: FTS5 tables on SQLite, a
 ``tsvector`` column and ``pg_trgm`` on PostgreSQL. This module turns what a
 user typed into that index's query language, so that no input can be an FTS
 syntax error: the text is split into words of letters and digits (the same
-split both indexes make), and every word must match, as a prefix of a word
-in the name or summary, in any order.
+split both indexes make), and every word must match a word of the name or
+summary, whole, in any order. When nothing matches, the last word may be
+the start of one (``Terms.widened``): "pars" finds "parser". Whole words
+are what an index answers fastest: a prefix is a merge of every word it
+starts, and "lib" starts "library", in half the summaries.
 
 ``SearchIndex`` is the small interface the service uses; ``index_for``
 picks the implementation for the session's database.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -33,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from myapp.packaging.models import Package, package_classifiers
+from myapp.packaging.names import normalize
 
 MAX_TERMS = 8
 # A one-letter prefix would match most of the index; such words must match whole.
@@ -49,14 +54,57 @@ _WORD = re.compile(r"[^\W_]+")
 _WORD_START, _WORD_END = r"(?<![^\W_])", r"(?![^\W_])"
 
 
-def terms(text: str) -> list[str]:
+@dataclass(frozen=True)
+class Terms:
+    """What a search asks the index: every word, whole; with ``prefix``, the
+    last one may also be the start of a longer word."""
+
+    words: tuple[str, ...]
+    prefix: bool = False
+
+    def is_prefix(self, i: int) -> bool:
+        """Whether the ``i``-th word matches as a prefix (never a single letter)."""
+        return self.prefix and i == len(self.words) - 1 and len(self.words[i]) >= MIN_PREFIX
+
+    @property
+    def name(self) -> str:
+        """The words as a project name: "Requests OAuthlib" is requests-oauthlib."""
+        return normalize("-".join(self.words))
+
+    @property
+    def name_start(self) -> str:
+        """How a name that matches and starts with ``name`` starts: "web" is
+        not the start of "webob" unless the last word is a prefix."""
+        return self.name if self.prefix else self.name + "-"
+
+    def widened(self) -> Terms | None:
+        """The same words with the last one as a prefix, if that asks for more."""
+        widened = Terms(self.words, prefix=True)
+        return widened if self.words and not self.prefix and widened.is_prefix(len(self.words) - 1) else None
+
+
+def terms(text: str) -> Terms:
     """The words of a query, lowercased, at most ``MAX_TERMS`` of them."""
-    return [word[:64] for word in _WORD.findall(text.lower())][:MAX_TERMS]
+    return Terms(tuple(word[:64] for word in _WORD.findall(text.lower()))[:MAX_TERMS])
 
 
 def count_up_to(db: Session, stmt: Select[Any], cap: int) -> int:
     """How many rows ``stmt`` gives, counting no further than ``cap``."""
     return db.scalar(select(func.count()).select_from(stmt.limit(cap).subquery())) or 0
+
+
+def word_pattern(terms: Terms) -> str:
+    """A regular expression (``re``, ignoring case) true of a text holding
+    every word as the index matches them. unicode61's words are runs of
+    letters and digits: one starts where such a character follows none."""
+    return "^" + "".join(
+        f"(?=.*{_WORD_START}{re.escape(w)}{'' if terms.is_prefix(i) else _WORD_END})" for i, w in enumerate(terms.words)
+    )
+
+
+def in_name(terms: Terms) -> re.Pattern[str]:
+    """``word_pattern`` compiled, to test names here as ``name_matches`` does there."""
+    return re.compile(word_pattern(terms), re.IGNORECASE | re.DOTALL)
 
 
 def trigrams(text: str) -> set[str]:
@@ -75,11 +123,14 @@ class SearchIndex(Protocol):
         """Index the packages with ids above ``after_id``, written while the
         database's own triggers were off (``myapp.data.bulk.row_triggers_suspended``)."""
 
-    def matches(self, words: list[str]) -> ColumnElement[bool]:
-        """Packages whose name or summary has every word (as a prefix)."""
+    def matches(self, terms: Terms) -> ColumnElement[bool]:
+        """Packages whose name or summary has every word."""
 
-    def name_matches(self, words: list[str]) -> ColumnElement[bool]:
-        """Packages whose name alone has every word (as a prefix)."""
+    def name_matches(self, terms: Terms) -> ColumnElement[bool]:
+        """Packages whose name alone has every word."""
+
+    def matching(self, stmt: Select[Any], terms: Terms) -> Select[Any]:
+        """``stmt`` (over packages) narrowed to ``matches``, the index driving, so that a LIMIT stops it early."""
 
     def suggest(self, db: Session, name: str) -> list[str]:
         """Display names of the projects whose names are closest to ``name``."""
@@ -87,10 +138,10 @@ class SearchIndex(Protocol):
     def name_prefix(self, prefix: str) -> ColumnElement[bool]:
         """Packages whose (normalized) name starts with ``prefix``, by the name index."""
 
-    def count(self, db: Session, words: list[str], cap: int, *, name_only: bool = False) -> int:
+    def count(self, db: Session, terms: Terms, cap: int, *, name_only: bool = False) -> int:
         """How many packages match (``name_matches`` if ``name_only``), counted up to ``cap``."""
 
-    def row_test(self, words: list[str], *, name_only: bool = False) -> ColumnElement[bool]:
+    def row_test(self, terms: Terms, *, name_only: bool = False) -> ColumnElement[bool]:
         """The same test as ``matches`` (or ``name_matches``), cheap to run on
         each row of a walk down ``ix_packages_popularity``; no index needed."""
 
@@ -110,20 +161,25 @@ class SqliteSearch:
         )
 
     @staticmethod
-    def _query(words: list[str]) -> str:
+    def _query(terms: Terms) -> str:
         # Words hold letters and digits only, so quoting each is all the escaping needed.
-        return " AND ".join(f'"{w}"*' if len(w) >= MIN_PREFIX else f'"{w}"' for w in words)
+        return " AND ".join(f'"{w}"*' if terms.is_prefix(i) else f'"{w}"' for i, w in enumerate(terms.words))
 
-    def _hits(self, words: list[str], *, name_only: bool = False) -> Select[Any]:
+    def _hits(self, terms: Terms, *, name_only: bool = False) -> Select[Any]:
         """The rowids (package ids) the FTS index matches."""
-        match = f"name : ({self._query(words)})" if name_only else self._query(words)
+        match = f"name : ({self._query(terms)})" if name_only else self._query(terms)
         return select(self.words.c.rowid).where(self.words.c.package_search.op("MATCH")(match))
 
-    def matches(self, words: list[str]) -> ColumnElement[bool]:
-        return Package.id.in_(self._hits(words))
+    def matches(self, terms: Terms) -> ColumnElement[bool]:
+        return Package.id.in_(self._hits(terms))
 
-    def name_matches(self, words: list[str]) -> ColumnElement[bool]:
-        return Package.id.in_(self._hits(words, name_only=True))
+    def name_matches(self, terms: Terms) -> ColumnElement[bool]:
+        return Package.id.in_(self._hits(terms, name_only=True))
+
+    def matching(self, stmt: Select[Any], terms: Terms) -> Select[Any]:
+        # A join, not IN: SQLite builds an IN list whole before the first row.
+        hits = self._hits(terms).subquery()
+        return stmt.join(hits, hits.c.rowid == Package.id)
 
     def suggest(self, db: Session, name: str) -> list[str]:
         # Candidates share the most trigrams with the name; pg_trgm's measure then ranks them.
@@ -143,18 +199,14 @@ class SqliteSearch:
         # name index; LIKE is not. Normalized names hold no GLOB wildcards.
         return Package.name.op("GLOB")(prefix.replace("*", "").replace("?", "").replace("[", "") + "*")
 
-    def count(self, db: Session, words: list[str], cap: int, *, name_only: bool = False) -> int:
+    def count(self, db: Session, terms: Terms, cap: int, *, name_only: bool = False) -> int:
         # From the FTS index alone, so the LIMIT stops it early (an IN list would be built whole first).
-        return count_up_to(db, self._hits(words, name_only=name_only), cap)
+        return count_up_to(db, self._hits(terms, name_only=name_only), cap)
 
-    def row_test(self, words: list[str], *, name_only: bool = False) -> ColumnElement[bool]:
-        # unicode61's words are runs of letters and digits: a word starts where one
-        # is not preceded by another. REGEXP is Python's re (myapp.data.db_session).
-        pattern = "^" + "".join(
-            f"(?=.*{_WORD_START}{re.escape(w)}{'' if len(w) >= MIN_PREFIX else _WORD_END})" for w in words
-        )
+    def row_test(self, terms: Terms, *, name_only: bool = False) -> ColumnElement[bool]:
+        # REGEXP is Python's re (myapp.data.db_session).
         text = Package.name if name_only else Package.name + " " + func.coalesce(Package.summary, "")
-        return text.regexp_match(pattern)
+        return text.regexp_match(word_pattern(terms))
 
 
 class PostgresSearch:
@@ -166,29 +218,32 @@ class PostgresSearch:
         """Nothing to do: the vector is a generated column."""
 
     @staticmethod
-    def _query(words: list[str], weight: str = "") -> ColumnElement[bool]:
+    def _query(terms: Terms, weight: str = "") -> ColumnElement[bool]:
         # Words hold letters and digits only: nothing in them is tsquery syntax.
         # "w:*" is a prefix, "w:*A" a prefix in the name (weight A), "w:A" the whole word there.
-        parts = [f"{w}:{'*' if len(w) >= MIN_PREFIX else ''}{weight}".rstrip(":") for w in words]
+        parts = [f"{w}:{'*' if terms.is_prefix(i) else ''}{weight}".rstrip(":") for i, w in enumerate(terms.words)]
         return func.to_tsquery(literal_column("'simple'"), " & ".join(parts))
 
-    def matches(self, words: list[str]) -> ColumnElement[bool]:
-        return self.vector.bool_op("@@")(self._query(words))
+    def matches(self, terms: Terms) -> ColumnElement[bool]:
+        return self.vector.bool_op("@@")(self._query(terms))
 
-    def name_matches(self, words: list[str]) -> ColumnElement[bool]:
-        return self.vector.bool_op("@@")(self._query(words, "A"))
+    def name_matches(self, terms: Terms) -> ColumnElement[bool]:
+        return self.vector.bool_op("@@")(self._query(terms, "A"))
+
+    def matching(self, stmt: Select[Any], terms: Terms) -> Select[Any]:
+        return stmt.where(self.matches(terms))
 
     def name_prefix(self, prefix: str) -> ColumnElement[bool]:
         return Package.name.startswith(prefix, autoescape=True)
 
-    def count(self, db: Session, words: list[str], cap: int, *, name_only: bool = False) -> int:
+    def count(self, db: Session, terms: Terms, cap: int, *, name_only: bool = False) -> int:
         return count_up_to(
-            db, select(Package.id).where(self.name_matches(words) if name_only else self.matches(words)), cap
+            db, select(Package.id).where(self.name_matches(terms) if name_only else self.matches(terms)), cap
         )
 
-    def row_test(self, words: list[str], *, name_only: bool = False) -> ColumnElement[bool]:
+    def row_test(self, terms: Terms, *, name_only: bool = False) -> ColumnElement[bool]:
         # The stored vector is in the row: the planner picks the index or the scan.
-        return self.name_matches(words) if name_only else self.matches(words)
+        return self.name_matches(terms) if name_only else self.matches(terms)
 
     def suggest(self, db: Session, name: str) -> list[str]:
         stmt = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, case, false, func, literal, select, tuple_, update
 from sqlalchemy.orm import Session, contains_eager, defer, selectinload
@@ -198,57 +198,118 @@ def _ranked_ids(
     return list(db.scalars(select(Package.id).where(*where).order_by(*ordering).offset(offset).limit(limit)))
 
 
-# Relevance for a large set of matches: tier by tier, most popular first.
-SORT_ALL = 5_000  # a set of matches up to this size is ranked whole (a sort)
-SCAN_DEPTH = 200  # pages past this many results are ranked whole too
+# Relevance. Most searches match a few hundred projects at most: those are
+# fetched once, narrow, and ranked here. A larger set is ranked tier by tier.
+RANK_HERE = 1_000  # a set of matches up to this size is ranked here
+SORT_ALL = 5_000  # a tier up to this size is sorted; a larger one, walked
+SCAN_DEPTH = 200  # pages past this many results are ranked whole too (by the database)
+POPULAR = (Package.downloads.desc(), Package.name)  # ties by downloads, then name: ix_packages_popularity
+
+
+class _Match(NamedTuple):
+    id: int
+    name: str
+    downloads: int
+
+
+def _few_matches(
+    db: Session, index: search_index.SearchIndex, terms: search_index.Terms, filters: list[ColumnElement[bool]]
+) -> list[_Match]:
+    """Up to RANK_HERE + 1 matches, as narrow rows: one pass over the index."""
+    stmt = index.matching(select(Package.id, Package.name, Package.downloads), terms).where(*filters)
+    return [_Match(*row) for row in db.execute(stmt.limit(RANK_HERE + 1))]
+
+
+def _any_match(
+    db: Session, index: search_index.SearchIndex, terms: search_index.Terms, filters: list[ColumnElement[bool]]
+) -> bool:
+    return bool(search_index.count_up_to(db, index.matching(select(Package.id), terms).where(*filters), 1))
+
+
+def _ranked_here(terms: search_index.Terms, matches: list[_Match]) -> list[int]:
+    """The ids of a small set of matches by relevance: exact name, name prefix,
+    every word in the name, the rest; ties by downloads, then name."""
+    in_name = search_index.in_name(terms).search
+
+    def rank(m: _Match) -> tuple[int, int, str]:
+        tier = 0 if m.name == terms.name else 1 if m.name.startswith(terms.name_start) else 2 if in_name(m.name) else 3
+        return tier, -m.downloads, m.name
+
+    return [m.id for m in sorted(matches, key=rank)]
+
+
+def _walk(
+    db: Session, test: ColumnElement[bool], unpopular_test: ColumnElement[bool], filters: list[Any], limit: int
+) -> list[int]:
+    """The first ``limit`` packages passing ``test``, most popular first: down
+    ix_packages_popularity through those with downloads, then through those
+    without (most of a private index) in name order, with ``unpopular_test``:
+    a test on the name that the name index can serve (a prefix is a range
+    there) instead of a walk from "a" to it."""
+    found = list(
+        db.scalars(select(Package.id).where(test, Package.downloads > 0, *filters).order_by(*POPULAR).limit(limit))
+    )
+    if len(found) < limit:
+        rest = select(Package.id).where(unpopular_test, Package.downloads == 0, *filters).order_by(Package.name)
+        found += db.scalars(rest.limit(limit - len(found)))
+    return found
 
 
 def _tiered_ids(
     db: Session,
     index: search_index.SearchIndex,
-    words: list[str],
+    terms: search_index.Terms,
     filters: list[ColumnElement[bool]],
+    matched: int,
     offset: int,
     limit: int,
 ) -> list[int]:
-    """The page of a relevance ranking that too many projects match to sort
-    them all. Each tier (exact name, name prefix, a name holding every word,
-    the rest) is a sort when it is small; when it is large, a walk down the
-    popularity index testing each row, which stops as soon as the page is
-    full (a large set is dense, so the walk is short). A statement or two per
-    tier, and only as many tiers as the page needs."""
-    wanted = normalize("-".join(words))
-    exact = Package.name == wanted
-    prefix = index.name_prefix(wanted)
-    tiers = [
-        (exact, exact),
-        # A walk tests the prefix row by row (LIKE): the name index would make it a sort.
-        (prefix & ~exact, Package.name.startswith(wanted, autoescape=True) & ~exact),
-        (index.name_matches(words) & ~prefix, index.row_test(words, name_only=True) & ~prefix),
+    """The page of a relevance ranking that too many projects match (``matched``,
+    counted up to RESULT_CAP + 1) to rank them here. Each tier (exact name, name prefix, a name holding every word,
+    the rest) is a sort when it is small, a walk (``_walk``) when it is large;
+    a large set is dense, so the walk is short. A statement or two per tier,
+    and only as many tiers as the page needs."""
+    exact = Package.name == terms.name
+    starts = index.name_prefix(terms.name_start) & ~exact  # a range of the name index
+    in_name = index.name_matches(terms) & ~exact & ~starts
+    tiers = [  # (the tier, the same as a cheap test of each row of a walk, the test among the unpopular)
+        (exact, exact, exact),
+        (starts, Package.name.startswith(terms.name_start, autoescape=True) & ~exact, starts),
+        (in_name, index.row_test(terms, name_only=True) & ~exact & ~starts, None),
         (
-            index.matches(words) & ~index.name_matches(words) & ~prefix,
-            index.row_test(words) & ~index.row_test(words, name_only=True) & ~prefix,
+            index.matches(terms) & ~index.name_matches(terms),
+            index.row_test(terms) & ~index.row_test(terms, name_only=True),
+            None,
         ),
     ]
-    popular = (Package.downloads.desc(), Package.name)
+
+    # Every name match (tiers 0 to 2): an upper bound for tier 2, and what tier 3 is not.
+    named_stmt = select(Package.id).where(index.name_matches(terms), *filters)
+    named = (
+        search_index.count_up_to(db, named_stmt, SORT_ALL + 1)
+        if filters
+        else index.count(db, terms, SORT_ALL + 1, name_only=True)
+    )
 
     def size(tier: int, indexed: ColumnElement[bool]) -> int:
-        """Tiers 2 and 3 are sized from the index alone (an upper bound) unless filtered."""
-        if tier == 2 and not filters:
-            return index.count(db, words, SORT_ALL + 1, name_only=True)
-        if tier == 3 and not filters:
-            return SORT_ALL + 1  # the whole set is larger than SORT_ALL, so mostly this tier: walk it
+        if tier == 2:
+            return named
+        if tier == 3:
+            # Exact when both counts are; otherwise more than RESULT_CAP - SORT_ALL, or
+            # tiers 0 to 2 hold more than SORT_ALL and the page never gets here.
+            return matched - named if matched <= RESULT_CAP and named <= SORT_ALL else SORT_ALL + 1
         return search_index.count_up_to(db, select(Package.id).where(indexed, *filters), SORT_ALL + 1)
 
     found: list[int] = []
-    for tier, (indexed, row_test) in enumerate(tiers):
+    for tier, (indexed, row_test, unpopular_test) in enumerate(tiers):
         wanted_rows = offset + limit - len(found)
         rows = size(tier, indexed)
         if not rows:
             continue
-        # Ordered as ix_packages_popularity is, which a walk then reads (both databases choose it).
-        stmt = select(Package.id).where(indexed if rows <= SORT_ALL else row_test, *filters)
-        found += db.scalars(stmt.order_by(*popular).limit(wanted_rows))
+        if rows <= SORT_ALL:
+            found += db.scalars(select(Package.id).where(indexed, *filters).order_by(*POPULAR).limit(wanted_rows))
+        else:
+            found += _walk(db, row_test, row_test if unpopular_test is None else unpopular_test, filters, wanted_rows)
         if len(found) >= offset + limit:
             break
     return found[offset : offset + limit]
@@ -276,43 +337,58 @@ def search(
 
     By relevance: the exact (normalized) name first, then names that start
     with the text, then names holding every word, then summary matches; ties
-    by downloads, then name. Or by last update, newest first. Three
-    statements, plus one for classifiers and one for suggestions when
-    nothing matched.
+    by downloads, then name. Or by last update, newest first.
+
+    Two statements when at most RANK_HERE projects match (the matches, then
+    the page's rows), plus one for classifiers, and when nothing matched one
+    for the last word as a prefix and one for suggestions; a larger set is
+    counted, then ranked a tier at a time.
     """
     index = search_index.index_for(db)
-    words = search_index.terms(text)
+    terms = search_index.terms(text)
+    words = terms.words
     ids = classifier_ids(db, classifiers)
     if (text.strip() and not words) or ids is None or not (words or ids):
         return SearchResults(Page([], 1, 0, per_page), False, [])
     filters = [search_index.has_classifier(i) for i in ids]
-    where = ([index.matches(words)] if words else []) + filters
+    offset = offset_for(page, per_page)
 
+    def results(ids: list[int], found: int) -> SearchResults:
+        result_page = Page([], page, min(found, RESULT_CAP), per_page).check_exists()
+        items = _rows_in_order(db, ids) if ids else []
+        suggestions = index.suggest(db, "-".join(words)) if not found and words else []
+        return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, suggestions)
+
+    # When no project has the last word whole, it may be the start of one ("pars").
+    if order == "relevance" and words:
+        few = _few_matches(db, index, terms, filters)
+        if not few and (wider := terms.widened()):
+            terms, few = wider, _few_matches(db, index, wider, filters)
+        if len(few) <= RANK_HERE:
+            return results(_ranked_here(terms, few)[offset : offset + per_page], len(few))
+    elif (wider := terms.widened()) and not _any_match(db, index, terms, filters):
+        terms = wider
+    where = ([index.matches(terms)] if words else []) + filters
     if words and not filters:  # the index counts alone
-        found = index.count(db, words, RESULT_CAP + 1)
+        found = index.count(db, terms, RESULT_CAP + 1)
     else:
         found = search_index.count_up_to(db, select(Package.id).where(*where), RESULT_CAP + 1)
-    result_page = Page([], page, min(found, RESULT_CAP), per_page).check_exists()
-    offset = offset_for(page, per_page)
-    if order == "relevance" and words and found > SORT_ALL and offset + per_page <= SCAN_DEPTH:
-        items = _rows_in_order(db, _tiered_ids(db, index, words, filters, offset, per_page))
-        return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, [])
+    Page([], page, min(found, RESULT_CAP), per_page).check_exists()
+    if order == "relevance" and words and offset + per_page <= SCAN_DEPTH:
+        return results(_tiered_ids(db, index, terms, filters, found, offset, per_page), found)
     if order == "updated":
         ordering: tuple[Any, ...] = (Package.updated.desc(), Package.id.desc())
     elif words:
-        wanted = normalize("-".join(words))  # "Requests OAuthlib" is requests-oauthlib
         rank = case(
-            (Package.name == wanted, 0),
-            (Package.name.startswith(wanted, autoescape=True), 1),
-            (index.name_matches(words), 2),
+            (Package.name == terms.name, 0),
+            (Package.name.startswith(terms.name_start, autoescape=True), 1),
+            (index.name_matches(terms), 2),
             else_=3,
         )
-        ordering = (rank, Package.downloads.desc(), Package.name)
+        ordering = (rank, *POPULAR)
     else:
-        ordering = (Package.downloads.desc(), Package.name)
-    items = _rows_in_order(db, _ranked_ids(db, where, ordering, offset, per_page)) if found else []
-    suggestions = index.suggest(db, "-".join(words)) if not found and words else []
-    return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, suggestions)
+        ordering = POPULAR
+    return results(_ranked_ids(db, where, ordering, offset, per_page) if found else [], found)
 
 
 # The page cache's check runs this on a raw connection (myapp.data.ReadProbe).
