@@ -191,7 +191,7 @@ def _search_plans(dbsession, count_queries, testapp, query: str) -> list[str]:
 
 @pytest.mark.parametrize("rank_here", [1000, 0])
 def test_search_uses_the_full_text_index_not_a_scan(testapp, corpus, count_queries, monkeypatch, rank_here):
-    monkeypatch.setattr(services, "RANK_HERE", rank_here)
+    monkeypatch.setattr(services, "RESULT_CAP", rank_here)
     plans = _search_plans(corpus, count_queries, testapp, "http client")
     # A small set: one pass over the index gives every match. A large one: the count, then the tiers.
     assert len(plans) == 1 if rank_here else len(plans) > 2
@@ -297,7 +297,7 @@ def test_large_result_sets_rank_as_small_ones(testapp, corpus, monkeypatch, quer
         corpus.execute(update(Package).where(Package.name.in_(never)).values(downloads=0))
     expected = names(testapp, query)
     filtered = names(testapp, query, c=PY3)
-    monkeypatch.setattr(services, "RANK_HERE", 0)
+    monkeypatch.setattr(services, "RESULT_CAP", 0)
     monkeypatch.setattr(services, "SORT_ALL", {"walk": 0, "sort": 10_000, "database": 10_000}[how])
     if how == "database":
         monkeypatch.setattr(services, "SCAN_DEPTH", 0)
@@ -306,7 +306,7 @@ def test_large_result_sets_rank_as_small_ones(testapp, corpus, monkeypatch, quer
 
 
 def test_the_popularity_walk_reads_the_popularity_index(testapp, corpus, count_queries, monkeypatch):
-    monkeypatch.setattr(services, "RANK_HERE", 0)
+    monkeypatch.setattr(services, "RESULT_CAP", 0)
     monkeypatch.setattr(services, "SORT_ALL", 0)
     count_queries.clear()
     testapp.get("/search", params={"q": "web"})

@@ -68,7 +68,8 @@ class Package(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # Byte order on PostgreSQL too (migration 0006): a name prefix is an index range.
+    name: Mapped[str] = mapped_column(String(200).with_variant(String(200, collation="C"), "postgresql"), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     summary: Mapped[str | None] = mapped_column(String(512))
     description: Mapped[str | None] = mapped_column(Text)
