@@ -239,11 +239,14 @@ def measure(backend: str, args: argparse.Namespace, server: LiveServer, names: l
                     print(f"        {ms:7.1f} ms  {path}")
         if args.only and args.only not in "/simple/":
             return
-        started = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-        conn.request("GET", "/simple/", headers={"Host": "localhost"})
-        size = len(conn.getresponse().read())
-        print(f"[{backend}] /simple/ cold: {time.perf_counter() - started:.2f} s ({size / 1e6:.0f} MB)")
+        for kind, accept in (("HTML", "text/html"), ("JSON", "application/vnd.pypi.simple.v1+json")):
+            for state in ("cold", "warm"):  # warm: the copy the cold request saved
+                started = time.perf_counter()
+                conn.request("GET", "/simple/", headers={"Host": "localhost", "Accept": accept})
+                size = len(conn.getresponse().read())
+                seconds = time.perf_counter() - started
+                print(f"[{backend}] /simple/ {kind} {state}: {seconds:.2f} s ({size / 1e6:.0f} MB)")
 
 
 def main() -> None:

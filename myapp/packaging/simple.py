@@ -15,10 +15,12 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ OFFERS = {
     "application/vnd.pypi.simple.latest+json": JSON,
 }
 FORMATS = {"text/html": "text/html", HTML: HTML, JSON: JSON}
-STREAM_BATCH = 5000
+STREAM_BATCH = 20_000
 INDEX_CACHE = ".cache"  # under myapp.files_dir: the last full /simple/ listing of each kind
 
 
@@ -156,8 +158,11 @@ def simple_index(request: Request) -> Response:
     if saved.is_file():  # rendered before, and nothing has changed since
         response = FileResponse(str(saved), request=request, content_type=_content_type(kind))
     else:
-        lines = _index_lines(request.registry["dbsession_factory"], kind, request.route_path("simple.index"))
-        body = _index_json(lines, serial or 0) if kind == JSON else _index_html(lines)
+        factory = request.registry["dbsession_factory"]
+        if kind == JSON:
+            body = _index_json(_index_rows(factory, JSON_ROWS), serial or 0)
+        else:
+            body = _index_html(request.route_path("simple.index"), _index_rows(factory, HTML_ROWS))
         response = Response(app_iter=_saving(body, saved), content_type=_content_type(kind))
     response.headers.update(headers)
     return response
@@ -190,51 +195,55 @@ def _saving(body: Iterator[str], target: Path) -> Iterator[bytes]:
     partial.replace(target)
 
 
-# A million rows, so per-row cost is everything: the database hands back each
-# project as its finished line, built (and, on HTML, escaped) in its own C.
-# Names are checked on the way in (names.is_valid_name); the escaping is for
-# whatever got around that.
-_ESCAPED = "replace(replace(replace(display_name, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
-_HTML_LINE = f"""'<a href="' || {{base}} || name || '/">' || {_ESCAPED} || '</a><br>'"""
-_JSON_LINE = {
-    "sqlite": "json_object('name', display_name, '_last-serial', last_serial)",
-    "postgresql": "json_build_object('name', display_name, '_last-serial', last_serial)::text",
-}
+# A million rows, so per-row cost is everything: plain tuples of just the
+# columns each format needs, from the driver, formatted here. A valid name
+# (names.is_valid_name, checked on the way in) has nothing to escape in HTML
+# or JSON; a batch holding anything else (it got around that check) is
+# escaped whole.
+HTML_ROWS = "SELECT name, display_name FROM packages ORDER BY name"
+JSON_ROWS = "SELECT display_name, last_serial FROM packages ORDER BY name"
+_PLAIN = re.compile(r"[A-Za-z0-9._-]*")
 
 
-def _index_lines(factory: Any, kind: str, base: str) -> Iterator[str]:
-    """Every project's line of the listing, by name, a batch of lines (joined) at a
-    time, from a session of its own (the request's has ended by the time this
-    runs); on PostgreSQL from a server-side cursor, so they never sit in memory."""
+def _index_rows(factory: Any, sql: str) -> Iterator[list[tuple[Any, Any]]]:
+    """Every project's row of the listing, by name, a batch at a time, from a
+    session of its own (the request's has ended by the time this runs); on
+    PostgreSQL from a server-side cursor, so they never sit in memory. The
+    driver's own cursor: half the time of SQLAlchemy's rows."""
     with factory() as db:
         connection = db.connection()  # in the session's transaction
-        dialect = connection.dialect.name
         driver = connection.connection.driver_connection
-        cursor = driver.cursor(name="myapp_simple_index") if dialect == "postgresql" else driver.cursor()
-        placeholder = "%s" if dialect == "postgresql" else "?"
-        line = _JSON_LINE[dialect] if kind == JSON else _HTML_LINE.format(base=placeholder)
-        sql = f"SELECT {line} FROM packages ORDER BY name"  # noqa: S608  # nosec B608 (constants; base is bound)
+        postgresql = connection.dialect.name == "postgresql"
+        cursor = driver.cursor(name="myapp_simple_index") if postgresql else driver.cursor()
         try:
-            cursor.execute(sql, () if kind == JSON else (base,))
-            separator = ",\n" if kind == JSON else "\n"
+            cursor.execute(sql)
             while batch := cursor.fetchmany(STREAM_BATCH):
-                yield separator.join([row[0] for row in batch])
+                yield batch
         finally:
             cursor.close()
 
 
-def _index_html(lines: Iterator[str]) -> Iterator[str]:
+def _plain(texts: list[str]) -> bool:
+    return _PLAIN.fullmatch("".join(texts)) is not None
+
+
+def _index_html(base: str, batches: Iterator[list[tuple[str, str]]]) -> Iterator[str]:
     yield f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{API_VERSION}">'
     yield "<title>Simple index</title></head><body>\n"
-    for batch in lines:
-        yield batch + "\n"
+    for batch in batches:
+        if not _plain([name + display for name, display in batch]):
+            batch = [(escape(name), escape(display)) for name, display in batch]
+        yield "".join([f'<a href="{base}{name}/">{display}</a><br>\n' for name, display in batch])
     yield "</body></html>\n"
 
 
-def _index_json(lines: Iterator[str], serial: int) -> Iterator[str]:
+def _index_json(batches: Iterator[list[tuple[str, int]]], serial: int) -> Iterator[str]:
     yield '{"meta": ' + json.dumps({"api-version": API_VERSION, "_last-serial": serial}) + ', "projects": [\n'
     separator = ""
-    for batch in lines:
-        yield separator + batch
+    for batch in batches:
+        if _plain([display for display, _ in batch]):
+            yield separator + ",\n".join([f'{{"name": "{d}", "_last-serial": {s}}}' for d, s in batch])
+        else:
+            yield separator + json.dumps([{"name": d, "_last-serial": s} for d, s in batch])[1:-1]
         separator = ",\n"
     yield "]}\n"
