@@ -231,7 +231,7 @@ def measure(backend: str, args: argparse.Namespace, server: LiveServer, names: l
         for label, paths in targets.items():
             if args.only and args.only not in label:
                 continue
-            latencies(server.port, paths, 20)  # warm up
+            latencies(server.port, paths, max(20, len(paths)))  # warm up: each page once (its first view)
             p50, p95, slowest = latencies(server.port, paths, args.rounds)
             print(f"[{backend}] {label:38} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
             if args.slowest:
