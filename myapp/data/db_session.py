@@ -75,12 +75,14 @@ def connect(engine: Engine) -> Iterator[Connection]:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
+def regexp(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled as SQLite's ``REGEXP`` runs it here (ignoring case),
+    for Python code that must test rows the same way."""
     return re.compile(pattern, re.IGNORECASE | re.DOTALL)
 
 
 def _regexp(pattern: str, value: str | None) -> bool:
-    return value is not None and _compiled(pattern).search(value) is not None
+    return value is not None and regexp(pattern).search(value) is not None
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

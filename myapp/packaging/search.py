@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from myapp.data.db_session import regexp
 from myapp.packaging.models import Package, package_classifiers
 from myapp.packaging.names import normalize
 
@@ -103,8 +104,9 @@ def word_pattern(terms: Terms) -> str:
 
 
 def in_name(terms: Terms) -> re.Pattern[str]:
-    """``word_pattern`` compiled, to test names here as ``name_matches`` does there."""
-    return re.compile(word_pattern(terms), re.IGNORECASE | re.DOTALL)
+    """``word_pattern`` compiled as ``row_test`` runs it, to test names here
+    as ``name_matches`` does in the database."""
+    return regexp(word_pattern(terms))
 
 
 def trigrams(text: str) -> set[str]:

@@ -225,6 +225,23 @@ def _few_matches(
     return [_Match(*row) for row in db.execute(stmt.limit(RESULT_CAP + 1))]
 
 
+def _count(
+    db: Session,
+    index: search_index.SearchIndex,
+    terms: search_index.Terms,
+    filters: list[ColumnElement[bool]],
+    cap: int,
+    *,
+    name_only: bool = False,
+) -> int:
+    """Matches (of the name alone, with ``name_only``) counted up to ``cap``:
+    from the index alone unless classifiers filter them."""
+    if not filters:
+        return index.count(db, terms, cap, name_only=name_only)
+    matched = index.name_matches(terms) if name_only else index.matches(terms)
+    return search_index.count_up_to(db, select(Package.id).where(matched, *filters), cap)
+
+
 def _any_match(
     db: Session, index: search_index.SearchIndex, terms: search_index.Terms, filters: list[ColumnElement[bool]]
 ) -> bool:
@@ -269,11 +286,12 @@ def _tiered_ids(
     offset: int,
     limit: int,
 ) -> list[int]:
-    """The page of a relevance ranking that too many projects match (``matched``,
-    counted up to RESULT_CAP + 1) to rank them here. Each tier (exact name, name prefix, a name holding every word,
-    the rest) is a sort when it is small, a walk (``_walk``) when it is large;
-    a large set is dense, so the walk is short. A statement or two per tier,
-    and only as many tiers as the page needs."""
+    """The page of a relevance ranking that too many projects match
+    (``matched``, counted up to RESULT_CAP + 1) to rank them here. Each tier
+    (exact name, name prefix, a name holding every word, the rest) is a sort
+    when it is small, a walk (``_walk``) when it is large; a large set is
+    dense, so the walk is short. A statement or two per tier, and only as
+    many tiers as the page needs."""
     exact = Package.name == terms.name
     starts = index.name_prefix(terms.name_start) & ~exact  # a range of the name index
     in_name = index.name_matches(terms) & ~exact & ~starts
@@ -293,16 +311,12 @@ def _tiered_ids(
     def size(tier: int, indexed: ColumnElement[bool]) -> int:
         nonlocal named
         if tier == 2:  # an upper bound for this tier, and what tier 3 is not
-            named_stmt = select(Package.id).where(index.name_matches(terms), *filters)
-            named = (
-                search_index.count_up_to(db, named_stmt, SORT_ALL + 1)
-                if filters
-                else index.count(db, terms, SORT_ALL + 1, name_only=True)
-            )
+            named = _count(db, index, terms, filters, SORT_ALL + 1, name_only=True)
             return named
         if tier == 3:
-            # Exact when both counts are; otherwise more than RESULT_CAP - SORT_ALL, or
-            # tiers 0 to 2 hold more than SORT_ALL and the page never gets here.
+            # Exact when both counts are. Otherwise walked: the page reaches this tier
+            # only when tiers 0 to 2 hold fewer than SCAN_DEPTH, so it holds more than
+            # RESULT_CAP - SCAN_DEPTH matches.
             return matched - named if matched <= RESULT_CAP and named <= SORT_ALL else SORT_ALL + 1
         return search_index.count_up_to(db, select(Package.id).where(indexed, *filters), SORT_ALL + 1)
 
@@ -378,11 +392,10 @@ def search(
         terms = wider
     where = ([index.matches(terms)] if words else []) + filters
     if found < 0:
-        count = select(Package.id).where(*where)
         found = (
-            index.count(db, terms, RESULT_CAP + 1)
-            if words and not filters
-            else search_index.count_up_to(db, count, RESULT_CAP + 1)
+            _count(db, index, terms, filters, RESULT_CAP + 1)
+            if words
+            else search_index.count_up_to(db, select(Package.id).where(*filters), RESULT_CAP + 1)
         )
     Page([], page, min(found, RESULT_CAP), per_page).check_exists()  # before ranking a page
     if order == "relevance" and words and offset + per_page <= SCAN_DEPTH:

@@ -98,7 +98,8 @@ def _lines(label: str, stream: IO[bytes]) -> Iterator[Task]:
 
 def _walk(folder: Path) -> Iterator[str]:
     """The documents and streams in a folder and below, in name order, lazily,
-    as strings: sorting a million Path objects took 20 s, making them 15."""
+    as strings: making 886k Path objects (for rglob, then a sort) took 15 s of
+    the writer's time in a profile."""
     for parent, folders, names in os.walk(folder):
         folders.sort()
         for name in sorted(names):
