@@ -369,3 +369,21 @@ def test_real_documents_count():
     assert len(docs) == 96
     assert sum(len(d["releases"]) for d in docs) == 5547
     assert sum(len(f) for d in docs for f in d["releases"].values()) == 19160
+
+
+def test_bulk_rows_convert_datetimes_as_the_orm_does_whatever_the_zone(dbsession):
+    """RowConverter remembers a few datetimes it converted: equal instants in
+    other zones must still come out as the ORM stores them (naive UTC)."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from myapp.data.bulk import RowConverter
+
+    dialect = dbsession.get_bind().dialect
+    convert = RowConverter(Package.__table__, ["created", "updated"], dialect)
+    column_type = Package.__table__.c.created.type.dialect_impl(dialect)
+    orm = column_type.bind_processor(dialect) or (lambda value: value)
+    utc = datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+    cest = utc.astimezone(timezone(timedelta(hours=2)))
+    later = utc + timedelta(microseconds=1)
+    assert convert((utc, cest)) == (orm(utc), orm(utc))
+    assert convert((cest, later)) == (orm(utc), orm(later)) != (orm(utc), orm(utc))

@@ -443,6 +443,10 @@ class NewRows(NamedTuple):
     releases: list[tuple[Any, ...]]  # _RELEASE_COLUMNS after package_id
     files: list[tuple[str, tuple[Any, ...]]]  # (version, _FILE_COLUMNS after release_id)
 
+    @property
+    def digest(self) -> str | None:
+        return self.package[-1]  # type: ignore[no-any-return]
+
 
 def new_rows(project: ProjectData, dialect: Any) -> NewRows:
     packages, releases, files = _converters(dialect)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from packaging.utils import canonicalize_name
@@ -34,6 +35,8 @@ def _num(n: int) -> str:
     return f"{len(digits):02d}{digits}"
 
 
+# Both cached: an import meets the same few thousand versions ("1.0.0") again and again.
+@functools.lru_cache(maxsize=4096)
 def is_prerelease(version: str) -> bool:
     """True for a/b/rc/dev versions; a version that is not PEP 440 counts as one."""
     try:
@@ -42,6 +45,7 @@ def is_prerelease(version: str) -> bool:
         return True
 
 
+@functools.lru_cache(maxsize=4096)
 def version_sort_key(version: str) -> str:
     """A string that sorts (byte-wise) in PEP 440 order.
 
