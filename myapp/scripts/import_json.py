@@ -68,6 +68,12 @@ class Task:
     data: bytes | None = None
     error: str | None = None  # the stream it came from could not be read
 
+    @property
+    def source(self) -> str | bytes | None:
+        """What a worker is sent: the path or the bytes (a Task would cost
+        the writer 3 us a document to pickle); nothing for a failed task."""
+        return None if self.error is not None else self.path if self.data is None else self.data
+
 
 # A worker's answer for one document: the rows of a new project; None if the
 # document is unchanged since it was last imported; or why it is bad. Plain
@@ -130,10 +136,10 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read(task: Task) -> bytes:
-    if task.data is not None:
-        return task.data
-    path = task.path or ""
+def _read(source: str | bytes) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    path = source
     # Unbuffered: one read of the whole file, without a buffer object that a 1 kB document never needs.
     with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb", buffering=0) as fh:
         return fh.read()
@@ -142,19 +148,20 @@ def _read(task: Task) -> bytes:
 def _project(task: Task, digest: str | None) -> ProjectData:
     """The document of a task, parsed again (by the writer)."""
     try:
-        project = parse_document(json.loads(_read(task)))
+        project = parse_document(json.loads(_read(task.source or b"")))
     except (OSError, EOFError, ValueError) as exc:  # it changed or went since a worker read it
         raise DocumentError(f"cannot read it again: {exc}") from exc
     project.digest = digest
     return project
 
 
-def prepare(task: Task) -> Prepared:
-    """Runs in a worker: the document checked and rendered, or why not."""
-    if task.error is not None:
-        return task.error
+def prepare(source: str | bytes | None) -> Prepared:
+    """Runs in a worker: the document (a file's path, or its bytes) checked
+    and rendered, or why not."""
+    if source is None:  # a task that failed already: the writer reports its error
+        return None
     try:
-        data = _read(task)
+        data = _read(source)
     except (OSError, EOFError) as exc:
         return f"cannot read: {getattr(exc, 'strerror', None) or exc}"
     digest = _digest(data)
@@ -185,7 +192,9 @@ def write_batch(batch: list[tuple[Task, Prepared]], classifiers: ClassifierCache
     stats = ImportStats()
     documents: list[tuple[Task, NewRows]] = []
     for task, item in batch:
-        if isinstance(item, str):
+        if task.error is not None:
+            stats.skipped.append((task.label, task.error))
+        elif isinstance(item, str):
             stats.skipped.append((task.label, item))
         elif item is None:
             stats.projects += 1
@@ -203,7 +212,7 @@ def write_batch(batch: list[tuple[Task, Prepared]], classifiers: ClassifierCache
             # the database every few batches, not after each (the default is 1,000 pages).
             db.connection().exec_driver_sql(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
         names = {rows.name for _, rows in documents}
-        stored = set(db.scalars(select(Package.name).where(Package.name.in_(names))))
+        stored = set(db.connection().execute(select(Package.name).where(Package.name.in_(names))).scalars())
         fresh: dict[str, NewRows] = {}
         for _, rows in documents:
             if rows.name not in stored:
@@ -229,9 +238,9 @@ def write_batch(batch: list[tuple[Task, Prepared]], classifiers: ClassifierCache
 
 
 def _known_digests() -> set[bytes]:
-    with managed_session() as db:
-        rows = db.scalars(select(Package.import_digest).where(Package.import_digest.is_not(None)))
-        return {bytes.fromhex(digest)[:16] for digest in rows}
+    with managed_session() as db:  # a million rows: Core, not ORM, rows
+        rows = db.connection().execute(select(Package.import_digest).where(Package.import_digest.is_not(None)))
+        return {bytes.fromhex(digest)[:16] for digest in rows.scalars()}
 
 
 def _chunks(items: Iterable[Task], size: int) -> Iterator[list[Task]]:
@@ -271,7 +280,7 @@ def import_all(
         # that they never wait for it to hand them the next.
         ahead: deque[tuple[list[Task], AsyncResult[list[Prepared]]]] = deque()
         for chunk in _chunks(work, BATCH):
-            ahead.append((chunk, pool.map_async(prepare, chunk, chunksize=chunksize)))
+            ahead.append((chunk, pool.map_async(prepare, [task.source for task in chunk], chunksize=chunksize)))
             if len(ahead) > READ_AHEAD:
                 chunk, prepared = ahead.popleft()
                 write(chunk, prepared.get())
