@@ -462,13 +462,14 @@ def latest_of(db: Session, package: Package) -> Release | None:
     )
 
 
-def store_description(db: Session, package_id: int, html: str) -> None:
-    """Keep a description rendered on demand (not a change: no serial bump)."""
-    db.execute(
-        update(Package)
-        .where(Package.id == package_id, Package.description_renderer.is_(None))
-        .values(description_html=html, description_renderer=RENDERER)
-    )
+def store_description(db: Session, package_id: int, html: str, *, replace: bool = False) -> None:
+    """Keep a description's rendering (not a change: no serial bump). One
+    rendered on demand fills only a gap; ``replace`` overwrites what an older
+    renderer made (``myapp-rerender``)."""
+    stmt = update(Package).where(Package.id == package_id)
+    if not replace:
+        stmt = stmt.where(Package.description_renderer.is_(None))
+    db.execute(stmt.values(description_html=html, description_renderer=RENDERER))
 
 
 def downloads_by_release(db: Session, releases: list[Release]) -> dict[int, int]:

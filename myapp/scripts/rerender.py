@@ -12,11 +12,12 @@ import argparse
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from tqdm import tqdm
 
 from myapp.packaging.models import Package
 from myapp.packaging.rendering import RENDERER, render_description
+from myapp.packaging.services import store_description
 from myapp.scripts import OPTIONS, command, load_settings, managed_session
 
 BATCH = 500
@@ -42,11 +43,7 @@ def rerender(*, everything: bool = False, progress: bool = True) -> int:
                 if not batch:
                     return done
                 for package_id, html in pool.map(_render, batch, chunksize=16):
-                    db.execute(
-                        update(Package)
-                        .where(Package.id == package_id)
-                        .values(description_html=html, description_renderer=RENDERER)
-                    )
+                    store_description(db, package_id, html, replace=True)
             after = batch[-1][0]
             done += len(batch)
             bar.update(len(batch))
