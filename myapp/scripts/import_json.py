@@ -147,8 +147,10 @@ def _read(source: str | bytes) -> bytes:
 
 def _project(task: Task, digest: str | None) -> ProjectData:
     """The document of a task, parsed again (by the writer)."""
+    if task.source is None:
+        raise DocumentError(task.error or "nothing to read")
     try:
-        project = parse_document(json.loads(_read(task.source or b"")))
+        project = parse_document(json.loads(_read(task.source)))
     except (OSError, EOFError, ValueError) as exc:  # it changed or went since a worker read it
         raise DocumentError(f"cannot read it again: {exc}") from exc
     project.digest = digest
