@@ -62,6 +62,17 @@ def document(name: str = "Sample_Pkg") -> dict[str, Any]:
     }
 
 
+def documents(prefix: str, count: int) -> list[dict[str, Any]]:
+    """Projects that can be stored side by side: their file names differ."""
+    docs = [document(f"{prefix}-{i}") for i in range(count)]
+    for i, doc in enumerate(docs):
+        doc["releases"] = {
+            v: [dict(f, filename=f["filename"].replace("sample_pkg", f"{prefix}_{i}")) for f in files]
+            for v, files in doc["releases"].items()
+        }
+    return docs
+
+
 def run_import(db: Session, doc: Any):  # type: ignore[no-untyped-def]
     return import_document(db, parse_document(doc), ClassifierCache(db))
 
@@ -244,12 +255,7 @@ def test_cli_reports_bad_documents_and_imports_the_rest(backend, tmp_path):
 
 
 def test_cli_streams_ndjson_gzip_and_stdin_and_a_bad_line_spares_its_batch(backend, tmp_path):
-    good = [document(f"streamed-{i}") for i in range(5)]
-    for i, doc in enumerate(good):  # file names must differ between projects
-        doc["releases"] = {
-            v: [dict(f, filename=f["filename"].replace("sample_pkg", f"streamed_{i}")) for f in files]
-            for v, files in doc["releases"].items()
-        }
+    good = documents("streamed", 5)
     lines = [json.dumps(d) for d in good[:3]]
     lines.insert(1, json.dumps(BAD_DOCUMENTS["bad sha256"]))
     lines.insert(2, "{ not json")
@@ -282,12 +288,7 @@ def test_cli_streams_ndjson_gzip_and_stdin_and_a_bad_line_spares_its_batch(backe
 def test_cli_a_document_the_database_refuses_is_skipped_and_its_batch_still_lands(backend, tmp_path):
     first = document("first-project")
     thief = document("second-project")  # claims a file name the first project already has
-    others = [document(f"bystander-{i}") for i in range(3)]
-    for i, doc in enumerate(others):
-        doc["releases"] = {
-            v: [dict(f, filename=f["filename"].replace("sample_pkg", f"bystander_{i}")) for f in files]
-            for v, files in doc["releases"].items()
-        }
+    others = documents("bystander", 3)
     (tmp_path / "first.ndjson").write_text(json.dumps(first) + "\n")
     (tmp_path / "batch.ndjson").write_text("\n".join(json.dumps(d) for d in [others[0], thief, *others[1:]]))
     with fresh_database(backend, tmp_path) as url:
@@ -312,6 +313,36 @@ def test_cli_a_document_the_database_refuses_is_skipped_and_its_batch_still_land
         engine.dispose()
         assert names == {"first-project", "bystander-0", "bystander-1", "bystander-2"}
         assert tuple(stats) == (4, *real)  # the counts kept by the bulk write match the rows
+
+
+@pytest.mark.postgresql_only
+def test_cli_vacuums_and_analyzes_postgresql_after_an_import_that_grows_the_tables(backend, tmp_path):
+    """What autovacuum would do soon, done before the import returns: the
+    planner knows the new rows, and index-only scans need not visit them."""
+    docs = documents("grown", 11)
+    (tmp_path / "ten.ndjson").write_text("\n".join(json.dumps(d) for d in docs[:10]))
+    (tmp_path / "one.ndjson").write_text(json.dumps(docs[10]))
+    with fresh_database(backend, tmp_path) as url:
+        server = LiveServer(url, tmp_path, demo=False)
+        assert server.initdb().returncode == 0
+        command = [str(BIN / "myapp-import"), str(server.ini), "--no-progress"]
+        engine = create_engine(url)
+
+        def maintained() -> set[tuple[str, int, int]]:
+            with engine.connect() as db:
+                sql = "SELECT relname, vacuum_count, analyze_count FROM pg_stat_user_tables"
+                return {tuple(row) for row in db.execute(text(sql))}  # type: ignore[misc]
+
+        before = maintained()
+        assert server.run_cli(*command, str(tmp_path / "ten.ndjson")).returncode == 0
+        grown = maintained()
+        assert server.run_cli(*command, str(tmp_path / "one.ndjson")).returncode == 0
+        after_one = maintained()
+        engine.dispose()
+    tables = {"packages", "releases", "release_files", "package_classifiers"}
+    assert {(name, 0, 0) for name in tables} <= before
+    assert {(name, 1, 1) for name in tables} <= grown  # ten projects into none
+    assert after_one == grown  # one more into ten: left to autovacuum
 
 
 def test_cli_defer_rendering_leaves_it_to_the_first_view(backend, tmp_path):

@@ -47,14 +47,16 @@ from myapp.packaging.importer import (
     new_rows,
     parse_document,
 )
-from myapp.packaging.models import Package
+from myapp.packaging.models import Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.rendering import RENDERER, render_description
+from myapp.packaging.services import counts
 from myapp.scripts import OPTIONS, command, load_settings, managed_session
 
 BATCH = 20_000  # documents per transaction: each rewrites pages all over the name indexes
 READ_AHEAD = 2  # batches being read while one is written
 SQLITE_CACHE_KB = 256 * 1024
 SQLITE_CHECKPOINT_PAGES = 100_000  # 400 MB of WAL
+BULK_TABLES = (Package.__table__, Release.__table__, ReleaseFile.__table__, package_classifiers)
 STREAMS = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 DOCUMENTS = (".json", ".json.gz")
 
@@ -290,17 +292,33 @@ def import_all(
             chunk, prepared = ahead.popleft()
             write(chunk, prepared.get())
     _known = set()
-    _checkpoint()
+    _tidy_up(stats)
     return stats
 
 
-def _checkpoint() -> None:
-    """On SQLite, copy what the import left in the WAL into the database now,
-    not in the middle of the app's next write."""
+def _tidy_up(stats: ImportStats) -> None:
+    """What the database would otherwise do in the middle of the site's next requests.
+
+    SQLite: copy what the import left in the WAL into the database file.
+    PostgreSQL, after an import that grew the tables by a fifth or more (when
+    autovacuum would start on them soon anyway): VACUUM ANALYZE them now.
+    Until then the planner knows nothing of the new rows, and an index-only
+    scan visits the table for every one: right after a million projects,
+    ``/simple/`` took 3.9 s instead of 1.2 and search's p95 was 258 ms."""
     engine = DbSession.engine
-    if engine is not None and engine.dialect.name == "sqlite":
+    if engine is None:
+        return
+    if engine.dialect.name == "sqlite":
         with engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return
+    with managed_session() as db:
+        total = counts(db)
+    grew = ((stats.new_projects, total.projects), (stats.new_releases, total.releases), (stats.new_files, total.files))
+    if any(new and new * 5 >= now for new, now in grew):
+        tables = ", ".join(table.name for table in BULK_TABLES)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f"VACUUM (ANALYZE) {tables}")
 
 
 def summary_line(stats: ImportStats, seconds: float) -> str:
