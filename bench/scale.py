@@ -220,8 +220,23 @@ def measure(backend: str, args: argparse.Namespace, server: LiveServer, names: l
         "data",
         "google cloud storage",
     ]
+    # Misspelt names, which find nothing and so ask for "did you mean": two adjacent
+    # letters swapped, or the last one doubled.
+    typos = [
+        *(n[:i] + n[i + 1] + n[i] + n[i + 2 :] for n, i in ((n, rng.randrange(len(n) - 1)) for n in sample[80:100])),
+        *(n + n[-1] for n in sample[100:110]),
+        "djangoo",
+        "numpyy",
+        "tensorflwo",
+        "google-cloud-storag",
+        "flask-sqlalchemi",
+        "data-pipline-tool",
+        "asyncio-htpp",
+        "pytset",
+    ]
     targets = {
         "search": [f"/search?{urlencode({'q': q})}" for q in queries],
+        "search, misspelt (did you mean)": [f"/search?{urlencode({'q': q})}" for q in typos],
         "project": [f"/project/{n}/" for n in sample],
         f"project ({BIG}, 2,000 releases)": [f"/project/{BIG}/"],
         "home": ["/"],
