@@ -175,6 +175,23 @@ def latencies(port: int, paths: list[str], rounds: int) -> tuple[float, float, l
     return statistics.median(ms), ms[int(len(ms) * 0.95) - 1], times[-10:][::-1]
 
 
+def suggested_first(port: int, meant: dict[str, str]) -> str:
+    """How often the name a typo misspells is what search offers first: the
+    first suggestion, or the first result when the typo still finds some."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    right, misses = 0, []
+    for typo, name in meant.items():
+        conn.request("GET", f"/search?{urlencode({'q': typo, 'format': 'json'})}", headers={"Host": "localhost"})
+        found = json.load(conn.getresponse())
+        first = found["suggestions"][:1] or [r["name"] for r in found["results"][:1]]
+        if first and first[0].lower() == name:
+            right += 1
+        else:
+            misses.append(f"{typo} -> {first[0] if first else '(nothing)'}")
+    conn.close()
+    return f"the name meant first: {right} of {len(meant)}" + (f" (not: {', '.join(misses)})" if misses else "")
+
+
 NO_CACHE = {"myapp.page_cache_seconds": "0"}
 
 
@@ -221,10 +238,15 @@ def measure(backend: str, args: argparse.Namespace, server: LiveServer, names: l
         "google cloud storage",
     ]
     # Misspelt names, which find nothing and so ask for "did you mean": two adjacent
-    # letters swapped, or the last one doubled.
+    # letters swapped, or the last one doubled; each with the name it misspells.
+    meant = {
+        **{
+            n[:i] + n[i + 1] + n[i] + n[i + 2 :]: n for n, i in ((n, rng.randrange(len(n) - 1)) for n in sample[80:100])
+        },
+        **{n + n[-1]: n for n in sample[100:110]},
+    }
     typos = [
-        *(n[:i] + n[i + 1] + n[i] + n[i + 2 :] for n, i in ((n, rng.randrange(len(n) - 1)) for n in sample[80:100])),
-        *(n + n[-1] for n in sample[100:110]),
+        *meant,
         "djangoo",
         "numpyy",
         "tensorflwo",
@@ -252,6 +274,8 @@ def measure(backend: str, args: argparse.Namespace, server: LiveServer, names: l
             if args.slowest:
                 for ms, path in slowest:
                     print(f"        {ms:7.1f} ms  {path}")
+            if label.startswith("search, misspelt"):
+                print(f"[{backend}] {'':38} {suggested_first(server.port, meant)}")
         if args.only and args.only not in "/simple/":
             return
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)

@@ -307,12 +307,15 @@ def test_cli_a_document_the_database_refuses_is_skipped_and_its_batch_still_land
             real = db.execute(
                 text("SELECT (SELECT count(*) FROM releases), (SELECT count(*) FROM release_files)")
             ).one()
+            words = dict(db.execute(text("SELECT word, projects FROM name_words")).tuples().all())
         with Session(engine) as db:  # the search index holds what the bulk write and the fallback wrote
             assert services.search(db, "bystander").page.total == 3
             assert services.search(db, "first project").page.items[0].package.name == "first-project"
+            assert services.search(db, "bystandr").suggestions == ["bystander-0", "bystander-1", "bystander-2"]
         engine.dispose()
         assert names == {"first-project", "bystander-0", "bystander-1", "bystander-2"}
         assert tuple(stats) == (4, *real)  # the counts kept by the bulk write match the rows
+        assert words == {"first": 1, "project": 1, "bystander": 3, "0": 1, "1": 1, "2": 1}  # and the names' words
 
 
 @pytest.mark.postgresql_only

@@ -123,6 +123,58 @@ def test_did_you_mean(testapp, corpus):
     assert testapp.get("/search?q=zzzzqqqq&format=json").json["suggestions"] == []
 
 
+def test_did_you_mean_corrects_each_word_to_the_closest_in_any_name(testapp, dbsession, count_queries):
+    """A misspelt word is swapped for the most like it among the words of all
+    names, then searched for. Comparing whole names instead, longer names that
+    share more trigrams with "djangoo" ("django-google-*") crowd out django."""
+    make_package(dbsession, "django", downloads=10)
+    make_package(dbsession, "djangogo")  # a less similar word (0.55 against 0.67)
+    for i in range(30):
+        make_package(dbsession, f"django-google-tls-extras-{i}", downloads=1000)
+    make_package(dbsession, "flask-sqlalchemy")
+    make_package(dbsession, "google-cloud-storage")
+    make_package(dbsession, "google-cloud-storage-tools")
+
+    def suggested(query: str) -> list[str]:
+        return testapp.get("/search", params={"q": query, "format": "json"}).json["suggestions"]
+
+    count_queries.clear()
+    # django's own name; the django-google-* results of "django" are too unlike what was typed.
+    assert suggested("djangoo") == ["django"]
+    # Found nothing, prefix, then: the known words, one word's candidates, the corrected search (two).
+    assert count_queries.count <= 7, count_queries.statements
+    assert suggested("flask sqlalchemi") == ["flask-sqlalchemy"]
+    assert suggested("google-cluod-storage") == ["google-cloud-storage", "google-cloud-storage-tools"]
+    assert names(testapp, "google-cloud-storag")[0] == "google-cloud-storage"  # no need: the last word is a prefix
+    assert suggested("Google Cloudd Storage zzqqxx")[0] == "google-cloud-storage"  # the hopeless word left out
+    assert suggested("django flask") == []  # no word is misspelt: nothing to correct
+    assert suggested("zzzzqqqq") == []
+
+
+def test_name_words_are_kept_by_the_database(dbsession):
+    """Migration 0007's triggers: each word of the names, and how many names have it."""
+    from collections import Counter
+
+    from sqlalchemy import delete, select
+
+    from myapp.packaging.models import NameWord
+
+    def vocabulary() -> dict[str, int]:
+        dbsession.flush()
+        return dict(dbsession.execute(select(NameWord.word, NameWord.projects)).tuples().all())
+
+    def expected() -> dict[str, int]:
+        return dict(Counter(w for n in dbsession.scalars(select(Package.name)) for w in set(n.split("-"))))
+
+    for name in ("py-py", "django", "django-cms", "flask-cms", "a-b-c"):
+        make_package(dbsession, name)
+    assert vocabulary() == expected() == {"py": 1, "django": 2, "cms": 2, "flask": 1, "a": 1, "b": 1, "c": 1}
+    dbsession.execute(update(Package).where(Package.name == "flask-cms").values(name="flask-admin"))
+    assert vocabulary() == expected() and "admin" in vocabulary() and vocabulary()["cms"] == 1
+    dbsession.execute(delete(Package).where(Package.name.in_(["django-cms", "a-b-c"])))  # several rows at once
+    assert vocabulary() == expected() == {"py": 1, "django": 1, "flask": 1, "admin": 1}
+
+
 def test_pg_trgm_similarity_in_python():
     assert similarity("requsts", "requests") == pytest.approx(6 / 11)
     assert similarity("word", "word") == 1.0 and similarity("", "x") == 0.0
@@ -170,7 +222,9 @@ def test_results_past_the_cap_say_so(testapp, dbsession, monkeypatch):
     assert testapp.get("/search?q=lib&format=json").json["total_is_lower_bound"] is True
 
 
-def _search_plans(dbsession, count_queries, testapp, query: str) -> list[str]:
+def _search_plans(
+    dbsession, count_queries, testapp, query: str, markers: tuple[str, ...] = ("package_search", "search_vector")
+) -> list[str]:
     count_queries.clear()
     testapp.get("/search", params={"q": query})
     plans = []
@@ -180,7 +234,7 @@ def _search_plans(dbsession, count_queries, testapp, query: str) -> list[str]:
         connection.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table: ask whether an index can serve
     captured = list(zip(count_queries.statements, count_queries.parameters, strict=True))
     for statement, parameters in captured:
-        if "package_search" in statement or "search_vector" in statement:
+        if any(marker in statement for marker in markers):
             explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
             rows = connection.exec_driver_sql(explain + statement, parameters).all()
             plans.append("\n".join(str(row[-1]) for row in rows))
@@ -202,6 +256,17 @@ def test_search_uses_the_full_text_index_not_a_scan(testapp, corpus, count_queri
         else:  # the GIN index, or a walk down the popularity index testing the stored vector
             assert "ix_packages_search_vector" in plan or "ix_packages_popularity" in plan, plan
             assert "Seq Scan" not in plan, plan
+
+
+def test_did_you_mean_uses_the_indexes_of_the_words(testapp, corpus, count_queries):
+    plans = _search_plans(corpus, count_queries, testapp, "requsts", markers=("name_words",))
+    assert len(plans) == 2, plans  # the known words, then the candidates for "requsts"
+    for plan in plans:
+        if corpus.get_bind().dialect.name == "sqlite":
+            assert "SCAN name_words" not in plan, plan  # looked up by the unique word, or by id from FTS5
+        else:
+            assert "Seq Scan" not in plan and ("uq_name_words_word" in plan or "ix_name_words_trgm" in plan), plan
+    assert "VIRTUAL TABLE INDEX" in plans[1] or "ix_name_words_trgm" in plans[1], plans[1]
 
 
 def test_browse_deep_pages_use_the_name_index(testapp, dbsession, count_queries):

@@ -138,6 +138,18 @@ class IndexStats(Base):
     files: Mapped[int] = mapped_column(BigInteger)
 
 
+class NameWord(Base):
+    """A word of project names ("django", "cloud") and how many projects'
+    names have it, kept by database triggers (migration 0007): the
+    vocabulary "did you mean" corrects misspelt words against."""
+
+    __tablename__ = "name_words"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    word: Mapped[str] = mapped_column(String(200), unique=True)
+    projects: Mapped[int] = mapped_column(Integer)
+
+
 class Release(Base):
     """One version of a package."""
 

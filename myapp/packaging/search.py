@@ -10,12 +10,18 @@ the start of one (``Terms.widened``): "pars" finds "parser". Whole words
 are what an index answers fastest: a prefix is a merge of every word it
 starts, and "lib" starts "library", in half the summaries.
 
+"Did you mean" (``corrected``) swaps each word that is in no project's
+name for the closest one that is, by pg_trgm's trigram similarity, from
+``name_words`` (migration 0007): tens of thousands of words, where a million
+names would be too many to compare.
+
 ``SearchIndex`` is the small interface the service uses; ``index_for``
 picks the implementation for the session's database.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,7 +29,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     Select,
     column,
     exists,
@@ -34,21 +39,22 @@ from sqlalchemy import (
     table,
     union_all,
 )
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from myapp.data.db_session import regexp
-from myapp.packaging.models import Package, package_classifiers
+from myapp.packaging.models import NameWord, Package, package_classifiers
 from myapp.packaging.names import normalize
 
 MAX_TERMS = 8
 # A one-letter prefix would match most of the index; such words must match whole.
 MIN_PREFIX = 2
-SUGGESTIONS = 5
 SIMILARITY = 0.3  # pg_trgm's default threshold for "similar"
+WORD_CANDIDATES = 20  # the likeliest words a misspelt one might be, ranked exactly here
 
 # What Alembic's autogenerate must leave alone: it is not in the models.
 NOT_IN_MODELS = frozenset(
-    {"package_search", "package_names", "search_vector", "ix_packages_search_vector", "ix_packages_name_trgm"}
+    {"package_search", "name_word_grams", "search_vector", "ix_packages_search_vector", "ix_name_words_trgm"}
 )
 _WORD = re.compile(r"[^\W_]+")
 # Where a word starts and ends, in Python's re (SQLite's REGEXP, myapp.data.db_session).
@@ -134,8 +140,10 @@ class SearchIndex(Protocol):
     def matching(self, stmt: Select[Any], terms: Terms) -> Select[Any]:
         """``stmt`` (over packages) narrowed to ``matches``, the index driving, so that a LIMIT stops it early."""
 
-    def suggest(self, db: Session, name: str) -> list[str]:
-        """Display names of the projects whose names are closest to ``name``."""
+    def similar_words(self, db: Session, word: str) -> list[tuple[str, int]]:
+        """Up to ``WORD_CANDIDATES`` words of names (with how many projects
+        have each) whose similarity to ``word`` is at least SIMILARITY, the
+        most similar first."""
 
     def name_prefix(self, prefix: str) -> ColumnElement[bool]:
         """Packages whose (normalized) name starts with ``prefix``, by the name index."""
@@ -149,17 +157,24 @@ class SearchIndex(Protocol):
 
 
 class SqliteSearch:
-    """FTS5: ``package_search`` (words, prefix-indexed) and ``package_names`` (trigrams)."""
+    """FTS5: ``package_search`` (words, prefix-indexed) and ``name_word_grams``
+    (the trigrams of ``name_words``, padded as pg_trgm pads them)."""
 
     words = table("package_search", column("rowid"), column("package_search"), column("name"), column("summary"))
-    names = table("package_names", column("rowid"), column("package_names"), column("name"))
+    grams = table("name_word_grams", column("rowid"), column("name_word_grams"))
 
     def add(self, db: Session, after_id: int) -> None:
         # One statement per table: FTS5 builds one segment for the lot.
         chosen = select(Package.id, Package.name, Package.summary).where(Package.id > after_id)
         db.execute(insert(self.words).from_select(["rowid", "name", "summary"], chosen))
+        # The words of the new names, as migration 0007's triggers split them (json_each).
+        word = func.json_each("[" + func.replace(func.json_quote(Package.name), "-", '","') + "]").table_valued("value")
+        counted = select(word.c.value, func.count(Package.id.distinct())).where(Package.id > after_id)
+        new_words = sqlite_insert(NameWord).from_select(["word", "projects"], counted.group_by(word.c.value))
         db.execute(
-            insert(self.names).from_select(["rowid", "name"], chosen.with_only_columns(Package.id, Package.name))
+            new_words.on_conflict_do_update(
+                index_elements=[NameWord.word], set_={"projects": NameWord.projects + new_words.excluded.projects}
+            )
         )
 
     @staticmethod
@@ -183,18 +198,32 @@ class SqliteSearch:
         hits = self._hits(terms).subquery()
         return stmt.join(hits, hits.c.rowid == Package.id)
 
-    def suggest(self, db: Session, name: str) -> list[str]:
-        # Candidates share the most trigrams with the name; pg_trgm's measure then ranks them.
-        grams = {g for g in trigrams(name) if " " not in g}
+    def similar_words(self, db: Session, word: str) -> list[tuple[str, int]]:
+        # Each trigram's posting list, counted per word: how many trigrams they share.
+        grams = trigrams(word)
         if not grams:
             return []
-        fts = self.names
+        fts = self.grams
         hits = union_all(
-            *(select(fts.c.rowid).where(fts.c.package_names.op("MATCH")(f'"{g}"')) for g in grams)
+            *(select(fts.c.rowid).where(fts.c.name_word_grams.op("MATCH")(f'"{g}"')) for g in sorted(grams))
         ).subquery()
-        shared = select(hits.c.rowid).group_by(hits.c.rowid).order_by(func.count().desc()).limit(100).subquery()
-        candidates = db.execute(select(Package.name, Package.display_name).join(shared, Package.id == shared.c.rowid))
-        return _closest(name, candidates)
+        # Similarity is shared / (mine + theirs - shared), and theirs >= shared:
+        # below this many shared trigrams no word can reach SIMILARITY.
+        shared = (
+            select(hits.c.rowid, func.count().label("n"))
+            .group_by(hits.c.rowid)
+            .having(func.count() >= math.ceil(SIMILARITY * len(grams)))
+            .subquery()
+        )
+        # pg_trgm's similarity, taking a word's trigrams to be its length + 1 (they are, unless one repeats).
+        score = shared.c.n * 1.0 / (len(grams) + func.length(NameWord.word) + 1 - shared.c.n)
+        stmt = (
+            select(NameWord.word, NameWord.projects)
+            .join(shared, NameWord.id == shared.c.rowid)
+            .order_by(score.desc(), NameWord.projects.desc(), NameWord.word)
+            .limit(WORD_CANDIDATES)
+        )
+        return _similar_enough(word, db.execute(stmt).tuples())
 
     def name_prefix(self, prefix: str) -> ColumnElement[bool]:
         # GLOB (case-sensitive, like the index) with a plain parameter is a range on the
@@ -247,20 +276,45 @@ class PostgresSearch:
         # The stored vector is in the row: the planner picks the index or the scan.
         return self.name_matches(terms) if name_only else self.matches(terms)
 
-    def suggest(self, db: Session, name: str) -> list[str]:
+    def similar_words(self, db: Session, word: str) -> list[tuple[str, int]]:
+        # "%" is pg_trgm's similarity >= its threshold (0.3, SIMILARITY), by ix_name_words_trgm.
         stmt = (
-            select(Package.name, Package.display_name)
-            .where(Package.name.bool_op("%")(name))
-            .order_by(func.similarity(Package.name, name).desc(), Package.name)
-            .limit(SUGGESTIONS * 4)
+            select(NameWord.word, NameWord.projects)
+            .where(NameWord.word.bool_op("%")(word))
+            .order_by(func.similarity(NameWord.word, word).desc(), NameWord.projects.desc(), NameWord.word)
+            .limit(WORD_CANDIDATES)
         )
-        return _closest(name, db.execute(stmt))
+        return _similar_enough(word, db.execute(stmt).tuples())
 
 
-def _closest(name: str, candidates: Iterable[Row[tuple[str, str]]]) -> list[str]:
-    """The best ``SUGGESTIONS`` by similarity then name, above pg_trgm's threshold."""
-    scored = sorted((-similarity(name, normalized), normalized, display) for normalized, display in candidates)
-    return [display for score, _, display in scored if -score >= SIMILARITY][:SUGGESTIONS]
+def _similar_enough(word: str, candidates: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The candidates at least SIMILARITY like ``word``, the most similar
+    first, then the commoner, then by the word: the same order from either
+    database, whatever order it found them in."""
+    scored = sorted((-similarity(word, other), -projects, other) for other, projects in candidates)
+    return [(other, -projects) for score, projects, other in scored if -score >= SIMILARITY]
+
+
+def known_words(db: Session, words: Iterable[str]) -> set[str]:
+    """Those of ``words`` that some project's name has."""
+    return set(db.scalars(select(NameWord.word).where(NameWord.word.in_(set(words)))))
+
+
+def corrected(db: Session, index: SearchIndex, terms: Terms) -> Terms | None:
+    """``terms`` with each word that no project's name has swapped for the
+    most similar one that some name has ("djangoo" is "django"), or left out
+    when none is similar enough; None when every word is known (nothing to
+    correct) or none is left. A statement, and one more per unknown word."""
+    known = known_words(db, terms.words)
+    words = []
+    for word in terms.words:
+        if word not in known and (similar := index.similar_words(db, word)):
+            word = similar[0][0]
+        elif word not in known:
+            continue
+        if word not in words:
+            words.append(word)
+    return Terms(tuple(words)) if words and len(known) < len(set(terms.words)) else None
 
 
 def index_for(db: Session) -> SearchIndex:

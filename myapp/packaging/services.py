@@ -335,6 +335,28 @@ def _tiered_ids(
     return found[offset : offset + limit]
 
 
+SUGGESTIONS = 5
+SUGGESTION_POOL = 20  # results of the corrected search that may be suggested
+
+
+def _suggestions(db: Session, index: search_index.SearchIndex, terms: search_index.Terms) -> list[str]:
+    """Display names of the projects closest to what found nothing: the
+    first results of the search with each unknown word corrected
+    (``search_index.corrected``) whose names are still like the text typed
+    (pg_trgm's similarity), the corrected name itself first."""
+    fixed = search_index.corrected(db, index, terms)
+    if fixed is None:
+        return []
+    results = search(db, " ".join(fixed.words), per_page=SUGGESTION_POOL, suggest=False).page.items
+    typed = terms.name
+    scored = [
+        (package.name != fixed.name, -search_index.similarity(typed, package.name), rank, package.display_name)
+        for rank, package in enumerate(row.package for row in results)
+    ]
+    close = sorted(s for s in scored if not s[0] or -s[1] >= search_index.SIMILARITY)
+    return [display for *_, display in close[:SUGGESTIONS]]
+
+
 def classifier_groups(db: Session) -> dict[str, list[str]]:
     """Every classifier in use, grouped by its first part (for search filters)."""
     groups: dict[str, list[str]] = {}
@@ -351,6 +373,7 @@ def search(
     order: SearchOrder = "relevance",
     page: int = 1,
     per_page: int = PER_PAGE,
+    suggest: bool = True,
 ) -> SearchResults:
     """Projects with every word of ``text`` in their name or summary and
     every one of ``classifiers``.
@@ -361,8 +384,8 @@ def search(
 
     By relevance, two statements when at most RESULT_CAP projects match (the
     matches, then the page's rows), plus one for classifiers, and when
-    nothing matched one for the last word as a prefix and one for
-    suggestions; a larger set is ranked a tier at a time.
+    nothing matched one for the last word as a prefix and a few for
+    suggestions (``_suggestions``); a larger set is ranked a tier at a time.
     """
     index = search_index.index_for(db)
     terms = search_index.terms(text)
@@ -376,7 +399,7 @@ def search(
     def results(ids: list[int], found: int) -> SearchResults:
         result_page = Page([], page, min(found, RESULT_CAP), per_page).check_exists()
         items = _rows_in_order(db, ids) if ids else []
-        suggestions = index.suggest(db, "-".join(words)) if not found and words else []
+        suggestions = _suggestions(db, index, search_index.Terms(words)) if suggest and not found and words else []
         return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, suggestions)
 
     # When no project has the last word whole, it may be the start of one ("pars").
