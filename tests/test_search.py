@@ -9,7 +9,7 @@ from sqlalchemy import text, update
 
 from myapp.packaging import services
 from myapp.packaging.models import Package
-from myapp.packaging.search import similarity, terms
+from myapp.packaging.search import similarity, slips, terms
 from tests.conftest import SHARED_DATA
 from tests.factories import make_package
 
@@ -143,7 +143,8 @@ def test_did_you_mean_corrects_each_word_to_the_closest_in_any_name(testapp, dbs
     assert suggested("djangoo") == ["django"]
     # Found nothing, prefix, then: the known words, one word's candidates, the corrected search (two).
     assert count_queries.count <= 7, count_queries.statements
-    assert suggested("flask sqlalchemi") == ["flask-sqlalchemy"]
+    assert suggested("flask sqlalchemi") == ["flask-sqlalchemy"]  # by trigrams
+    assert suggested("falsk-sqlalchemy") == ["flask-sqlalchemy"]  # a slip undone: "falsk" shares no inner trigram
     assert suggested("google-cluod-storage") == ["google-cloud-storage", "google-cloud-storage-tools"]
     assert names(testapp, "google-cloud-storag")[0] == "google-cloud-storage"  # no need: the last word is a prefix
     assert suggested("Google Cloudd Storage zzqqxx")[0] == "google-cloud-storage"  # the hopeless word left out
@@ -173,6 +174,11 @@ def test_name_words_are_kept_by_the_database(dbsession):
     assert vocabulary() == expected() and "admin" in vocabulary() and vocabulary()["cms"] == 1
     dbsession.execute(delete(Package).where(Package.name.in_(["django-cms", "a-b-c"])))  # several rows at once
     assert vocabulary() == expected() == {"py": 1, "django": 1, "flask": 1, "admin": 1}
+
+
+def test_slips_undo_a_swap_or_one_letter_too_many():
+    assert slips("djnago") >= {"django"} and slips("djangoo") >= {"django"} and slips("falsk") >= {"flask"}
+    assert "djnago" not in slips("djnago") and slips("ab") == {"ba"} and slips("a") == set()
 
 
 def test_pg_trgm_similarity_in_python():

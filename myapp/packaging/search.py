@@ -295,26 +295,42 @@ def _similar_enough(word: str, candidates: Iterable[tuple[str, int]]) -> list[tu
     return [(other, -projects) for score, projects, other in scored if -score >= SIMILARITY]
 
 
-def known_words(db: Session, words: Iterable[str]) -> set[str]:
-    """Those of ``words`` that some project's name has."""
-    return set(db.scalars(select(NameWord.word).where(NameWord.word.in_(set(words)))))
+def slips(word: str) -> set[str]:
+    """The commonest typing slips undone: two neighbouring letters swapped
+    back, or one letter too many taken out ("djnago", "djangoo": django)."""
+    swapped = {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
+    shorter = {word[:i] + word[i + 1 :] for i in range(len(word))} if len(word) > 2 else set()
+    return (swapped | shorter) - {word}
+
+
+def known_words(db: Session, words: Iterable[str]) -> dict[str, int]:
+    """Those of ``words`` that some project's name has, with how many have it."""
+    return dict(
+        db.execute(select(NameWord.word, NameWord.projects).where(NameWord.word.in_(set(words)))).tuples().all()
+    )
 
 
 def corrected(db: Session, index: SearchIndex, terms: Terms) -> Terms | None:
-    """``terms`` with each word that no project's name has swapped for the
-    most similar one that some name has ("djangoo" is "django"), or left out
-    when none is similar enough; None when every word is known (nothing to
-    correct) or none is left. A statement, and one more per unknown word."""
-    known = known_words(db, terms.words)
-    words = []
+    """``terms`` with each word that no project's name has swapped for one
+    that some name has ("djangoo" is "django"), or left out when none is like
+    it; None when every word is known (nothing to correct) or none is left.
+
+    A slip undone (``slips``) is the likeliest fix, the commonest word if
+    several are; otherwise the most similar word by trigrams
+    (``SearchIndex.similar_words``). One statement for every word and slip,
+    and one more per word that no slip explains."""
+    known = known_words(db, {*terms.words, *(slip for word in terms.words for slip in slips(word))})
+    if all(word in known for word in terms.words):
+        return None
+    words: list[str] = []
     for word in terms.words:
-        if word not in known and (similar := index.similar_words(db, word)):
-            word = similar[0][0]
-        elif word not in known:
-            continue
-        if word not in words:
+        if word not in known:
+            undone = sorted((-known[s], -similarity(word, s), s) for s in slips(word) if s in known)
+            similar = [w for w, _ in index.similar_words(db, word)] if not undone else []
+            word = undone[0][2] if undone else similar[0] if similar else ""
+        if word and word not in words:
             words.append(word)
-    return Terms(tuple(words)) if words and len(known) < len(set(terms.words)) else None
+    return Terms(tuple(words)) if words else None
 
 
 def index_for(db: Session) -> SearchIndex:

@@ -139,6 +139,8 @@ def _postgresql_upgrade() -> None:
     op.execute("DROP INDEX ix_packages_name_trgm")
     op.execute(PG_ADD.format(rows="packages"))
     op.execute("CREATE INDEX ix_name_words_trgm ON name_words USING gin (word gin_trgm_ops)")
+    # Statistics now: without them the planner scans every word (80 ms at a million projects), not the index.
+    op.execute("ANALYZE name_words")
     for name, sql in (("added", PG_ADD.format(rows="new_rows")), ("removed", PG_REMOVE.format(rows="old_rows"))):
         op.execute(
             f"CREATE FUNCTION name_words_{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {sql} RETURN NULL; END $$"
