@@ -9,7 +9,7 @@ from sqlalchemy import text, update
 
 from myapp.packaging import services
 from myapp.packaging.models import Package
-from myapp.packaging.search import similarity, slips, terms
+from myapp.packaging.search import moved_letter, similarity, slips, terms
 from tests.conftest import SHARED_DATA
 from tests.factories import make_package
 
@@ -148,6 +148,7 @@ def test_did_you_mean_corrects_each_word_to_the_closest_in_any_name(testapp, dbs
     assert suggested("google-cluod-storage") == ["google-cloud-storage", "google-cloud-storage-tools"]
     assert names(testapp, "google-cloud-storag")[0] == "google-cloud-storage"  # no need: the last word is a prefix
     assert suggested("Google Cloudd Storage zzqqxx")[0] == "google-cloud-storage"  # the hopeless word left out
+    assert suggested("google-clou-dstorage") == ["google-cloud-storage", "google-cloud-storage-tools"]  # "-" moved
     assert suggested("django flask") == []  # no word is misspelt: nothing to correct
     assert suggested("zzzzqqqq") == []
 
@@ -179,6 +180,7 @@ def test_name_words_are_kept_by_the_database(dbsession):
 def test_slips_undo_a_swap_or_one_letter_too_many():
     assert slips("djnago") >= {"django"} and slips("djangoo") >= {"django"} and slips("falsk") >= {"flask"}
     assert "djnago" not in slips("djnago") and slips("ab") == {"ba"} and slips("a") == set()
+    assert moved_letter("clouds", "tat") == [("cloud", "stat"), ("cloudst", "at")] and moved_letter("a", "b") == []
 
 
 def test_pg_trgm_similarity_in_python():

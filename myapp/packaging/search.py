@@ -21,6 +21,7 @@ picks the implementation for the session's database.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable
@@ -303,6 +304,13 @@ def slips(word: str) -> set[str]:
     return (swapped | shorter) - {word}
 
 
+def moved_letter(first: str, second: str) -> list[tuple[str, str]]:
+    """Two neighbouring words with a letter moved back across the gap
+    between them ("clouds tat": cloud stat), the slip of a swap with the "-"."""
+    moved = [(first[:-1], first[-1] + second)] if len(first) > 1 else []
+    return moved + ([(first + second[0], second[1:])] if len(second) > 1 else [])
+
+
 def known_words(db: Session, words: Iterable[str]) -> dict[str, int]:
     """Those of ``words`` that some project's name has, with how many have it."""
     return dict(
@@ -315,22 +323,30 @@ def corrected(db: Session, index: SearchIndex, terms: Terms) -> Terms | None:
     that some name has ("djangoo" is "django"), or left out when none is like
     it; None when every word is known (nothing to correct) or none is left.
 
-    A slip undone (``slips``) is the likeliest fix, the commonest word if
-    several are; otherwise the most similar word by trigrams
+    A slip undone is the likeliest fix: a letter moved back across the gap
+    to a neighbour (``moved_letter``) when that makes both words known, or
+    else a slip within the word (``slips``), the commonest word if several
+    are. Failing those, the most similar word by trigrams
     (``SearchIndex.similar_words``). One statement for every word and slip,
     and one more per word that no slip explains."""
-    known = known_words(db, {*terms.words, *(slip for word in terms.words for slip in slips(word))})
-    if all(word in known for word in terms.words):
+    words = list(terms.words)
+    moved = {w for pair in itertools.pairwise(words) for both in moved_letter(*pair) for w in both}
+    known = known_words(db, {*words, *moved, *(slip for word in words for slip in slips(word))})
+    if all(word in known for word in words):
         return None
-    words: list[str] = []
-    for word in terms.words:
+    for i in range(len(words) - 1):
+        pair = (words[i], words[i + 1])
+        if not all(word in known for word in pair):
+            words[i : i + 2] = next((both for both in moved_letter(*pair) if all(w in known for w in both)), pair)
+    fixed: list[str] = []
+    for word in words:
         if word not in known:
             undone = sorted((-known[s], -similarity(word, s), s) for s in slips(word) if s in known)
             similar = [w for w, _ in index.similar_words(db, word)] if not undone else []
             word = undone[0][2] if undone else similar[0] if similar else ""
-        if word and word not in words:
-            words.append(word)
-    return Terms(tuple(words)) if words else None
+        if word and word not in fixed:
+            fixed.append(word)
+    return Terms(tuple(fixed)) if fixed else None
 
 
 def index_for(db: Session) -> SearchIndex:
