@@ -120,7 +120,9 @@ def _sqlite_downgrade() -> None:
 
 # -- PostgreSQL ---------------------------------------------------------------------
 
-# Words are upserted in order, so two transactions lock the rows they share in the same order.
+# Words are upserted in order, so two transactions lock the rows they share in the same
+# order. (They already take turns: PostgreSQL fires triggers by name, so 0005's
+# packages_count_* lock the one index_stats row before these run.)
 PG_ADD = (
     "INSERT INTO name_words (word, projects) SELECT word, count(DISTINCT id) "
     "FROM {rows}, regexp_split_to_table(name, '-') AS word GROUP BY word ORDER BY word "
