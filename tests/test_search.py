@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
 from myapp.packaging import services
 from myapp.packaging.models import Package
@@ -157,7 +157,7 @@ def test_name_words_are_kept_by_the_database(dbsession):
     """Migration 0007's triggers: each word of the names, and how many names have it."""
     from collections import Counter
 
-    from sqlalchemy import delete, select
+    from sqlalchemy import delete
 
     from myapp.packaging.models import NameWord
 
@@ -175,6 +175,50 @@ def test_name_words_are_kept_by_the_database(dbsession):
     assert vocabulary() == expected() and "admin" in vocabulary() and vocabulary()["cms"] == 1
     dbsession.execute(delete(Package).where(Package.name.in_(["django-cms", "a-b-c"])))  # several rows at once
     assert vocabulary() == expected() == {"py": 1, "django": 1, "flask": 1, "admin": 1}
+
+
+@pytest.mark.postgresql_only
+def test_projects_sharing_words_added_at_once_keep_exact_counts(backend, tmp_path):
+    """Two transactions add projects whose names share words, at the same
+    time, one statement each: both land, none deadlocks, no count is lost."""
+    import threading
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from myapp.data.migrations import upgrade_to_head
+    from myapp.packaging.models import NameWord
+    from tests.conftest import fresh_database
+
+    with fresh_database(backend, tmp_path) as url:
+        engine = create_engine(url)
+        upgrade_to_head(engine)
+        ready, errors = threading.Barrier(2), []
+
+        def add(names: list[str]) -> None:
+            try:
+                with Session(engine) as db:
+                    ready.wait()
+                    for name in names:
+                        make_package(db, name)
+                        db.flush()
+                    db.commit()
+            except Exception as exc:  # reported below, from the test's thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=add, args=(["alpha-beta", "beta-gamma", "delta"],)),
+            threading.Thread(target=add, args=(["gamma-beta", "beta-alpha", "delta-x"],)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        with Session(engine) as db:
+            words = dict(db.execute(select(NameWord.word, NameWord.projects)).tuples().all())
+        engine.dispose()
+    assert errors == []
+    assert words == {"alpha": 2, "beta": 4, "gamma": 2, "delta": 2, "x": 1}
 
 
 def test_slips_undo_a_swap_or_one_letter_too_many():
