@@ -180,7 +180,7 @@ def test_name_words_are_kept_by_the_database(dbsession):
 @pytest.mark.postgresql_only
 def test_projects_sharing_words_added_at_once_keep_exact_counts(backend, tmp_path):
     """Two transactions add projects whose names share words, at the same
-    time, one statement each: both land, none deadlocks, no count is lost."""
+    time, a statement per project: both land, none deadlocks, no count is lost."""
     import threading
 
     from sqlalchemy import create_engine

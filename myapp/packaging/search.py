@@ -129,8 +129,9 @@ def similarity(a: str, b: str) -> float:
 
 class SearchIndex(Protocol):
     def add(self, db: Session, after_id: int) -> None:
-        """Index the packages with ids above ``after_id``, written while the
-        database's own triggers were off (``myapp.data.bulk.row_triggers_suspended``)."""
+        """Index the packages with ids above ``after_id`` (their words, and the
+        words of their names in ``name_words``), written while the database's
+        own triggers were off (``myapp.data.bulk.row_triggers_suspended``)."""
 
     def matches(self, terms: Terms) -> ColumnElement[bool]:
         """Packages whose name or summary has every word."""

@@ -361,12 +361,12 @@ def _suggestions(db: Session, index: search_index.SearchIndex, terms: search_ind
         return []
     results = search(db, " ".join(fixed.words), per_page=SUGGESTION_POOL, suggest=False).page.items
     meant = fixed.name if len(fixed.words) == len(terms.words) else None
-    scored = [
-        (package.name != meant, -search_index.similarity(terms.name, package.name), rank, package.display_name)
-        for rank, package in enumerate(row.package for row in results)
-    ]
-    close = sorted(s for s in scored if not s[0] or -s[1] >= search_index.SIMILARITY)
-    return [display for *_, display in close[:SUGGESTIONS]]
+    close = []
+    for rank, package in enumerate(row.package for row in results):
+        likeness = search_index.similarity(terms.name, package.name)
+        if package.name == meant or likeness >= search_index.SIMILARITY:
+            close.append((package.name != meant, -likeness, rank, package.display_name))
+    return [display for *_, display in sorted(close)[:SUGGESTIONS]]
 
 
 def classifier_groups(db: Session) -> dict[str, list[str]]:
