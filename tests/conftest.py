@@ -31,11 +31,13 @@ from typing import Any
 
 import pytest
 import webtest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
 from myapp import main
+from myapp.accounts import passwords
 from myapp.data import DbSession, to_url
 from myapp.data.migrations import upgrade_to_head
 from myapp.packaging.simple import INDEX_CACHE
@@ -138,6 +140,19 @@ def use_database(url: str) -> None:
     if DbSession.url != to_url(url):
         DbSession.dispose()
         DbSession.global_init(url)
+
+
+# -- password hashing -------------------------------------------------------------
+
+# argon2id at production cost takes about 0.3 s a hash here; the tests that are
+# about hashing ask for it with @pytest.mark.real_hashing, the rest hash cheaply.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("real_hashing") is None:
+        monkeypatch.setattr(passwords, "hasher", CHEAP_HASHER)
 
 
 # -- the app, per-test transactions ---------------------------------------------

@@ -57,6 +57,7 @@ def basic(username: str, password: str) -> dict[str, str]:
 # -- registering ----------------------------------------------------------------------
 
 
+@pytest.mark.real_hashing
 def test_register_signs_in_and_sends_a_verification_link(testapp, dbsession, mail_folder):
     name = unique("Alice")
     res = submit(testapp, "/account/register", {"username": name, "email": f"{name}@Example.org", "password": PASSWORD})
@@ -207,6 +208,7 @@ def test_the_throttle_window_passes(dbsession):
     assert throttle.retry_after(dbsession, "k") is None
 
 
+@pytest.mark.real_hashing
 def test_an_old_hash_is_replaced_at_login(testapp, dbsession):
     user = make_user(dbsession)
     user.password_hash = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1).hash(PASSWORD)

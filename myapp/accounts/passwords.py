@@ -36,14 +36,14 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    return hasher.hash("a password that no one has")
+def _dummy_hash(by: PasswordHasher) -> str:
+    return by.hash("a password that no one has")
 
 
 def waste_time_like_a_check(password: str) -> None:
     """Verify against a hash no password matches: an unknown user costs the
     same time as a wrong password, so timing does not tell which names exist."""
-    verify_password(_dummy_hash(), password)
+    verify_password(_dummy_hash(hasher), password)
 
 
 def password_problem(password: str, *, user_inputs: tuple[str, ...] = ()) -> str | None:
