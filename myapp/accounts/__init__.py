@@ -18,6 +18,7 @@ def includeme(config: Configurator) -> None:
     config.set_default_permission("view")
     config.registry["link_signer"] = LinkSigner(derived_secret(settings, "links"))
     config.include("myapp.accounts.mail")
+    config.include("myapp.accounts.sudo")  # confirm=... on views: the password again for sensitive actions
 
     config.add_route("account", "/account")
     config.add_route("account.register", "/account/register")

@@ -122,3 +122,10 @@ class TokenForm(Form):
     def validate_expires_days(self, field: Field) -> None:
         if field.data and not (re.fullmatch(r"[0-9]{1,4}", field.data, re.ASCII) and 1 <= int(field.data) <= 3650):
             raise ValidationError("Give a number of days from 1 to 3650, or leave it empty.")
+
+
+class ConfirmForm(Form):
+    """Sudo mode: the password again, and a code when two-factor sign-in is on."""
+
+    password = PasswordField("Password", [InputRequired(), Length(max=1024)])
+    code = StringField("Code from your app, or a recovery code", [Optional(), Length(max=64)], filters=[_strip])

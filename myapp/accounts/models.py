@@ -78,6 +78,7 @@ class EventTag(enum.StrEnum):
     ROLE_REMOVED = "role removed"
     DISABLED = "disabled"
     ENABLED = "enabled"
+    CONFIRM_FAILED = "confirmation failed"  # sudo mode: a wrong password or code
 
 
 class UserEvent(Base):

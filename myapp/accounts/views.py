@@ -20,7 +20,7 @@ from pyramid.security import NO_PERMISSION_REQUIRED, Denied, forget, remember
 from pyramid.view import forbidden_view_config, view_config
 from wtforms import Form
 
-from myapp.accounts import services, two_factor
+from myapp.accounts import services, sudo, two_factor
 from myapp.accounts.forms import (
     ChangeEmailForm,
     ChangePasswordForm,
@@ -101,6 +101,7 @@ def _sign_in(request: Request, user: User, came_from: str | None) -> HTTPSeeOthe
     user.last_login = utcnow()
     services.record_event(request.dbsession, user, EventTag.LOGIN, request.client_addr)
     remember(request, user)
+    sudo.mark_confirmed(request, user)  # signing in is a confirmation
     return HTTPSeeOther(location=safe_next(came_from, request.route_path("account")))
 
 
@@ -268,6 +269,7 @@ def _current_password_given(form: Form, user: User) -> bool:
     renderer="myapp:templates/accounts/account.jinja2",
     permission="account",
     require_methods=["POST"],
+    confirm=True,
 )
 def change_password(request: Request) -> Any:
     user = _user(request)
@@ -277,6 +279,7 @@ def change_password(request: Request) -> Any:
         return _failed(request, _account_page(request, password_form=form))
     services.set_password(request.dbsession, user, form.password.data, EventTag.PASSWORD_CHANGED, request.client_addr)
     remember(request, user)  # this session goes on (with the new generation); all others end
+    sudo.mark_confirmed(request, user)  # it gave the current password just now
     request.session.flash("Your password was changed. Every other session has been signed out.", "account")
     return HTTPSeeOther(location=request.route_path("account"))
 
@@ -286,6 +289,7 @@ def change_password(request: Request) -> Any:
     renderer="myapp:templates/accounts/account.jinja2",
     permission="account",
     require_methods=["POST"],
+    confirm=True,
 )
 def change_email(request: Request) -> Any:
     user = _user(request)
@@ -387,6 +391,7 @@ def reset_password(request: Request) -> Any:
     renderer="myapp:templates/accounts/two_factor.jinja2",
     permission="account",
     require_methods=FORM_METHODS,
+    confirm=True,
 )
 def two_factor_setup(request: Request) -> Any:
     """Turn two-factor sign-in on (scan, confirm with a code, keep the recovery

@@ -36,6 +36,7 @@ def my_projects(request: Request) -> dict[str, Any]:
     renderer="myapp:templates/manage/collaborators.jinja2",
     permission="manage",
     require_methods=FORM_METHODS,
+    confirm=True,
 )
 def collaborators(context: ProjectContext, request: Request) -> Any:
     """Add a collaborator by username, change a role, remove one; a project
@@ -85,6 +86,7 @@ def _change_role(request: Request, package: Package, user: User, action: str, ro
     renderer="myapp:templates/manage/tokens.jinja2",
     permission="account",
     require_methods=FORM_METHODS,
+    confirm=True,
 )
 def tokens(request: Request) -> Any:
     """List, and create, API tokens; a new token is shown on this response only."""
@@ -117,7 +119,7 @@ def tokens(request: Request) -> Any:
     return values
 
 
-@view_config(route_name="manage.token_revoke", permission="account", require_methods=["POST"])
+@view_config(route_name="manage.token_revoke", permission="account", require_methods=["POST"], confirm=True)
 def revoke_token(request: Request) -> Any:
     raw = request.matchdict["token_id"]
     token_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else 0
@@ -127,6 +129,12 @@ def revoke_token(request: Request) -> Any:
 
 
 MAX_REASON = 500
+DELETING = ("delete-release", "delete-file")
+
+
+def _deleting(request: Request) -> bool:
+    """Deleting asks for the password again (sudo mode); yanking, which can be undone, does not."""
+    return request.method == "POST" and request.POST.get("action") in DELETING
 
 
 @view_config(
@@ -134,6 +142,7 @@ MAX_REASON = 500
     renderer="myapp:templates/manage/project.jinja2",
     permission="upload",
     require_methods=FORM_METHODS,
+    confirm=_deleting,
 )
 def manage_project(context: ProjectContext, request: Request) -> Any:
     """A project's releases for its maintainers: yank or un-yank (with a

@@ -1,0 +1,75 @@
+"""The sudo-mode page: give the password (and a code, with two-factor
+sign-in on) again, then go back to what you were doing (``myapp.accounts.sudo``
+decides which views ask for it).
+
+Wrong answers count against the same throttles as signing in, and are
+recorded in the account's security history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.httpexceptions import HTTPForbidden, HTTPSeeOther
+from pyramid.request import Request
+from pyramid.view import view_config
+
+from myapp.accounts import services, sudo, two_factor
+from myapp.accounts.forms import ConfirmForm
+from myapp.accounts.models import EventTag
+from myapp.accounts.passwords import verify_password
+from myapp.accounts.policy import safe_next
+from myapp.accounts.views import (
+    LOGIN_BY_ADDRESS,
+    LOGIN_BY_USER,
+    TWO_FACTOR_BY_USER,
+    _check_throttles,
+    _count_attempts,
+    _failed,
+    _form,
+)
+from myapp.data import write_after_response
+from myapp.security import FORM_METHODS
+
+
+@view_config(
+    route_name="account.confirm",
+    renderer="myapp:templates/accounts/confirm.jinja2",
+    permission="account",
+    require_methods=FORM_METHODS,
+)
+def confirm(request: Request) -> Any:
+    if not sudo.signed_in_session(request):
+        raise HTTPForbidden("Sign in with the form on the login page first: only a signed-in session can confirm.")
+    user = request.identity.user
+    target = safe_next(request.params.get("next"), request.route_path("account"))
+    form = _form(request, ConfirmForm)
+    values = {"form": form, "next": target, "two_factor": user.has_two_factor}
+    if request.method != "POST":
+        return values
+    checks = [(LOGIN_BY_USER, user.username.lower()), (LOGIN_BY_ADDRESS, request.client_addr or "")]
+    if user.has_two_factor:
+        checks.append((TWO_FACTOR_BY_USER, str(user.id)))
+    _check_throttles(request, *checks)
+    if not (form.validate() and verify_password(user.password_hash, form.password.data)):
+        form.password.errors = ["That is not your password."]
+    elif user.has_two_factor and not _second_factor(request, form.code.data or ""):
+        form.code.errors = ["That code is not right (or was already used)."]
+    else:
+        sudo.mark_confirmed(request, user)
+        return HTTPSeeOther(location=target)
+    _count_attempts(request, *checks)
+    user_id, address = user.id, request.client_addr
+    write_after_response(
+        request,
+        lambda db: services.record_event(db, services.get_user(db, user_id), EventTag.CONFIRM_FAILED, address),
+        what="a failed confirmation",
+    )
+    return _failed(request, values)
+
+
+def _second_factor(request: Request, code: str) -> bool:
+    user = request.identity.user
+    return two_factor.accept_code(user, code) or services.use_recovery_code(
+        request.dbsession, user, code, request.client_addr
+    )
