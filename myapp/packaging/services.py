@@ -608,7 +608,9 @@ def projects_of(db: Session, user: User) -> list[Role]:
 
 
 def role_of(db: Session, user: User, package: Package) -> Role | None:
-    return db.scalar(select(Role).where(Role.user_id == user.id, Role.package_id == package.id))
+    # populate_existing: the role as it is now (after lock_project_roles), not as first loaded.
+    stmt = select(Role).where(Role.user_id == user.id, Role.package_id == package.id)
+    return db.scalar(stmt.execution_options(populate_existing=True))
 
 
 def _owners(db: Session, package: Package) -> int:
@@ -616,8 +618,17 @@ def _owners(db: Session, package: Package) -> int:
     return db.scalar(stmt) or 0
 
 
+def lock_project_roles(db: Session, package_id: int) -> None:
+    """Hold the project's row until the transaction ends, so that two changes
+    to its roles take turns: otherwise two owners removing each other each
+    count two owners, and both go (PostgreSQL; SQLite's write lock already
+    serializes them, and SQLAlchemy leaves FOR UPDATE out there)."""
+    db.execute(select(Package.id).where(Package.id == package_id).with_for_update())
+
+
 def set_role(db: Session, package: Package, user: User, role: RoleName) -> Role:
     """Give ``user`` this role on the project (adding or changing it)."""
+    lock_project_roles(db, package.id)
     current = role_of(db, user, package)
     if current is None:
         current = Role(user_id=user.id, package_id=package.id, role=role)
@@ -632,6 +643,7 @@ def set_role(db: Session, package: Package, user: User, role: RoleName) -> Role:
 
 
 def remove_role(db: Session, package: Package, user: User) -> None:
+    lock_project_roles(db, package.id)
     current = role_of(db, user, package)
     if current is None:
         return
