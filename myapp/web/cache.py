@@ -21,7 +21,18 @@ What makes it safe against hostile clients:
 * The cache is bounded in bytes (``myapp.page_cache_bytes``) as well as in
   time; expired pages are dropped as new ones arrive.
 * Only 200 responses to requests without a session cookie or credentials are
-  stored, so nothing personal is ever cached or served to someone else.
+  stored (and none a view marked ``private`` or ``no-store``), so nothing
+  personal is ever cached or served to someone else. A private index
+  (``myapp.read_access = authenticated``) caches no page at all.
+
+And what browsers and shared caches (a CDN, a proxy) may keep, which the
+``cache_headers`` tween decides for every response: pages of a private index
+and pages for a signed-in visitor (a session cookie or an ``Authorization``
+header) are ``no-store``, so that no cache keeps them and the Back button
+after signing out asks the server again; files of a private index are
+``private`` (see ``myapp.web.files``); both say ``Vary: Cookie,
+Authorization``, since the answer depends on them. Public pages for
+anonymous visitors, public files and the static assets keep their caching.
 
 No stale reads, even with several processes: a domain package may register a
 function under ``PAGE_CACHE_VERSION`` (the package index registers its
@@ -54,6 +65,8 @@ from pyramid.response import Response
 from myapp.security import read_access
 
 CACHEABLE = "myapp.page_cache"  # environ key: the query parameters the view reads
+PRIVATE_INDEX = "myapp.private_index"  # registry: True when only signed-in users may read
+CREDENTIALS = ("Cookie", "Authorization")  # what a personal answer varies by
 PAGE_CACHE_VERSION = "myapp.page_cache_version"  # registry: () -> a value that changes when any page may
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 _ENTRY_OVERHEAD = 400  # bytes of Python objects around each stored page, roughly
@@ -150,6 +163,8 @@ def _storable(request: Request, key: CacheKey, response: Response) -> bool:
     wanted = request.environ.get(CACHEABLE)
     if wanted is None or response.status_code != 200 or "Set-Cookie" in response.headers:
         return False
+    if response.cache_control.private or response.cache_control.no_store:
+        return False
     names = [name for name, _ in key[3]]
     return len(names) == len(set(names)) and set(names) <= wanted
 
@@ -194,6 +209,34 @@ def page_cache_tween_factory(handler: Callable[[Request], Response], registry: R
     return tween
 
 
+def cache_headers_tween_factory(handler: Callable[[Request], Response], registry: Registry) -> Callable:
+    """``Cache-Control`` and ``Vary`` for what depends on who asks (see above)."""
+    private_index: bool = registry[PRIVATE_INDEX]
+    session_cookie = registry.settings["myapp.session_cookie_name"] + "="
+
+    def tween(request: Request) -> Response:
+        response = handler(request)
+        environ = request.environ
+        credentials = "HTTP_AUTHORIZATION" in environ or session_cookie in environ.get("HTTP_COOKIE", "")
+        if not (private_index or credentials) or _is_static(request):
+            return response
+        control = response.cache_control
+        if not (control.private or control.no_store):
+            if control.public and not private_index:
+                return response  # a public file: the same bytes for anyone
+            response.headers["Cache-Control"] = "no-store"  # (WebOb's setter fails once the header was read)
+        response.vary = tuple(dict.fromkeys([*(response.vary or ()), *CREDENTIALS]))
+        return response
+
+    return tween
+
+
+def _is_static(request: Request) -> bool:
+    """The site's own CSS, script and icons: the same for everyone, on any index."""
+    route = request.matched_route
+    return route is not None and route.name.startswith("__static")
+
+
 def page_cache(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
     """View deriver for ``page_cache=True`` or ``page_cache=(param, ...)``:
     marks the request as cacheable, with the query parameters the view reads."""
@@ -215,7 +258,8 @@ page_cache.options = ("page_cache",)  # type: ignore[attr-defined]
 def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     seconds = float(settings.get("myapp.page_cache_seconds", 0) or 0)
-    if read_access(settings) != "public":
+    config.registry[PRIVATE_INDEX] = read_access(settings) != "public"
+    if config.registry[PRIVATE_INDEX]:
         seconds = 0  # a private index caches no page: none may reach someone not signed in
     max_bytes = int(settings.get("myapp.page_cache_bytes", DEFAULT_MAX_BYTES))
     config.registry["page_cache"] = PageCache(seconds, max_bytes)
@@ -226,4 +270,9 @@ def includeme(config: Configurator) -> None:
         "myapp.web.cache.page_cache_tween_factory",
         under="myapp.web.guard.request_guard_tween_factory",
         over="pyramid_tm.tm_tween_factory",
+    )
+    config.add_tween(
+        "myapp.web.cache.cache_headers_tween_factory",
+        under="myapp.web.guard.request_guard_tween_factory",
+        over="myapp.web.cache.page_cache_tween_factory",
     )

@@ -20,8 +20,12 @@ from pyramid.request import Request
 from pyramid.response import FileResponse, Response
 from webob.datetime_utils import parse_date
 
-# Stored files never change (a name is used once), so caches may keep them for good.
+from myapp.web.cache import PRIVATE_INDEX
+
+# Stored files never change (a name is used once), so caches may keep them for good;
+# a private index's only in the browser of who fetched them, never in a shared cache.
 IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
 # One range: "bytes=first-[last]" or "bytes=-suffix" (RFC 9110, 14.1.2).
 _RANGE = re.compile(r"bytes=(?:(?P<first>[0-9]{1,19})-(?P<last>[0-9]{0,19})|-(?P<suffix>[0-9]{1,19}))", re.ASCII)
 
@@ -82,7 +86,7 @@ def serve_file(request: Request, path: Path, *, etag: str | None, content_type: 
     conditional and ``Range`` headers, with long-lived cache headers."""
     response = FileResponse(str(path), request=request, content_type=content_type)
     response.conditional_response = False  # decided below, not when sent
-    response.cache_control = IMMUTABLE
+    response.cache_control = PRIVATE_IMMUTABLE if request.registry[PRIVATE_INDEX] else IMMUTABLE
     response.accept_ranges = "bytes"
     if etag:
         response.etag = etag
