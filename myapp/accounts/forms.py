@@ -96,6 +96,12 @@ class TwoFactorForm(Form):
     code = StringField("Code from your app, or a recovery code", [InputRequired(), Length(max=64)], filters=[_strip])
 
 
+class AppCodeForm(Form):
+    """Setting two-factor sign-in up, or turning it off: a code from the app only."""
+
+    code = StringField("6-digit code from your app", [InputRequired(), Length(max=64)], filters=[_strip])
+
+
 class ChangePasswordForm(Form):
     current_password = PasswordField("Current password", [InputRequired(), Length(max=1024)])
     password = PasswordField("New password", [InputRequired(), new_password_rule])

@@ -22,6 +22,7 @@ from wtforms import Form
 
 from myapp.accounts import services, sudo, two_factor
 from myapp.accounts.forms import (
+    AppCodeForm,
     ChangeEmailForm,
     ChangePasswordForm,
     ForgotPasswordForm,
@@ -399,7 +400,7 @@ def two_factor_setup(request: Request) -> Any:
     user = _user(request)
     db = request.dbsession
     request.response.cache_control = "no-store"  # a secret or recovery codes are on this page
-    form = _form(request, TwoFactorForm)
+    form = _form(request, AppCodeForm)
     values: dict[str, Any] = {"user": user, "form": form, "codes": None, "qr": None, "secret": None}
     if user.has_two_factor:
         values["remaining"] = services.unused_recovery_codes(db, user)
