@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,21 @@ def sign_in(page: Page, server: LiveServer, username: str) -> None:
     page.wait_for_url(re.compile(r"/account$"))
 
 
+@contextmanager
+def new_user_signed_in(server: LiveServer, browser: Browser, problems: Problems, width: int) -> Iterator[Page]:
+    """A page at ``width`` px, signed in as a new user (made with ``myapp-adduser``)."""
+    phone = width < 800
+    name = unique("user")
+    add_user(server, name)
+    page = open_page(browser, problems, viewport={"width": width, "height": 844}, is_mobile=phone, has_touch=phone)
+    try:
+        sign_in(page, server, name)
+        yield page
+    finally:
+        page.context.close()
+    problems.assert_none()
+
+
 def fits(page: Page, label: str) -> None:
     widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], f"{label} scrolls sideways: scrollWidth {widths[0]} > {widths[1]}"
@@ -101,13 +117,8 @@ def test_tokens_page_fits_copies_and_marks_revoke_as_dangerous(
 ):
     from playwright.sync_api import expect
 
-    phone = width < 800
-    name = unique("tokens")
-    add_user(server, name)
-    page = open_page(browser, problems, viewport={"width": width, "height": 844}, is_mobile=phone, has_touch=phone)
-    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base)
-    try:
-        sign_in(page, server, name)
+    with new_user_signed_in(server, browser, problems, width) as page:
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base)
         page.goto(server.base + "/account/tokens")
         for label in ("laptop", "a-rather-long-token-name-for-the-ci-server"):
             page.fill("#name", label)
@@ -137,9 +148,6 @@ def test_tokens_page_fits_copies_and_marks_revoke_as_dangerous(
         page.goto(server.base + "/account/tokens")
         page.screenshot(path=tmp_path / f"tokens-{width}.png", full_page=True)
         fits(page, f"the tokens page at {width} px")
-    finally:
-        page.context.close()
-    problems.assert_none()
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -148,12 +156,7 @@ def test_two_factor_setup_fits_and_its_qr_code_fills_its_box(
 ):
     from playwright.sync_api import expect
 
-    phone = width < 800
-    name = unique("qr")
-    add_user(server, name)
-    page = open_page(browser, problems, viewport={"width": width, "height": 844}, is_mobile=phone, has_touch=phone)
-    try:
-        sign_in(page, server, name)
+    with new_user_signed_in(server, browser, problems, width) as page:
         page.goto(server.base + "/account/two-factor")
         qr = page.locator(".qr svg")
         expect(qr).to_be_visible()
@@ -175,6 +178,3 @@ def test_two_factor_setup_fits_and_its_qr_code_fills_its_box(
         assert border == 4, f"quiet zone of {border} modules"
         assert svg["width"] / modules >= 4, f"{modules} modules in {svg['width']} px: too small to scan"
         assert "recovery code" not in page.locator("label[for=code]").inner_text().lower()
-    finally:
-        page.context.close()
-    problems.assert_none()
