@@ -202,11 +202,29 @@ def _form(testapp, action: Action):
     return form
 
 
+def sign_in_with_code(testapp, username: str, secret: str) -> None:
+    assert log_in(testapp, username).status_int == 303
+    form = form_for(testapp.get("/account/login/two-factor"), "/account/login/two-factor")
+    form["code"] = pyotp.TOTP(secret).now()
+    assert form.submit(status=303).location.endswith("/account")
+
+
+@pytest.mark.parametrize("two_factor", [False, True], ids=["password", "password+code"])
 @pytest.mark.parametrize("name", ACTIONS)
-def test_each_sensitive_action_asks_again_when_stale(testapp, dbsession, owner, clock, name):
+def test_each_sensitive_action_asks_again_when_stale(testapp, dbsession, owner, clock, name, two_factor):
+    """Stale: refused (sent to confirm), nothing done; a wrong password (or a
+    missing code) is 400 and recorded, and still nothing is done; confirmed:
+    the same form works."""
     make_user(dbsession, "nina")
     action = ACTIONS[name]
-    log_in(testapp, "olivia")
+    code = None
+    if two_factor:
+        owner.totp_secret = secret = pyotp.random_base32()
+        dbsession.flush()
+        sign_in_with_code(testapp, "olivia", secret)
+        code = pyotp.TOTP(secret).at(time.time() + 30)  # the next step's: signing in used this one
+    else:
+        log_in(testapp, "olivia")
     form = _form(testapp, action)  # the page, while signing in still counts
     clock.later()
 
@@ -214,7 +232,14 @@ def test_each_sensitive_action_asks_again_when_stale(testapp, dbsession, owner, 
     assert confirm_location(refused) == action.back_to
     assert not action.done(dbsession, owner)  # nothing happened
 
-    confirm(testapp, action.back_to)
+    assert "That is not your password." in confirm(testapp, action.back_to, "wrong", code=code, status=400).text
+    if two_factor:
+        assert "That code is not right" in confirm(testapp, action.back_to, status=400).text  # no code
+    assert events(dbsession, owner).count("confirmation failed") == (2 if two_factor else 1)
+    assert confirm_location(form.submit(status="*", expect_errors=True)) == action.back_to
+    assert not action.done(dbsession, owner)
+
+    confirm(testapp, action.back_to, code=code)
     assert form.submit(status="*", expect_errors=True).status_int in (200, 303)
     assert action.done(dbsession, owner)
 
@@ -287,10 +312,7 @@ def test_confirming_goes_back_only_to_this_site(testapp, dbsession, owner, clock
 def test_two_factor_users_give_a_code_too(testapp, dbsession, clock):
     secret = pyotp.random_base32()
     user = make_user(dbsession, totp_secret=secret)
-    log_in(testapp, user.username)
-    form = form_for(testapp.get("/account/login/two-factor"), "/account/login/two-factor")
-    form["code"] = pyotp.TOTP(secret).now()
-    assert form.submit(status=303)
+    sign_in_with_code(testapp, user.username, secret)
     clock.later()
     assert confirm_location(testapp.get("/account/tokens")) == "/account/tokens"
     assert testapp.get("/account/confirm").html.select_one("input[name=code]") is not None
