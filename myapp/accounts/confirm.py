@@ -44,7 +44,8 @@ def confirm(request: Request) -> Any:
     user = request.identity.user
     target = safe_next(request.params.get("next"), request.route_path("account"))
     form = _form(request, ConfirmForm)
-    values = {"form": form, "next": target, "two_factor": user.has_two_factor}
+    minutes = max(1, round(request.registry.settings[sudo.SECONDS_SETTING] / 60))
+    values = {"form": form, "next": target, "two_factor": user.has_two_factor, "minutes": minutes}
     if request.method != "POST":
         return values
     checks = [(LOGIN_BY_USER, user.username.lower()), (LOGIN_BY_ADDRESS, request.client_addr or "")]
