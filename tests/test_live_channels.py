@@ -24,14 +24,19 @@ from tests.conftest import LiveServer, live_server
 LIVE_SETTINGS = {"sqlalchemy.busy_timeout_ms": "300"}
 
 
-def add_owner(server: LiveServer) -> tuple[str, str, str]:
-    """A user who owns a demo project with a release that is not yanked:
-    (project, version, API token)."""
+def add_owner(server: LiveServer, username: str = "owner", nth: int = 0) -> tuple[str, str, str]:
+    """A user who owns a demo project with a release (the ``nth``) that is not
+    yanked: (project, version, API token)."""
     engine = create_engine(server.url)
     with Session(engine) as db, db.begin():
-        user = services.create_user(db, username="owner", email="owner@example.org", password=PASSWORD)
+        user = services.create_user(db, username=username, email=f"{username}@example.org", password=PASSWORD)
         package, version = db.execute(
-            select(Package, Release.version).join(Release).where(Release.yanked.is_(False)).limit(1)
+            select(Package, Release.version)
+            .join(Release)
+            .where(Release.yanked.is_(False))
+            .order_by(Release.id)
+            .offset(nth)
+            .limit(1)
         ).one()
         db.add(Role(user_id=user.id, package_id=package.id, role=RoleName.OWNER))
         _, token = services.create_token(db, user, "ci")
