@@ -8,11 +8,13 @@ per request."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from argon2 import PasswordHasher
 
 from myapp.accounts import passwords, services
+from myapp.accounts.channels import RecentChecks
 from myapp.accounts.models import User
 from myapp.packaging import services as packaging
 from myapp.packaging.models import Role, RoleName
@@ -193,3 +195,14 @@ def test_a_session_still_signs_in_on_the_page(testapp, dbsession, owner):
     form = form_for(page, "/account/tokens")
     form["name"] = "made in the browser"
     assert form.submit().status_int in (200, 303)
+
+
+def test_remembered_checks_are_bounded_and_keep_no_password():
+    recent = RecentChecks(seconds=0.05, size=3)
+    keys = [recent.key(f"name-{i}", None, PASSWORD) for i in range(5)]
+    for key in keys:
+        recent.put(key, False)
+    assert [recent.get(key) for key in keys] == [None, None, False, False, False]  # the oldest went first
+    assert all(PASSWORD.encode() not in repr(key).encode() for key in keys)
+    time.sleep(0.06)
+    assert recent.get(keys[-1]) is None  # and all expire

@@ -216,8 +216,10 @@ def _check_password(
     if len(password) <= MAX_LENGTH:  # a longer one is no account's, and costs no hash
         key = recent.key(login, user, password)
         remembered = recent.get(key)
-        ok = services.password_matches(user, password) if remembered is None else remembered
-        recent.put(key, ok)
+        if remembered is None:
+            remembered = services.password_matches(user, password)
+            recent.put(key, remembered)  # not on a hit: an outcome lasts its time, however often used
+        ok = remembered
     # A password alone would get around a second factor: such users use tokens.
     if ok and user is not None and user.is_active and not user.has_two_factor:
         return Verified(user.id, user.session_generation)
