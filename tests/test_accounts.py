@@ -361,11 +361,11 @@ def test_two_factor_codes_are_throttled(testapp, dbsession):
 def test_basic_auth_with_a_password_is_refused_once_two_factor_is_on(testapp, dbsession):
     user = make_user(dbsession)
     _, token = services.create_token(dbsession, user, "ci")
-    assert testapp.get("/account", headers=basic(user.username, PASSWORD), status=200)
+    assert testapp.get("/simple/", headers=basic(user.username, PASSWORD), status=200)
     user.totp_secret = pyotp.random_base32()
     dbsession.flush()
-    assert testapp.get("/account", headers=basic(user.username, PASSWORD), status=303)
-    assert testapp.get("/account", headers=basic("__token__", token), status=200)  # tokens still work
+    assert testapp.get("/simple/", headers=basic(user.username, PASSWORD), status=401)
+    assert testapp.get("/simple/", headers=basic("__token__", token), status=200)  # tokens still work
 
 
 def test_the_second_step_expires_with_the_session_generation(app, testapp, dbsession):
@@ -400,16 +400,17 @@ def test_administrators_and_disabled_accounts(app, testapp, dbsession):
     replay.set_cookie("myapp_session", victim_session)
     assert signed_in_as(replay) is None
     assert log_in(testapp, user.username).status_int == 400
-    assert testapp.get("/account", headers=basic("__token__", token), status=303)
-    assert testapp.get("/account", headers=basic(user.username, PASSWORD), status=303)
+    assert testapp.get("/simple/", headers=basic("__token__", token), status=401)
+    assert testapp.get("/simple/", headers=basic(user.username, PASSWORD), status=401)
 
 
 def test_basic_auth_with_a_password_or_a_token(testapp, dbsession):
+    """On a tool route (pages take the session only: tests/test_channels.py)."""
     user = make_user(dbsession)
     _, token = services.create_token(dbsession, user, "laptop")
     _, expired_token = services.create_token(dbsession, user, "old", expires=utcnow())
-    assert user.username in testapp.get("/account", headers=basic(user.username, PASSWORD)).text
-    assert user.username in testapp.get("/account", headers=basic("__token__", token)).text
+    assert testapp.get("/simple/", headers=basic(user.username, PASSWORD)).status_int == 200
+    assert testapp.get("/simple/", headers=basic("__token__", token)).status_int == 200
     dbsession.expire_all()
     assert services.tokens_of(dbsession, user)[0].last_used is not None
     for headers in (
@@ -420,10 +421,10 @@ def test_basic_auth_with_a_password_or_a_token(testapp, dbsession):
         {"Authorization": "Basic !!!not-base64"},
         {"Authorization": "Bearer " + token},
     ):
-        assert testapp.get("/account", headers=headers, status=303), headers
+        assert testapp.get("/simple/", headers=headers, status=401), headers
     services.revoke_token(dbsession, user, services.tokens_of(dbsession, user)[0].id, None)
     dbsession.flush()
-    assert testapp.get("/account", headers=basic("__token__", token), status=303)
+    assert testapp.get("/simple/", headers=basic("__token__", token), status=401)
     assert events(dbsession, user)[-1] == "token revoked"
 
 

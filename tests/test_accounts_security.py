@@ -191,7 +191,7 @@ def test_no_secret_reaches_the_logs(testapp, dbsession, settings, caplog):
     log_in(testapp, name, "a wrong password, logged nowhere")
     log_in(testapp, name, NEW_PASSWORD)
     submit(testapp, "/account/login/two-factor", {"code": recovery[0]})
-    testapp.get("/account", headers={"Authorization": "Basic " + _b64(f"__token__:{token}")})
+    testapp.get("/simple/", headers={"Authorization": "Basic " + _b64(f"__token__:{token}")})
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     secrets = {
         "password": PASSWORD,

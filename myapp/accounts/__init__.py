@@ -3,7 +3,9 @@ credentials, and who may do what (the security policy)."""
 
 from pyramid.authorization import Authenticated, Everyone
 from pyramid.config import Configurator
+from pyramid.viewderivers import INGRESS
 
+from myapp.accounts.channels import credentials_by_channel
 from myapp.accounts.links import LinkSigner
 from myapp.accounts.policy import READERS, Root, SecurityPolicy
 from myapp.security import derived_secret, read_access
@@ -12,6 +14,12 @@ from myapp.security import derived_secret, read_access
 def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     config.set_security_policy(SecurityPolicy())
+    # The policy answers by route (basic auth on tool routes only): pyramid_tm must
+    # not ask it before routing, to annotate its transaction. That question also
+    # came before the exception views, so a database failure there was no 503 page.
+    settings["tm.annotate_user"] = False
+    # Outermost: a cross-site change or a refused credential never reaches the permission check.
+    config.add_view_deriver(credentials_by_channel, over="secured_view", under=INGRESS)
     config.set_root_factory(Root)
     # Every view needs "view" unless it says otherwise: a private index is private by default.
     config.registry[READERS] = Authenticated if read_access(settings) == "authenticated" else Everyone

@@ -20,8 +20,6 @@ from myapp.accounts.models import EventTag
 from myapp.accounts.passwords import verify_password
 from myapp.accounts.policy import safe_next
 from myapp.accounts.views import (
-    LOGIN_BY_ADDRESS,
-    LOGIN_BY_USER,
     TWO_FACTOR_BY_USER,
     _check_throttles,
     _count_attempts,
@@ -48,7 +46,7 @@ def confirm(request: Request) -> Any:
     values = {"form": form, "next": target, "two_factor": user.has_two_factor, "minutes": minutes}
     if request.method != "POST":
         return values
-    checks = [(LOGIN_BY_USER, user.username.lower()), (LOGIN_BY_ADDRESS, request.client_addr or "")]
+    checks = list(services.login_checks(user.username, request.client_addr))
     if user.has_two_factor:
         checks.append((TWO_FACTOR_BY_USER, str(user.id)))
     _check_throttles(request, *checks)

@@ -9,6 +9,10 @@ A request is made by a user when either
   users with two-factor sign-in), or ``__token__`` and an API token. Tools
   (pip, twine) use this.
 
+Which of the two a request may use depends on its route: see
+``myapp.accounts.channels`` (basic auth on tool routes only, the session on
+pages and on reading tool routes, never one instead of the other).
+
 Permissions come from ACLs: the root grants ``view`` (every page's default
 permission) to everyone, or only to those signed in when
 ``myapp.read_access = authenticated``; ``account`` to anyone signed in and
@@ -18,8 +22,6 @@ scoped to one project is good for that project's context only.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,12 +30,15 @@ from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 from pyramid.request import Request
 from pyramid.security import Denied
 
-from myapp.accounts import services
+from myapp.accounts import channels, services
+
+# Where they were defined before; other packages import them from here.
+from myapp.accounts.channels import BASIC_AUTH_ROUTES as BASIC_AUTH_ROUTES
+from myapp.accounts.channels import basic_credentials as basic_credentials
 from myapp.accounts.models import ApiToken, User
-from myapp.data import write_after_response
+from myapp.data import SAFE_METHODS, write_after_response
 
 SESSION_KEY = "auth"
-TOKEN_USERNAME = "__token__"  # noqa: S105 - the username that says "the password is a token"
 ADMINS = "group:admins"
 
 
@@ -51,8 +56,6 @@ class Identity:
 
 
 READERS = "myapp.readers"  # registry: who may view, Everyone or Authenticated
-# Registry: names of routes that tools call; refusals there are 401 + WWW-Authenticate, not a login page.
-BASIC_AUTH_ROUTES = "myapp.basic_auth_routes"
 
 
 def site_acl(request: Request) -> list[tuple[Any, ...]]:
@@ -75,26 +78,27 @@ class Root:
         return site_acl(self.request)
 
 
-def basic_credentials(request: Request) -> tuple[str, str] | None:
-    """``(username, password)`` from an ``Authorization: Basic`` header."""
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    username, sep, password = decoded.partition(":")
-    return (username, password) if sep else None
-
-
 class SecurityPolicy:
+    def __init__(self) -> None:
+        self.recent_checks = channels.RecentChecks()
+
     def identity(self, request: Request) -> Identity | None:
         # Once per request (on the request, not its environ: a retried request
-        # is a new request with a new database session).
+        # is a new request with a new database session), and only once routed:
+        # the route decides which credentials count.
         if not hasattr(request, "_identity"):
-            request._identity = self._basic_auth_identity(request) or self._session_identity(request)
+            request._identity = self._identify(request)
         return request._identity
+
+    def _identify(self, request: Request) -> Identity | None:
+        tool = channels.is_tool_route(request)
+        if "Authorization" in request.headers:
+            # On a page the header is refused (channels.credentials_by_channel); on
+            # a tool route it is the only credential: wrong is wrong, not "try the cookie".
+            return self._basic_auth_identity(request) if tool else None
+        if tool and request.method not in SAFE_METHODS:
+            return None  # changes through tool routes take credentials sent on purpose, never a cookie
+        return self._session_identity(request)
 
     def _session_identity(self, request: Request) -> Identity | None:
         auth = request.session.get(SESSION_KEY)
@@ -107,21 +111,20 @@ class SecurityPolicy:
         return Identity(user)
 
     def _basic_auth_identity(self, request: Request) -> Identity | None:
-        credentials = basic_credentials(request)
-        if credentials is None:
+        verified = channels.check_basic_auth(request, self.recent_checks)
+        if not isinstance(verified, channels.Verified):
+            setattr(request, channels.REFUSED, verified)
             return None
-        username, password = credentials
+        # Checked on a read; from here on, the request's own session.
         db = request.dbsession
-        if username == TOKEN_USERNAME:
-            token = services.find_token(db, password)
-            if token is None:
-                return None
-            token_id = token.id
-            write_after_response(request, lambda s: services.mark_token_used(s, token_id), what="a token's last use")
-            return Identity(token.user, token)
-        user = services.authenticate(db, username, password)
-        # A password alone would get around a second factor: such users use tokens.
-        return None if user is None or user.has_two_factor else Identity(user)
+        user = services.get_user(db, verified.user_id)
+        if user is None or user.session_generation != verified.session_generation:
+            return None  # the password changed or the account was disabled meanwhile
+        if verified.token_id is None:
+            return Identity(user)
+        token_id = verified.token_id
+        write_after_response(request, lambda s: services.mark_token_used(s, token_id), what="a token's last use")
+        return Identity(user, db.get(ApiToken, token_id))
 
     def authenticated_userid(self, request: Request) -> int | None:
         identity = self.identity(request)

@@ -55,15 +55,21 @@ def create_user(
     return user
 
 
+def password_matches(user: User | None, password: str) -> bool:
+    """Whether ``password`` is ``user``'s. As slow for no user as for a wrong
+    password, so timing does not tell which names exist."""
+    if user is None:
+        waste_time_like_a_check(password)
+        return False
+    return verify_password(user.password_hash, password)
+
+
 def authenticate(db: Session, login: str, password: str) -> User | None:
     """The active user with this username (or email) and password, else None.
     Takes the same time whether or not the user exists. A hash made with old
     parameters is replaced."""
     user = find_user_by_login(db, login)
-    if user is None:
-        waste_time_like_a_check(password)
-        return None
-    if not verify_password(user.password_hash, password) or not user.is_active:
+    if user is None or not password_matches(user, password) or not user.is_active:
         return None
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -148,6 +154,38 @@ class Throttle:
         )
         db.add(ThrottleEvent(scope=self.scope, key=key[:255]))
         db.flush()
+
+
+# Password guesses, wherever they come from (the sign-in form, HTTP basic auth),
+# count against the same two limits: per account and per client address.
+LOGIN_BY_USER = Throttle("login-user")
+LOGIN_BY_ADDRESS = Throttle("login-address")
+
+
+def retry_after(db: Session, checks: tuple[tuple[Throttle, str], ...]) -> int | None:
+    """Seconds until every one of ``checks`` allows another attempt, or None if they do now."""
+    waits = [wait for throttle, key in checks if (wait := throttle.retry_after(db, key)) is not None]
+    return max(waits, default=None)
+
+
+def count_attempts(db: Session, checks: tuple[tuple[Throttle, str], ...]) -> None:
+    """One more attempt against each of ``checks``."""
+    for throttle, key in checks:
+        throttle.count(db, key)
+
+
+def login_checks(login: str, address: str | None) -> tuple[tuple[Throttle, str], ...]:
+    """The throttles a password attempt for ``login`` from ``address`` counts against."""
+    return ((LOGIN_BY_USER, login.lower()), (LOGIN_BY_ADDRESS, address or ""))
+
+
+def record_failed_login(db: Session, login: str, address: str | None, **detail: Any) -> None:
+    """A wrong password for ``login``: counted by both throttles, and kept in
+    the account's history if there is such an account."""
+    count_attempts(db, login_checks(login, address))
+    user = find_user_by_login(db, login)
+    if user is not None:
+        record_event(db, user, EventTag.LOGIN_FAILED, address, **detail)
 
 
 # -- API tokens -------------------------------------------------------------------

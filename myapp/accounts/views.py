@@ -21,6 +21,7 @@ from pyramid.view import forbidden_view_config, view_config
 from wtforms import Form
 
 from myapp.accounts import services, sudo, two_factor
+from myapp.accounts.channels import TooManyAttempts
 from myapp.accounts.forms import (
     AppCodeForm,
     ChangeEmailForm,
@@ -43,8 +44,6 @@ from myapp.data.meta import utcnow
 from myapp.security import FORM_METHODS
 from myapp.web.views import error_page
 
-LOGIN_BY_USER = Throttle("login-user")
-LOGIN_BY_ADDRESS = Throttle("login-address")
 RESET_BY_USER = Throttle("reset-user")
 RESET_BY_ADDRESS = Throttle("reset-address")
 TWO_FACTOR_BY_USER = Throttle("two-factor-user")
@@ -53,12 +52,6 @@ PUBLIC = NO_PERMISSION_REQUIRED
 PENDING_KEY = "pending-2fa"  # session: who passed the password step, waiting for a code
 PENDING_SECONDS = 300
 SETUP_KEY = "setup-2fa"  # session: the secret being set up, until the first code confirms it
-
-
-class TooManyAttempts(HTTPBadRequest):
-    code = 429
-    title = "Too Many Requests"
-    explanation = "Too many attempts. Wait a while and try again."
 
 
 def _user(request: Request) -> User:
@@ -82,20 +75,15 @@ def _failed(request: Request, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_throttles(request: Request, *checks: tuple[Throttle, str]) -> None:
-    for throttle, key in checks:
-        wait = throttle.retry_after(request.dbsession, key)
-        if wait is not None:
-            raise TooManyAttempts(headers={"Retry-After": str(wait)})
+    wait = services.retry_after(request.dbsession, checks)
+    if wait is not None:
+        raise TooManyAttempts(headers={"Retry-After": str(wait)})
 
 
 def _count_attempts(request: Request, *checks: tuple[Throttle, str]) -> None:
     """Count failed attempts even though the request itself keeps nothing."""
 
-    def count(db: Any) -> None:
-        for throttle, key in checks:
-            throttle.count(db, key)
-
-    write_after_response(request, count, what="a throttle count")
+    write_after_response(request, lambda db: services.count_attempts(db, checks), what="a throttle count")
 
 
 def _sign_in(request: Request, user: User, came_from: str | None) -> HTTPSeeOther:
@@ -175,11 +163,9 @@ def login(request: Request) -> Any:
     if not form.validate():
         return _failed(request, values)
     db = request.dbsession
-    checks = ((LOGIN_BY_USER, form.username.data.lower()), (LOGIN_BY_ADDRESS, request.client_addr or ""))
-    _check_throttles(request, *checks)
+    _check_throttles(request, *services.login_checks(form.username.data, request.client_addr))
     user = services.authenticate(db, form.username.data, form.password.data)
     if user is None:
-        _count_attempts(request, *checks)
         _record_failed_login(request, form.username.data)
         form.password.errors = ["Wrong username or password."]
         return _failed(request, values)
@@ -191,13 +177,7 @@ def login(request: Request) -> Any:
 
 def _record_failed_login(request: Request, login: str) -> None:
     address = request.client_addr
-
-    def record(db: Any) -> None:
-        user = services.find_user_by_login(db, login)
-        if user is not None:
-            services.record_event(db, user, EventTag.LOGIN_FAILED, address)
-
-    write_after_response(request, record, what="a failed sign-in")
+    write_after_response(request, lambda db: services.record_failed_login(db, login, address), what="a failed sign-in")
 
 
 @view_config(

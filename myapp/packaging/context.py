@@ -28,7 +28,16 @@ class ProjectContext:
 
     def __init__(self, request: Request, package: Package | None = None) -> None:
         self.request = request
-        self.package: Package | None = package if package is not None else self._find(request)
+        if package is not None:
+            self.__dict__["package"] = package
+
+    @cached_property
+    def package(self) -> Package | None:
+        # Found when first needed (the permission check, the view), not when the
+        # route matches: credentials are checked first, and a request refused on
+        # them must not have begun the request's transaction (on SQLite a POST's
+        # takes the write lock).
+        return self._find(self.request)
 
     @classmethod
     def for_package(cls, request: Request, package: Package) -> ProjectContext:

@@ -9,12 +9,18 @@ it refuses what no page can answer, and drops what must be ignored.
   (other units, several ranges) are dropped, as RFC 9110 allows.
 * Conditional headers whose date is not a date: dropped, as RFC 9110
   requires (WebOb's parser would raise on some while sending a static file).
+
+It is also the last line of defence: an error that escaped the exception
+views (a commit that failed, an exception view that failed in turn) gets the
+site's own error page, a 503 with ``Retry-After`` when the database failed,
+instead of the server's bare 500.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -107,7 +113,12 @@ def request_guard_tween_factory(handler: Callable[[Request], Response], registry
         if refusal is not None:
             # The site's own error page; this tween is below the security headers.
             return request.invoke_exception_view((type(refusal), refusal, None))
-        return handler(request)
+        try:
+            return handler(request)
+        except Exception:
+            # The exception views set request.exception: pyramid_retry still runs
+            # a transient failure (SQLite locked, a serialization failure) again.
+            return request.invoke_exception_view(sys.exc_info())
 
     return tween
 

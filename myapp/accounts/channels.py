@@ -1,0 +1,271 @@
+"""Credentials by channel: which credentials a request may use depends on
+the route it reached.
+
+* **Tool routes** (``BASIC_AUTH_ROUTES``: ``/simple/``, ``/files/``,
+  ``/pypi/…/json``, ``/legacy/``, ``/api/…``) take HTTP basic auth: a username
+  and password, or ``__token__`` and an API token. Those that only read (GET)
+  also take the session cookie, so a signed-in browser can download a file;
+  those that change something (POST) take basic auth only, and refuse a
+  browser's cross-site request before looking at any credential (a browser
+  that saved basic credentials replays them after a 401, whichever site
+  made the request).
+* **Every other page** takes the session cookie only. A request there that
+  carries an ``Authorization`` header is refused, so a token or a password
+  sent as basic auth can never open a form, read its CSRF token, or change an
+  account.
+* A present but wrong ``Authorization`` header is a 401, never a fall-back to
+  the session cookie.
+
+What a basic-auth password costs: a failure counts against the same database
+throttles as the sign-in form (per account and per client address), which
+are consulted before any hash is computed, and is kept in the account's
+history. Outcomes of recent checks are remembered in memory
+(``RecentChecks``), so pip's dozens of requests for one install cost one
+argon2id hash, and a repeated wrong guess costs none. The checks read on a
+session of their own when the request would write: on SQLite a writing
+request's session begins with ``BEGIN IMMEDIATE``, and a request whose
+credentials fail must never hold the write lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from pyramid.httpexceptions import HTTPBadRequest, HTTPClientError, HTTPException, HTTPUnauthorized
+from pyramid.request import Request
+from sqlalchemy.orm import Session
+
+from myapp.accounts import services
+from myapp.accounts.models import User
+from myapp.accounts.passwords import MAX_LENGTH
+from myapp.data import SAFE_METHODS, write_after_response
+
+# Registry: names of routes that tools call; refusals there are 401 + WWW-Authenticate, not a login page.
+BASIC_AUTH_ROUTES = "myapp.basic_auth_routes"
+TOKEN_USERNAME = "__token__"  # noqa: S105 - the username that says "the password is a token"
+CHALLENGE = 'Basic realm="myapp", charset="UTF-8"'
+REFUSED = "_credentials_refused"  # request attribute: why the Authorization header was not accepted
+TOOLS_ONLY = (
+    "This page takes a browser sign-in only. HTTP basic auth (a password or an API token) works for "
+    "the tool routes: /simple/, /files/, /pypi/…/json, /legacy/ and /api/."
+)
+WRONG_CREDENTIALS = "Wrong credentials: use a username and password, or __token__ and a live API token."
+
+
+class TooManyAttempts(HTTPBadRequest):
+    code = 429
+    title = "Too Many Requests"
+    explanation = "Too many attempts. Wait a while and try again."
+
+
+class CrossSiteRefused(HTTPClientError):
+    """403, but not ``HTTPForbidden``: the forbidden view turns that into a
+    401 challenge on tool routes, and a browser answers a challenge by
+    replaying the credentials it saved."""
+
+    code = 403
+    title = "Forbidden"
+    explanation = "A page on another site may not make this request."
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    """``(username, password)`` from an ``Authorization: Basic`` header."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else None
+
+
+def is_tool_route(request: Request) -> bool:
+    route = request.matched_route
+    return route is not None and route.name in request.registry.get(BASIC_AUTH_ROUTES, ())
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser says this request was made by another site's page.
+
+    ``Sec-Fetch-Site`` (every current browser sends it) must be ``same-origin``
+    or ``none`` (typed by the user); ``same-site`` is another origin too (a
+    sibling subdomain, another port). Without it, an ``Origin`` must be this
+    site's. Tools (twine, uv, curl) send neither."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site.strip().lower() not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    parts = urlsplit(origin.strip())
+    # The host, not the scheme: behind a TLS proxy the app may see http for an https page.
+    return parts.scheme not in ("http", "https") or parts.netloc.lower() != request.host.lower()
+
+
+def unauthorized(message: str = WRONG_CREDENTIALS) -> HTTPUnauthorized:
+    return HTTPUnauthorized(message, headers={"WWW-Authenticate": CHALLENGE})
+
+
+# -- remembered checks ----------------------------------------------------------------
+
+
+class RecentChecks:
+    """Outcomes of recent password checks, in this process's memory only:
+    pip sends the credentials with every request, and an argon2id check costs
+    about 0.3 s of CPU and 64 MiB.
+
+    A key holds everything whose change must end a remembered outcome at
+    once: the account's id, password hash and session generation (a new
+    password, a reset, disabling the account change them) and an HMAC of the
+    password under a key that never leaves this process (the password itself
+    is not kept). A name with no account is keyed by the name, so repeating a
+    guess costs no hash whether or not the name exists. Bounded in entries
+    (the oldest go first) and in age."""
+
+    def __init__(self, seconds: float = 300, size: int = 4096) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._secret = os.urandom(32)
+        self._outcomes: OrderedDict[tuple[Any, ...], tuple[bool, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, login: str, user: User | None, password: str) -> tuple[Any, ...]:
+        mac = hmac.new(self._secret, password.encode(), hashlib.sha256).digest()
+        if user is None:
+            return ("name", login.lower(), mac)
+        return ("user", user.id, user.password_hash, user.session_generation, mac)
+
+    def get(self, key: tuple[Any, ...]) -> bool | None:
+        with self._lock:
+            found = self._outcomes.get(key)
+            if found is None or found[1] < time.monotonic():
+                return None
+            return found[0]
+
+    def put(self, key: tuple[Any, ...], ok: bool) -> None:
+        with self._lock:
+            self._outcomes.pop(key, None)
+            self._outcomes[key] = (ok, time.monotonic() + self.seconds)
+            while len(self._outcomes) > self.size:
+                self._outcomes.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._outcomes.clear()
+
+
+# -- checking basic auth ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Whom the credentials name, as read when they were checked."""
+
+    user_id: int
+    session_generation: int
+    token_id: int | None = None
+
+
+@contextmanager
+def _reading(request: Request) -> Iterator[Session]:
+    """A session to check credentials on. A reading request's own; for a
+    writing request a short one of its own, that only reads: the request's
+    session would take SQLite's write lock before the first query."""
+    if request.method in SAFE_METHODS:
+        yield request.dbsession
+        return
+    with request.registry["dbsession_factory"]() as db:
+        yield db
+
+
+def check_basic_auth(request: Request, recent: RecentChecks) -> Verified | HTTPException:
+    """The account the request's basic auth names, or the refusal to answer."""
+    credentials = basic_credentials(request)
+    if credentials is None:
+        return unauthorized("The Authorization header must be HTTP basic auth.")
+    username, password = credentials
+    with _reading(request) as db:
+        if username == TOKEN_USERNAME:
+            return _check_token(request, db, password)
+        return _check_password(request, db, username, password, recent)
+
+
+def _check_password(
+    request: Request, db: Session, login: str, password: str, recent: RecentChecks
+) -> Verified | HTTPException:
+    address = request.client_addr
+    wait = services.retry_after(db, services.login_checks(login, address))
+    if wait is not None:  # before any hash: a throttled guess costs the server a read
+        return TooManyAttempts(headers={"Retry-After": str(wait)})
+    user = services.find_user_by_login(db, login)
+    ok = False
+    if len(password) <= MAX_LENGTH:  # a longer one is no account's, and costs no hash
+        key = recent.key(login, user, password)
+        remembered = recent.get(key)
+        if remembered is None:
+            remembered = services.password_matches(user, password)
+            recent.put(key, remembered)  # not on a hit: an outcome lasts its time, however often used
+        ok = remembered
+    # A password alone would get around a second factor: such users use tokens.
+    if ok and user is not None and user.is_active and not user.has_two_factor:
+        return Verified(user.id, user.session_generation)
+    _after_response(request, lambda s: services.record_failed_login(s, login, address, via="basic auth"))
+    return unauthorized()
+
+
+def _check_token(request: Request, db: Session, value: str) -> Verified | HTTPException:
+    # Only the address is counted: the name is always __token__, and counting it
+    # would let anyone lock every token out.
+    address_only = ((services.LOGIN_BY_ADDRESS, request.client_addr or ""),)
+    wait = services.retry_after(db, address_only)
+    if wait is not None:
+        return TooManyAttempts(headers={"Retry-After": str(wait)})
+    token = services.find_token(db, value)
+    if token is None:
+        _after_response(request, lambda s: services.count_attempts(s, address_only))
+        return unauthorized()
+    return Verified(token.user_id, token.user.session_generation, token.id)
+
+
+def _after_response(request: Request, work: Callable[[Session], object]) -> None:
+    # In a transaction of its own: the refused request keeps nothing, and takes no write lock.
+    write_after_response(request, work, what="a failed sign-in")
+
+
+# -- the view deriver -------------------------------------------------------------------
+
+
+def credentials_by_channel(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
+    """View deriver, outside the permission check: refuses a cross-site change
+    through a tool route, an ``Authorization`` header on a page (which takes
+    the session only), and wrong or throttled basic auth on a tool route."""
+    if info.exception_only:
+        return view
+
+    def wrapped(context: Any, request: Request) -> Any:
+        tool = is_tool_route(request)
+        if tool and request.method not in SAFE_METHODS and cross_site(request):
+            raise CrossSiteRefused()
+        if "Authorization" in request.headers:
+            if not tool:
+                # No challenge: a browser would prompt for credentials this page never takes.
+                raise HTTPUnauthorized(TOOLS_ONLY)
+            if request.identity is None:
+                raise getattr(request, REFUSED, None) or unauthorized()
+        return view(context, request)
+
+    return wrapped

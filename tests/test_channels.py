@@ -1,0 +1,208 @@
+"""Credentials by channel, on SQLite and PostgreSQL: basic auth (passwords and
+API tokens) opens the tool routes only, pages take the session cookie only, a
+wrong ``Authorization`` header never falls back to the session, browsers'
+cross-site changes through tool routes are refused, and basic-auth password
+guesses are throttled with the sign-in form and cost one argon2 hash, not one
+per request."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from argon2 import PasswordHasher
+
+from myapp.accounts import passwords, services
+from myapp.accounts.channels import RecentChecks
+from myapp.accounts.models import User
+from myapp.packaging import services as packaging
+from myapp.packaging.models import Role, RoleName
+from tests.accounts import NEW_PASSWORD, PASSWORD, form_for, log_in, make_user
+from tests.factories import make_package
+from tests.test_accounts import basic, events
+
+YANK = "/api/projects/tool-thing/1.0/yank"
+
+
+@pytest.fixture
+def owner(dbsession) -> User:
+    user = make_user(dbsession)
+    package = make_package(dbsession, "tool-thing")
+    dbsession.add(Role(user_id=user.id, package_id=package.id, role=RoleName.OWNER))
+    dbsession.flush()
+    return user
+
+
+def yanked(dbsession) -> bool:
+    dbsession.expire_all()
+    package = packaging.find_package(dbsession, "tool-thing")
+    return packaging.find_release(dbsession, package, "1.0").yanked
+
+
+# -- pages take the session only ------------------------------------------------------------
+
+
+def test_a_token_or_password_opens_no_page(testapp, dbsession, owner):
+    """The reported attack: a token sent as basic auth read the collaborators
+    form's CSRF token and made its holder an owner. No page answers it now."""
+    _, token = services.create_token(dbsession, owner, "ci")
+    pages = ["/account", "/account/tokens", "/account/two-factor", "/manage/project/tool-thing/collaborators", "/"]
+    for headers in (basic("__token__", token), basic(owner.username, PASSWORD)):
+        for path in pages:
+            res = testapp.get(path, headers=headers, status=401)
+            assert "WWW-Authenticate" not in res.headers, path  # no prompt for what the page never takes
+            assert "csrf_token" not in res.text and "browser sign-in only" in res.text, path
+        res = testapp.post("/account/tokens", {"name": "evil"}, headers=headers, status=401)
+        assert "csrf_token" not in res.text
+    assert services.tokens_of(dbsession, owner)[0].name == "ci" and len(services.tokens_of(dbsession, owner)) == 1
+
+
+def test_a_wrong_authorization_header_never_falls_back_to_the_session(testapp, dbsession, owner):
+    log_in(testapp, owner.username)
+    assert testapp.get("/account").status_int == 200
+    assert testapp.get("/simple/tool-thing/").status_int == 200  # reading tool routes take the session too
+    for headers in (basic(owner.username, "wrong password"), basic("__token__", "myapp-x-y"), {"Authorization": "x"}):
+        res = testapp.get("/simple/tool-thing/", headers=headers, status=401)
+        assert res.headers["WWW-Authenticate"].startswith("Basic realm=")
+        assert testapp.get("/account", headers=headers, status=401)
+        assert testapp.post(YANK, headers=headers, status=401)
+    assert not yanked(dbsession)
+
+
+def test_tool_routes_that_change_things_take_basic_auth_only(testapp, dbsession, owner):
+    _, token = services.create_token(dbsession, owner, "ci")
+    log_in(testapp, owner.username)
+    res = testapp.post(YANK, status=401)  # the session cookie is not a credential here
+    assert res.headers["WWW-Authenticate"].startswith("Basic realm=")
+    assert testapp.post(YANK, headers=basic("__token__", token)).json["yanked"] is True
+    assert yanked(dbsession)
+
+
+# -- browsers' cross-site requests ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # another port or a sibling subdomain is another origin
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://localhost"},  # the browser's word wins
+        {"Origin": "http://evil.example"},
+        {"Origin": "http://localhost:8080"},
+        {"Origin": "null"},
+    ],
+)
+def test_cross_site_changes_through_tool_routes_are_refused(testapp, dbsession, owner, headers):
+    _, token = services.create_token(dbsession, owner, "ci")
+    res = testapp.post(YANK, headers=basic("__token__", token) | headers, status=403)
+    assert "another site" in res.text
+    assert "WWW-Authenticate" not in res.headers  # no challenge: a browser would replay saved credentials
+    assert testapp.post("/legacy/", {":action": "file_upload"}, headers=headers, status=403)
+    assert not yanked(dbsession)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {"Origin": "http://localhost"}],
+)
+def test_tools_and_this_site_may_change_things(testapp, dbsession, owner, headers):
+    _, token = services.create_token(dbsession, owner, "ci")
+    body = json.dumps({"reason": "bad"})
+    res = testapp.post(YANK, body, headers=basic("__token__", token) | headers | {"Content-Type": "application/json"})
+    assert res.json["yanked"] is True
+
+
+# -- throttling and cost ---------------------------------------------------------------------------
+
+
+def test_basic_auth_guesses_are_throttled_with_the_form(testapp, dbsession, owner):
+    """The reported attack: 30 wrong passwords over basic auth all got 401, none
+    was recorded, and the right one then worked."""
+    for i in range(10):
+        assert testapp.get("/simple/", headers=basic(owner.username, f"guess {i}"), status=401)
+    res = testapp.get("/simple/", headers=basic(owner.username, "guess 11"), status=429)
+    assert 0 < int(res.headers["Retry-After"]) <= 15 * 60
+    assert testapp.get("/simple/", headers=basic(owner.username, PASSWORD), status=429)  # even the right one
+    assert testapp.get("/simple/", headers=basic(owner.username.upper(), PASSWORD), status=429)
+    assert log_in(testapp, owner.username).status_int == 429  # the form shares the count
+    assert events(dbsession, owner).count("login failed") == 10
+
+
+def test_the_address_is_throttled_for_unknown_names_and_tokens(testapp, dbsession, owner):
+    for i in range(5):
+        assert testapp.get("/simple/", headers=basic(f"nobody-{i}", "guess"), status=401)
+        assert testapp.get("/simple/", headers=basic("__token__", f"myapp-{i}-guess"), status=401)
+    res = testapp.get("/simple/", headers=basic(owner.username, PASSWORD), status=429)
+    assert int(res.headers["Retry-After"]) > 0
+
+
+class CountingHasher(PasswordHasher):
+    """The tests' cheap hasher, counting the checks it makes."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+        self.checks = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        self.checks += 1
+        return super().verify(hash, password)
+
+
+@pytest.fixture
+def hasher(monkeypatch) -> CountingHasher:
+    counting = CountingHasher()
+    monkeypatch.setattr(passwords, "hasher", counting)
+    return counting
+
+
+def test_a_checked_password_is_remembered_until_it_changes(testapp, dbsession, hasher):
+    user = make_user(dbsession)
+    hasher.checks = 0
+    for _ in range(5):
+        assert testapp.get("/simple/", headers=basic(user.username, PASSWORD)).status_int == 200
+    assert hasher.checks == 1  # pip's many requests: one hash
+    services.set_password(dbsession, user, NEW_PASSWORD, services.EventTag.PASSWORD_CHANGED, None)
+    dbsession.flush()
+    assert testapp.get("/simple/", headers=basic(user.username, PASSWORD), status=401)  # at once
+    assert testapp.get("/simple/", headers=basic(user.username, NEW_PASSWORD)).status_int == 200
+    assert hasher.checks == 3
+    services.set_active(dbsession, user, False, by=user, ip_address=None)
+    dbsession.flush()
+    assert testapp.get("/simple/", headers=basic(user.username, NEW_PASSWORD), status=401)  # at once
+
+
+def test_repeated_wrong_guesses_cost_one_hash_known_name_or_not(testapp, dbsession, hasher):
+    user = make_user(dbsession)
+    for login in (user.username, "nobody-at-all"):
+        hasher.checks = 0
+        for _ in range(4):
+            assert testapp.get("/simple/", headers=basic(login, "the same wrong guess"), status=401)
+        assert hasher.checks == 1, login
+
+
+def test_two_factor_users_use_tokens_not_passwords(testapp, dbsession):
+    user = make_user(dbsession, totp_secret="JBSWY3DPEHPK3PXP")
+    _, token = services.create_token(dbsession, user, "ci")
+    assert testapp.get("/simple/", headers=basic(user.username, PASSWORD), status=401)
+    assert testapp.get("/simple/", headers=basic("__token__", token)).status_int == 200
+
+
+def test_a_session_still_signs_in_on_the_page(testapp, dbsession, owner):
+    """The pages' own way in is unchanged: the form, then the cookie."""
+    log_in(testapp, owner.username)
+    page = testapp.get("/account/tokens")
+    form = form_for(page, "/account/tokens")
+    form["name"] = "made in the browser"
+    assert form.submit().status_int in (200, 303)
+
+
+def test_remembered_checks_are_bounded_and_keep_no_password():
+    recent = RecentChecks(seconds=0.05, size=3)
+    keys = [recent.key(f"name-{i}", None, PASSWORD) for i in range(5)]
+    for key in keys:
+        recent.put(key, False)
+    assert [recent.get(key) for key in keys] == [None, None, False, False, False]  # the oldest went first
+    assert all(PASSWORD.encode() not in repr(key).encode() for key in keys)
+    time.sleep(0.06)
+    assert recent.get(keys[-1]) is None  # and all expire
