@@ -32,6 +32,7 @@ from tests.accounts import (
     log_out,
     mails_to,
     make_user,
+    register,
     signed_in_as,
     submit,
     unique,
@@ -151,7 +152,6 @@ def test_verification_and_reset_links_by_real_smtp(settings, dbsession, smtp):
     assert verify["To"] == address and verify["From"] == "idx@x.org"
     link = _link(verify)
     assert "is verified" in app.get(link).text
-    log_out(app)
 
     submit(app, "/account/forgot-password", {"username": address})
     reset = inbox.messages[-1]
@@ -178,7 +178,7 @@ def test_no_secret_reaches_the_logs(testapp, dbsession, settings, caplog):
     caplog.set_level(logging.DEBUG)
     name = unique()
     mail_folder = Path(settings["myapp.mail_folder"])
-    submit(testapp, "/account/register", {"username": name, "email": f"{name}@example.org", "password": PASSWORD})
+    register(testapp, mail_folder, name)
     page = testapp.get("/account/two-factor")
     totp_secret = page.html.select_one(".totp-secret").text
     codes_page = submit(testapp, "/account/two-factor", {"code": pyotp.TOTP(totp_secret).now()})

@@ -69,22 +69,37 @@ def new_password_rule(form: Form, field: Field) -> None:
         raise ValidationError(problem)
 
 
-class RegisterForm(Form):
+class InvitedRegisterForm(Form):
+    """Registering through an invitation: the address is the invitation's."""
+
     username = StringField("Username", [InputRequired(), username_rule], filters=[_strip])
-    email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
     password = PasswordField("Password", [InputRequired(), new_password_rule])
 
     def validate_new_account(self, db: Session) -> bool:
-        """The form's own rules, and a username and email nobody has (the
-        register page and ``myapp-adduser`` share this)."""
+        """The form's own rules, and a username nobody has. (Usernames are
+        public, so saying one is taken tells nobody anything new.)"""
         valid = self.validate()
         if self.username.data and services.find_user(db, self.username.data):
             self.username.errors = [*self.username.errors, "That username is taken."]
             valid = False
-        if self.email.data and services.find_user_by_email(db, self.email.data):
+        return valid
+
+
+class RegisterForm(InvitedRegisterForm):
+    email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
+
+    def validate_new_account(self, db: Session, *, check_email: bool = True) -> bool:
+        """As for an invitation, and (for ``myapp-adduser``; the register page
+        must not tell) an email nobody has."""
+        valid = super().validate_new_account(db)
+        if check_email and self.email.data and services.find_user_by_email(db, self.email.data):
             self.email.errors = [*self.email.errors, "An account with that email already exists."]
             valid = False
         return valid
+
+
+class InvitationForm(Form):
+    email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
 
 
 class LoginForm(Form):

@@ -10,8 +10,8 @@ A request is made by a user when either
   (pip, twine) use this.
 
 Permissions come from ACLs: the root grants ``view`` (every page's default
-permission) to everyone, or only to those signed in when
-``myapp.read_access = authenticated``; ``account`` to anyone signed in and
+permission) to everyone, or only to members (``MEMBERS``: active, with a
+verified email) when ``myapp.read_access = authenticated``; ``account`` to anyone signed in and
 ``admin`` to administrators; a project's context adds its roles. A token
 scoped to one project is good for that project's context only.
 """
@@ -35,6 +35,8 @@ from myapp.data import write_after_response
 SESSION_KEY = "auth"
 TOKEN_USERNAME = "__token__"  # noqa: S105 - the username that says "the password is a token"
 ADMINS = "group:admins"
+# Active accounts with a verified email: the readers of a private index.
+MEMBERS = "group:members"
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,12 @@ class Identity:
         found = [f"user:{self.user.id}"]
         if self.user.is_admin:
             found.append(ADMINS)
+        if self.user.is_active and self.user.email_verified:
+            found.append(MEMBERS)
         return found
 
 
-READERS = "myapp.readers"  # registry: who may view, Everyone or Authenticated
+READERS = "myapp.readers"  # registry: who may view, Everyone or MEMBERS
 # Registry: names of routes that tools call; refusals there are 401 + WWW-Authenticate, not a login page.
 BASIC_AUTH_ROUTES = "myapp.basic_auth_routes"
 

@@ -1,0 +1,173 @@
+"""Who may join: registering (``myapp.registration`` = open, invite or
+closed) and administrators' invitations. (Who may read is the policy's
+``MEMBERS``; what a signed-in non-member sees is ``views.forbidden``'s.)
+
+Registering with an address that already has an account answers exactly as
+registering with a new one ("check your inbox"), after the same work (a
+password hash, a recorded event, a mail): the owner of the address is told
+by mail instead, so the form cannot be used to learn who has an account.
+Usernames are public, so a taken one is still said to be taken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
+from pyramid.request import Request
+from pyramid.view import view_config
+
+from myapp.accounts import services
+from myapp.accounts.forms import InvitationForm, InvitedRegisterForm, RegisterForm
+from myapp.accounts.mail import send_mail
+from myapp.accounts.models import EventTag, Invitation
+from myapp.accounts.passwords import hash_password
+from myapp.accounts.views import PUBLIC, _failed, _form, _send_verification, _sign_in, _user
+from myapp.data.meta import utcnow
+from myapp.security import FORM_METHODS
+
+REGISTRATION = "myapp.registration"  # registry: open, invite or closed
+REGISTER_TEMPLATE = "myapp:templates/accounts/register.jinja2"
+
+
+def _mode(request: Request) -> str:
+    return request.registry[REGISTRATION]
+
+
+# -- registering ----------------------------------------------------------------------
+
+
+@view_config(route_name="account.register", permission=PUBLIC, renderer=REGISTER_TEMPLATE, require_methods=FORM_METHODS)
+def register(request: Request) -> Any:
+    """The register page: with an invitation's ``token``, the invited form;
+    otherwise the open form, or a plain word that registration is not open
+    (and a refusal of the form, whatever was posted)."""
+    if "token" in request.params:
+        return _register_invited(request, request.params["token"])
+    mode = _mode(request)
+    if mode != "open":
+        if request.method == "POST":
+            request.response.status = 403
+        return {"mode": mode}
+    form = _form(request, RegisterForm)
+    if request.method != "POST":
+        return {"mode": mode, "form": form}
+    db = request.dbsession
+    if not form.validate_new_account(db, check_email=False):
+        return _failed(request, {"mode": mode, "form": form})
+    owner = services.find_user_by_email(db, form.email.data)
+    if owner is None:
+        user = services.create_user(
+            db,
+            username=form.username.data,
+            email=form.email.data,
+            password=form.password.data,
+            ip_address=request.client_addr,
+        )
+        _send_verification(request, user)
+    else:
+        hash_password(form.password.data)  # the work creating an account does, so both take as long
+        services.record_event(db, owner, EventTag.REGISTRATION_ATTEMPTED, request.client_addr)
+        send_mail(
+            request,
+            owner,
+            "register_taken",
+            login=request.route_url("account.login"),
+            reset=request.route_url("account.forgot"),
+        )
+    return {"mode": mode, "sent_to": form.email.data}
+
+
+def _register_invited(request: Request, token: str) -> Any:
+    """Register through an invitation: the address is the invitation's, and
+    the link having come to that inbox verifies it."""
+    db = request.dbsession
+    invitation = services.find_invitation(db, token) if _mode(request) != "closed" else None
+    if invitation is None:
+        request.response.status = 400
+        return {"mode": _mode(request), "invalid": True}
+    form = _form(request, InvitedRegisterForm)
+    form.user_inputs = (invitation.email,)
+    values = {"mode": _mode(request), "form": form, "invitation": invitation, "token": token}
+    if request.method != "POST":
+        return values
+    valid = form.validate_new_account(db)
+    if services.find_user_by_email(db, invitation.email) is not None:  # only the inbox's owner has the link
+        form.username.errors = [*form.username.errors, f"{invitation.email} has an account already: log in instead."]
+        valid = False
+    if not valid:
+        return _failed(request, values)
+    if not services.use_invitation(db, invitation):  # another request used it a moment ago
+        request.response.status = 400
+        return {"mode": _mode(request), "invalid": True}
+    user = services.create_user(
+        db,
+        username=form.username.data,
+        email=invitation.email,
+        password=form.password.data,
+        ip_address=request.client_addr,
+    )
+    user.email_verified = True
+    invitation.used_by_id = user.id
+    services.record_event(db, user, EventTag.EMAIL_VERIFIED, request.client_addr, email=user.email, invitation=True)
+    return _sign_in(request, user, None)
+
+
+# -- administrators: invitations --------------------------------------------------------
+
+
+@view_config(
+    route_name="admin.invitations",
+    permission="admin",
+    renderer="myapp:templates/accounts/admin_invitations.jinja2",
+    require_methods=FORM_METHODS,
+)
+def admin_invitations(request: Request) -> Any:
+    """Invite someone by email; see pending, used, expired and revoked invitations."""
+    form = _form(request, InvitationForm)
+    db = request.dbsession
+    if request.method == "POST":
+        if form.validate() and _may_invite(request, form):
+            invitation, secret = services.create_invitation(
+                db, form.email.data, by=_user(request), ip_address=request.client_addr
+            )
+            send_mail(
+                request,
+                None,
+                "invitation",
+                to=invitation.email,
+                inviter=_user(request),
+                invitation=invitation,
+                link=request.route_url("account.register", _query={"token": secret}),
+            )
+            request.session.flash(f"Invitation sent to {invitation.email}.", "admin")
+            return HTTPSeeOther(location=request.route_path("admin.invitations"))
+        request.response.status = 400
+    return {
+        "form": form,
+        "mode": _mode(request),
+        "invitations": services.recent_invitations(db),
+        "now": utcnow(),
+        "notices": request.session.pop_flash("admin"),
+    }
+
+
+def _may_invite(request: Request, form: InvitationForm) -> bool:
+    if _mode(request) == "closed":
+        form.email.errors = ["Registration is closed, so an invitation could not be used. Set it to invite first."]
+        return False
+    if services.find_user_by_email(request.dbsession, form.email.data) is not None:
+        form.email.errors = ["That address has an account already."]
+        return False
+    return True
+
+
+@view_config(route_name="admin.invitation_revoke", permission="admin", require_methods=["POST"])
+def admin_revoke_invitation(request: Request) -> Any:
+    found: Invitation | None = services.revoke_invitation(
+        request.dbsession, int(request.matchdict["id"]), by=_user(request), ip_address=request.client_addr
+    )
+    if found is None:
+        raise HTTPNotFound("No such pending invitation.")
+    request.session.flash(f"The invitation for {found.email} is revoked.", "admin")
+    return HTTPSeeOther(location=request.route_path("admin.invitations"))
