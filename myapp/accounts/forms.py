@@ -86,19 +86,23 @@ class InvitedRegisterForm(Form):
 
 
 class RegisterForm(InvitedRegisterForm):
+    """An account in one go, for ``myapp-adduser``. (The register page never
+    says whether an address has an account: see ``membership``.)"""
+
     email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
 
-    def validate_new_account(self, db: Session, *, check_email: bool = True) -> bool:
-        """As for an invitation, and (for ``myapp-adduser``; the register page
-        must not tell) an email nobody has."""
+    def validate_new_account(self, db: Session) -> bool:
+        """As for an invitation, and an email nobody has."""
         valid = super().validate_new_account(db)
-        if check_email and self.email.data and services.find_user_by_email(db, self.email.data):
+        if self.email.data and services.find_user_by_email(db, self.email.data):
             self.email.errors = [*self.email.errors, "An account with that email already exists."]
             valid = False
         return valid
 
 
 class InvitationForm(Form):
+    """The address to mail a link to register to (an invitation, or one asked for)."""
+
     email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
 
 

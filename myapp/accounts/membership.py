@@ -2,11 +2,15 @@
 closed) and administrators' invitations. (Who may read is the policy's
 ``MEMBERS``; what a signed-in non-member sees is ``views.forbidden``'s.)
 
-Registering with an address that already has an account answers exactly as
-registering with a new one ("check your inbox"), after the same work (a
-password hash, a recorded event, a mail): the owner of the address is told
-by mail instead, so the form cannot be used to learn who has an account.
-Usernames are public, so a taken one is still said to be taken.
+Every account is made through a single-use link mailed to its address: an
+administrator's invitation, or, when registration is open, a link that
+anyone may ask for on the register page by giving an address. Asking with
+an address that already has an account answers exactly the same ("check
+your inbox") after the same work (a row written, a mail sent): its owner is
+told by mail instead. So the form tells nobody who has an account, no
+account exists before its address is proven, and nothing (not even a
+username) is reserved by asking. Usernames are chosen on the link's form,
+and a taken one is said to be taken: usernames are public.
 """
 
 from __future__ import annotations
@@ -18,16 +22,18 @@ from pyramid.request import Request
 from pyramid.view import view_config
 
 from myapp.accounts import services
-from myapp.accounts.forms import InvitationForm, InvitedRegisterForm, RegisterForm
+from myapp.accounts.forms import InvitationForm, InvitedRegisterForm
 from myapp.accounts.mail import send_mail
 from myapp.accounts.models import EventTag, Invitation
-from myapp.accounts.passwords import hash_password
-from myapp.accounts.views import PUBLIC, _failed, _form, _send_verification, _sign_in, _user
+from myapp.accounts.services import Throttle
+from myapp.accounts.views import PUBLIC, _check_throttles, _count_attempts, _failed, _form, _sign_in, _user
 from myapp.data.meta import utcnow
 from myapp.security import FORM_METHODS
 
 REGISTRATION = "myapp.registration"  # registry: open, invite or closed
 REGISTER_TEMPLATE = "myapp:templates/accounts/register.jinja2"
+# Each request mails someone: a client address may ask a few times, not flood inboxes.
+REGISTER_BY_ADDRESS = Throttle("register-address")
 
 
 def _mode(request: Request) -> str:
@@ -39,9 +45,10 @@ def _mode(request: Request) -> str:
 
 @view_config(route_name="account.register", permission=PUBLIC, renderer=REGISTER_TEMPLATE, require_methods=FORM_METHODS)
 def register(request: Request) -> Any:
-    """The register page: with an invitation's ``token``, the invited form;
-    otherwise the open form, or a plain word that registration is not open
-    (and a refusal of the form, whatever was posted)."""
+    """The register page. With a link's ``token``: choose a username and a
+    password. Otherwise, when registration is open: an address to mail such
+    a link to; when it is not, a plain word saying so (and a refusal of the
+    form, whatever was posted)."""
     if "token" in request.params:
         return _register_invited(request, request.params["token"])
     mode = _mode(request)
@@ -49,38 +56,36 @@ def register(request: Request) -> Any:
         if request.method == "POST":
             request.response.status = 403
         return {"mode": mode}
-    form = _form(request, RegisterForm)
+    form = _form(request, InvitationForm)
     if request.method != "POST":
         return {"mode": mode, "form": form}
-    db = request.dbsession
-    if not form.validate_new_account(db, check_email=False):
+    if not form.validate():
         return _failed(request, {"mode": mode, "form": form})
+    checks = ((REGISTER_BY_ADDRESS, request.client_addr or ""),)
+    _check_throttles(request, *checks)
+    _count_attempts(request, *checks)
+    db = request.dbsession
     owner = services.find_user_by_email(db, form.email.data)
     if owner is None:
-        user = services.create_user(
-            db,
-            username=form.username.data,
-            email=form.email.data,
-            password=form.password.data,
-            ip_address=request.client_addr,
+        invitation, secret = services.create_invitation(
+            db, form.email.data, by=None, days=services.SELF_SERVICE_DAYS, self_service=True
         )
-        _send_verification(request, user)
+        _mail_link(request, invitation, secret, "register_link")
     else:
-        hash_password(form.password.data)  # the work creating an account does, so both take as long
         services.record_event(db, owner, EventTag.REGISTRATION_ATTEMPTED, request.client_addr)
-        send_mail(
-            request,
-            owner,
-            "register_taken",
-            login=request.route_url("account.login"),
-            reset=request.route_url("account.forgot"),
-        )
+        login, reset = request.route_url("account.login"), request.route_url("account.forgot")
+        send_mail(request, owner, "register_taken", login=login, reset=reset)
     return {"mode": mode, "sent_to": form.email.data}
 
 
+def _mail_link(request: Request, invitation: Invitation, secret: str, template: str, **values: Any) -> None:
+    link = request.route_url("account.register", _query={"token": secret})
+    send_mail(request, None, template, to=invitation.email, invitation=invitation, link=link, **values)
+
+
 def _register_invited(request: Request, token: str) -> Any:
-    """Register through an invitation: the address is the invitation's, and
-    the link having come to that inbox verifies it."""
+    """Register through a link (an invitation, or one asked for): the address
+    is the link's, and the link having come to that inbox verifies it."""
     db = request.dbsession
     invitation = services.find_invitation(db, token) if _mode(request) != "closed" else None
     if invitation is None:
@@ -109,7 +114,8 @@ def _register_invited(request: Request, token: str) -> Any:
     )
     user.email_verified = True
     invitation.used_by_id = user.id
-    services.record_event(db, user, EventTag.EMAIL_VERIFIED, request.client_addr, email=user.email, invitation=True)
+    via = "a link asked for" if invitation.self_service else "an invitation"
+    services.record_event(db, user, EventTag.EMAIL_VERIFIED, request.client_addr, email=user.email, via=via)
     return _sign_in(request, user, None)
 
 
@@ -131,15 +137,7 @@ def admin_invitations(request: Request) -> Any:
             invitation, secret = services.create_invitation(
                 db, form.email.data, by=_user(request), ip_address=request.client_addr
             )
-            send_mail(
-                request,
-                None,
-                "invitation",
-                to=invitation.email,
-                inviter=_user(request),
-                invitation=invitation,
-                link=request.route_url("account.register", _query={"token": secret}),
-            )
+            _mail_link(request, invitation, secret, "invitation", inviter=_user(request))
             request.session.flash(f"Invitation sent to {invitation.email}.", "admin")
             return HTTPSeeOther(location=request.route_path("admin.invitations"))
         request.response.status = 400

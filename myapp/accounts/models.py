@@ -148,9 +148,11 @@ class ThrottleEvent(Base):
 
 
 class Invitation(Base):
-    """An administrator's invitation to register with one address. Only a
-    SHA-256 digest of the link's secret is kept (256 random bits: a fast hash
-    is as safe as a slow one). Good once, until ``expires``, unless revoked."""
+    """A link to register with one address: an administrator's invitation, or
+    (``self_service``, when registration is open) the one mailed to whoever
+    asked to join with that address. Only a SHA-256 digest of the link's
+    secret is kept (256 random bits: a fast hash is as safe as a slow one).
+    Good once, until ``expires``, unless revoked."""
 
     __tablename__ = "invitations"
 
@@ -163,6 +165,7 @@ class Invitation(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     used_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     revoked: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    self_service: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     invited_by: Mapped[User | None] = relationship(foreign_keys=[invited_by_id])
     used_by: Mapped[User | None] = relationship(foreign_keys=[used_by_id])

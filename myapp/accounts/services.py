@@ -23,6 +23,7 @@ from myapp.data.meta import utcnow
 TOKEN_PREFIX = "myapp"  # noqa: S105 - the public start of every token
 RECOVERY_CODES = 10
 INVITATION_DAYS = 7
+SELF_SERVICE_DAYS = 3  # as long as an email verification link
 
 
 # -- users ------------------------------------------------------------------------
@@ -259,12 +260,18 @@ def unused_recovery_codes(db: Session, user: User) -> int:
 
 
 def create_invitation(
-    db: Session, email: str, *, by: User | None, days: int = INVITATION_DAYS, ip_address: str | None = None
+    db: Session,
+    email: str,
+    *,
+    by: User | None,
+    days: int = INVITATION_DAYS,
+    self_service: bool = False,
+    ip_address: str | None = None,
 ) -> tuple[Invitation, str]:
     """A new invitation for ``email`` and the secret for its link, which is
     sent once and never stored. Earlier pending invitations for the same
     address are revoked: one live link per person. ``by`` is None from the
-    command line."""
+    command line and for ``self_service`` (asked for on the register page)."""
     now = utcnow()
     db.execute(
         update(Invitation)
@@ -275,7 +282,11 @@ def create_invitation(
     )
     secret = secrets.token_urlsafe(32)
     invitation = Invitation(
-        digest=_digest(secret), email=email, invited_by_id=by.id if by else None, expires=now + timedelta(days=days)
+        digest=_digest(secret),
+        email=email,
+        invited_by_id=by.id if by else None,
+        expires=now + timedelta(days=days),
+        self_service=self_service,
     )
     db.add(invitation)
     db.flush()

@@ -1,4 +1,4 @@
-"""invitations: an administrator's single-use, expiring link to register
+"""invitations: single-use, expiring links to register (an administrator's, or one asked for)
 
 Revision ID: 0009
 Revises: 0007
@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("used_at", sa.DateTime(), nullable=True),
         sa.Column("used_by_id", sa.Integer(), nullable=True),
         sa.Column("revoked", sa.DateTime(), nullable=True),
+        # Asked for on the register page (open registration), not sent by an administrator.
+        sa.Column("self_service", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.ForeignKeyConstraint(
             ["invited_by_id"], ["users.id"], name=op.f("fk_invitations_invited_by_id_users"), ondelete="SET NULL"
         ),
