@@ -106,6 +106,7 @@ def test_pip_and_uv_with_credentials(backend, tmp_path):
         engine = create_engine(server.url)
         with Session(engine) as db, db.begin():
             user = services.create_user(db, username="reader", email="reader@example.org", password=PASSWORD)
+            user.email_verified = True  # a member: readers of a private index have a verified address
             _, token = services.create_token(db, user, "pip")
             project = db.scalar(
                 select(Package.name).join(Package.releases).join(ReleaseFile).order_by(Package.name).limit(1)
