@@ -72,6 +72,8 @@ def register(request: Request) -> Any:
         )
         _mail_link(request, invitation, secret, "register_link")
     else:
+        # An address with an account needs no link (and this does the other path's UPDATE: the same work).
+        services.revoke_pending_invitations(db, form.email.data)
         services.record_event(db, owner, EventTag.REGISTRATION_ATTEMPTED, request.client_addr)
         login, reset = request.route_url("account.login"), request.route_url("account.forgot")
         send_mail(request, owner, "register_taken", login=login, reset=reset)

@@ -177,3 +177,7 @@ class Invitation(Base):
         if self.revoked is not None:
             return "revoked"
         return "expired" if self.expires <= now else "pending"
+
+
+# Registering with an address revokes its pending links: found whatever the case.
+Index("ix_invitations_email_lower", func.lower(Invitation.email))

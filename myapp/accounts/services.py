@@ -273,13 +273,7 @@ def create_invitation(
     address are revoked: one live link per person. ``by`` is None from the
     command line and for ``self_service`` (asked for on the register page)."""
     now = utcnow()
-    db.execute(
-        update(Invitation)
-        .where(
-            func.lower(Invitation.email) == email.lower(), Invitation.used_at.is_(None), Invitation.revoked.is_(None)
-        )
-        .values(revoked=now)
-    )
+    revoke_pending_invitations(db, email)
     secret = secrets.token_urlsafe(32)
     invitation = Invitation(
         digest=_digest(secret),
@@ -293,6 +287,17 @@ def create_invitation(
     if by is not None:
         record_event(db, by, EventTag.INVITATION_SENT, ip_address, email=email)
     return invitation, secret
+
+
+def revoke_pending_invitations(db: Session, email: str) -> None:
+    """No pending link for ``email`` works any more."""
+    db.execute(
+        update(Invitation)
+        .where(
+            func.lower(Invitation.email) == email.lower(), Invitation.used_at.is_(None), Invitation.revoked.is_(None)
+        )
+        .values(revoked=utcnow())
+    )
 
 
 def find_invitation(db: Session, secret: str) -> Invitation | None:

@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_invitations")),
         sa.UniqueConstraint("digest", name=op.f("uq_invitations_digest")),
     )
+    # Asking for a link revokes the address's pending ones: found whatever the case.
+    op.create_index("ix_invitations_email_lower", "invitations", [sa.text("lower(email)")])
 
 
 def downgrade() -> None:
