@@ -418,19 +418,7 @@ def test_myapp_invite_prints_a_link_that_works_once(backend, tmp_path):
         )
         del server.env["MYAPP_REGISTRATION"]
 
-        browsers = [Browser(link) for _ in range(2)]
-        barrier = threading.Barrier(2)
-        answers: list[tuple[int, str]] = []
-
-        def register(browser: Browser, name: str) -> None:
-            barrier.wait()
-            answers.append(browser.submit(name))
-
-        threads = [threading.Thread(target=register, args=(b, f"racer-{i}")) for i, b in enumerate(browsers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        answers = at_once([Browser(link), Browser(link)], ["racer-0", "racer-1"])
         assert sorted(status for status, _ in answers) == [200, 400], answers
         winner = next(url for status, url in answers if status == 200)
         assert winner.endswith("/account")
@@ -445,9 +433,37 @@ def test_myapp_invite_prints_a_link_that_works_once(backend, tmp_path):
         assert again.status == 400
         taken = refusal("newcomer@example.org", "--base-url", server.base)
         assert taken == "myapp-invite: newcomer@example.org has an account already"
+
+        # Two invitations used at the same moment with one username: one account, a form error, no 500.
+        links = []
+        for address in ("twin-a@example.org", "twin-b@example.org"):
+            done = server.run_cli(*command, address, "--base-url", server.base)
+            links += re.findall(r"http://\S+", done.stdout)
+        twins = [Browser(url) for url in links]
+        answers = at_once(twins, ["twin", "twin"])
+        assert sorted(status for status, _ in answers) == [200, 400], answers
+        (refused,) = [twin.body for twin in twins if "Create account" in twin.body]
+        assert re.search(r"That username (is|was) taken", refused)
     log = server.log.read_text()
     secret = link.partition("token=")[2]
     assert secret not in log and PASSWORD not in log and "Traceback" not in log
+
+
+def at_once(browsers: list[Browser], usernames: list[str]) -> list[tuple[int, str]]:
+    """Each browser submits its form with its username, all at the same moment."""
+    barrier = threading.Barrier(len(browsers))
+    answers: list[tuple[int, str]] = []
+
+    def register(browser: Browser, name: str) -> None:
+        barrier.wait()
+        answers.append(browser.submit(name))
+
+    threads = [threading.Thread(target=register, args=pair) for pair in zip(browsers, usernames, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers
 
 
 class Browser:
@@ -457,6 +473,7 @@ class Browser:
     def __init__(self, url: str) -> None:
         self.url = url
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.body = ""
         self.status, body = self._open(urllib.request.Request(url))
         found = re.search(r'name="csrf_token" value="([^"]+)"', body)
         self.csrf = found.group(1) if found else ""
@@ -472,7 +489,8 @@ class Browser:
         return self._open(urllib.request.Request(self.url, headers=headers))
 
     def submit(self, username: str) -> tuple[int, str]:
-        """POST the form; the status and the address it ended at (after a redirect)."""
+        """POST the form; the status and the address it ended at (after a
+        redirect). The page is kept in ``body``."""
         token = urllib.parse.parse_qs(urllib.parse.urlsplit(self.url).query)["token"][0]
         data = urllib.parse.urlencode(
             {"csrf_token": self.csrf, "token": token, "username": username, "password": PASSWORD}
@@ -480,8 +498,10 @@ class Browser:
         base = self.url.split("/account/")[0]
         try:
             with self.opener.open(urllib.request.Request(f"{base}/account/register", data=data), timeout=60) as res:
+                self.body = res.read().decode()
                 return res.status, res.geturl()
         except urllib.error.HTTPError as err:
+            self.body = err.read().decode()
             return err.code, err.geturl()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.request import Request
 from pyramid.view import view_config
+from sqlalchemy.exc import IntegrityError
 
 from myapp.accounts import services
 from myapp.accounts.forms import InvitationForm, InvitedRegisterForm
@@ -107,13 +108,20 @@ def _register_invited(request: Request, token: str) -> Any:
     if not services.use_invitation(db, invitation):  # another request used it a moment ago
         request.response.status = 400
         return {"mode": _mode(request), "invalid": True}
-    user = services.create_user(
-        db,
-        username=form.username.data,
-        email=invitation.email,
-        password=form.password.data,
-        ip_address=request.client_addr,
-    )
+    try:
+        # Two links used at once with one username both pass the check above; the unique index
+        # refuses the second, in a savepoint, so this answer is a form error and not a 500.
+        with db.begin_nested():
+            user = services.create_user(
+                db,
+                username=form.username.data,
+                email=invitation.email,
+                password=form.password.data,
+                ip_address=request.client_addr,
+            )
+    except IntegrityError:
+        form.username.errors = ["That username was taken a moment ago. Choose another."]
+        return _failed(request, values)  # (a 400: the invitation is not spent)
     user.email_verified = True
     invitation.used_by_id = user.id
     via = "a link asked for" if invitation.self_service else "an invitation"
