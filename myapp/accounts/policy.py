@@ -11,9 +11,10 @@ A request is made by a user when either
 
 Permissions come from ACLs: the root grants ``view`` (every page's default
 permission) to everyone, or only to members (``MEMBERS``: active, with a
-verified email) when ``myapp.read_access = authenticated``; ``account`` to anyone signed in and
-``admin`` to administrators; a project's context adds its roles. A token
-scoped to one project is good for that project's context only.
+verified email) when ``myapp.read_access = authenticated``; ``account`` to
+anyone signed in and ``admin`` to administrators; a project's context adds
+its roles. A token scoped to one project is good for that project's context
+only.
 """
 
 from __future__ import annotations
