@@ -74,6 +74,7 @@ setup(
             "myapp-initdb = myapp.scripts.initdb:main",
             "myapp-import = myapp.scripts.import_json:main",
             "myapp-adduser = myapp.scripts.adduser:main",
+            "myapp-invite = myapp.scripts.invite:main",
             "myapp-rerender = myapp.scripts.rerender:main",
         ],
         # pshell's runner with a short banner ([pshell] default_shell = myapp in the ini files).

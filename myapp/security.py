@@ -68,6 +68,22 @@ def read_access(settings: dict[str, Any]) -> str:
     return value
 
 
+REGISTRATION_ENV = "MYAPP_REGISTRATION"
+REGISTRATION = ("open", "invite", "closed")
+
+
+def registration(settings: dict[str, Any]) -> str:
+    """Who may create an account: ``open`` (anyone), ``invite`` (only with an
+    admin's invitation) or ``closed`` (nobody; admins use ``myapp-adduser``),
+    from ``MYAPP_REGISTRATION`` or ``myapp.registration``. A private index is
+    closed unless it says otherwise: an open door would let anyone read it."""
+    default = "closed" if read_access(settings) == "authenticated" else "open"
+    value = (os.environ.get(REGISTRATION_ENV) or settings.get("myapp.registration") or default).strip().lower()
+    if value not in REGISTRATION:
+        raise SettingsError(f"myapp.registration must be one of {', '.join(REGISTRATION)}, not {value!r}.")
+    return value
+
+
 def derived_secret(settings: dict[str, Any], purpose: str) -> str:
     """A key for one use (sessions, signed links), derived from the app secret,
     so that no two uses share a key."""

@@ -90,3 +90,16 @@ def link_in(message: email.message.EmailMessage) -> str:
     assert url, body
     parts = urlsplit(url.group())
     return f"{parts.path}?{parts.query}"
+
+
+def register(app: webtest.TestApp, mail_folder: Path, name: str | None = None) -> str:
+    """Register as a newcomer does: give an address, open the link mailed to
+    it, choose a username and a password (which signs in). Returns the username."""
+    name = name or unique()
+    address = f"{name}@example.org"
+    res = submit(app, "/account/register", {"email": address})
+    assert res.status_int == 200 and "Check your inbox" in res.text, res.text
+    link = link_in(mails_to(mail_folder, address)[-1])
+    res = submit(app, link, {"username": name, "password": PASSWORD}, action="/account/register")
+    assert res.status_int == 303, res.text
+    return name

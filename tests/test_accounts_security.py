@@ -32,6 +32,7 @@ from tests.accounts import (
     log_out,
     mails_to,
     make_user,
+    register,
     signed_in_as,
     submit,
     unique,
@@ -146,14 +147,17 @@ def test_verification_and_reset_links_by_real_smtp(settings, dbsession, smtp):
     app = webtest.TestApp(configure(app_settings).make_wsgi_app(), extra_environ={"HTTP_HOST": "localhost"})
     name = unique()
     address = f"{name}@example.org"
-    submit(app, "/account/register", {"username": name, "email": address, "password": PASSWORD})
-    (verify,) = inbox.messages
-    assert verify["To"] == address and verify["From"] == "idx@x.org"
-    link = _link(verify)
-    assert "is verified" in app.get(link).text
+    submit(app, "/account/register", {"email": address})
+    (join,) = inbox.messages
+    assert join["To"] == address and join["From"] == "idx@x.org"
+    res = submit(app, _link(join), {"username": name, "password": PASSWORD}, action="/account/register")
+    assert res.status_int == 303
+    submit(app, "/account", {"email": f"new-{address}", "current_password": PASSWORD}, action="/account/email")
+    (verify,) = [m for m in inbox.messages if m["To"] == f"new-{address}"]
+    assert "is verified" in app.get(_link(verify)).text
     log_out(app)
 
-    submit(app, "/account/forgot-password", {"username": address})
+    submit(app, "/account/forgot-password", {"username": name})
     reset = inbox.messages[-1]
     assert reset["Subject"] == "Reset your myapp password"
     assert submit(app, _link(reset), {"password": NEW_PASSWORD}, action="/account/reset-password").status_int == 303
@@ -178,7 +182,7 @@ def test_no_secret_reaches_the_logs(testapp, dbsession, settings, caplog):
     caplog.set_level(logging.DEBUG)
     name = unique()
     mail_folder = Path(settings["myapp.mail_folder"])
-    submit(testapp, "/account/register", {"username": name, "email": f"{name}@example.org", "password": PASSWORD})
+    register(testapp, mail_folder, name)
     page = testapp.get("/account/two-factor")
     totp_secret = page.html.select_one(".totp-secret").text
     codes_page = submit(testapp, "/account/two-factor", {"code": pyotp.TOTP(totp_secret).now()})

@@ -336,18 +336,20 @@ def test_account_path_register_verify_two_factor_maintainer(
     name, helper = unique("owner"), unique("helper")
     address = f"{name}@example.org"
     try:
-        # Register: signed in at once, with a verification mail on its way.
+        # Register: an address, then the link mailed to it, then a username and a password.
         page.goto(server.base + "/account/register")
-        page.fill("#username", name)
         page.fill("#email", address)
+        page.click("form button[type=submit]:text('Send the link')")
+        expect(page.locator("main")).to_contain_text(f"Check your inbox: we sent a message to {address}")
+        (mail,) = mails_to(server.folder / "mail", address)
+        page.goto(server.base + link_in(mail))
+        expect(page.locator("main")).to_contain_text(f"Creating an account for {address}")
+        page.fill("#username", name)
         page.fill("#password", PASSWORD)
         page.click("form button[type=submit]:text('Create account')")
         page.wait_for_url(re.compile(r"/account$"))
         expect(page.locator(".account-nav")).to_contain_text(name)
-        expect(page.locator("main")).to_contain_text("not verified")
-        (mail,) = mails_to(server.folder / "mail", address)
-        page.goto(server.base + link_in(mail))
-        expect(page.locator("main h1")).to_have_text("Email verified")
+        expect(page.locator("main .badge.ok")).to_have_text("verified")
 
         # A project to share, and a second account to share it with (the operator's tool).
         engine = create_engine(server.url)
@@ -442,3 +444,30 @@ def test_an_upload_shows_and_a_maintainer_yanks_it(server: LiveServer, page: Pag
     links = page.locator("a[data-yanked='Built from the wrong branch']")
     expect(links).to_have_count(2)
     problems.assert_none()
+
+
+def test_the_private_login_page_offers_no_way_back_to_itself(browser: Browser, tmp_path: Path):
+    """On a private index a signed-out visitor sees the login page with no
+    Browse or Search (they would lead back to it), at 1280 and 390 px; the
+    header still fits, and the register page says registration is closed."""
+    from playwright.sync_api import expect
+
+    settings = {"myapp.read_access": "authenticated"}
+    with live_server("sqlite", tmp_path, demo=False, settings=settings) as private:
+        for width in (1280, 390):
+            problems = Problems()
+            page = open_page(browser, problems, viewport={"width": width, "height": 800})
+            try:
+                page.goto(private.base + "/projects/")
+                page.wait_for_url(re.compile(r"/account/login\?came_from="))
+                expect(page.locator("header nav")).to_have_count(0)
+                expect(page.locator("header form.search")).to_have_count(0)
+                expect(page.locator(".account-nav a", has_text="Log in")).to_be_visible()
+                assert page.evaluate("document.documentElement.scrollWidth") <= width
+                page.screenshot(path=tmp_path / f"private-login-{width}.png", full_page=True)
+                page.click(".account-nav a:text('Register')")
+                expect(page.locator("main .notice")).to_have_text("Registration is closed.")
+                expect(page.locator("main input[type=password]")).to_have_count(0)
+            finally:
+                page.context.close()
+            problems.assert_none()

@@ -62,7 +62,7 @@ def test_tools_get_401_and_learn_nothing(private, projects):
 
 
 def test_basic_auth_and_sessions_read(private, dbsession, projects):
-    user = make_user(dbsession)
+    user = make_user(dbsession, email_verified=True)
     _, token = services.create_token(dbsession, user, "pip")
     for headers in (basic(user.username, PASSWORD), basic("__token__", token)):
         assert private.get(f"/simple/{projects[0].name}/", headers=headers).status_int == 200
@@ -76,7 +76,7 @@ def test_basic_auth_and_sessions_read(private, dbsession, projects):
 
 def test_project_scoped_tokens_read_only_their_project(private, dbsession, projects):
     mine, other = projects
-    user = make_user(dbsession)
+    user = make_user(dbsession, email_verified=True)
     scoped, token = services.create_token(dbsession, user, "ci", package_id=mine.id)
     headers = basic("__token__", token)
     assert private.get(f"/simple/{mine.name}/", headers=headers).status_int == 200
@@ -107,6 +107,7 @@ def test_pip_and_uv_with_credentials(backend, tmp_path):
         engine = create_engine(server.url)
         with Session(engine) as db, db.begin():
             user = services.create_user(db, username="reader", email="reader@example.org", password=PASSWORD)
+            user.email_verified = True  # a member: readers of a private index have a verified address
             _, token = services.create_token(db, user, "pip")
             project = db.scalar(
                 select(Package.name).join(Package.releases).join(ReleaseFile).order_by(Package.name).limit(1)

@@ -1,14 +1,27 @@
 """People: accounts, signing in and out, recovery, two factors, API tokens'
 credentials, and who may do what (the security policy)."""
 
-from pyramid.authorization import Authenticated, Everyone
+from pyramid.authorization import Everyone
 from pyramid.config import Configurator
+from pyramid.request import Request
 from pyramid.viewderivers import INGRESS
 
 from myapp.accounts.channels import credentials_by_channel
 from myapp.accounts.links import LinkSigner
-from myapp.accounts.policy import READERS, Root, SecurityPolicy
-from myapp.security import derived_secret, read_access
+from myapp.accounts.membership import REGISTRATION
+from myapp.accounts.policy import MEMBERS, READERS, Root, SecurityPolicy
+from myapp.security import derived_secret, read_access, registration
+
+
+def can_browse(request: Request, ask: bool = True) -> bool:
+    """May this visitor read the index? The header offers Browse and Search
+    only then: on a private index they would lead back to the login page.
+    Asked of the root, whatever page this is. A public index needs no
+    question; a private one asks the database, so with ``ask=False`` (a
+    server error's page, which asks the database nothing) the answer is no."""
+    if request.registry[READERS] == Everyone:
+        return True
+    return ask and bool(request.has_permission("view", Root(request)))
 
 
 def includeme(config: Configurator) -> None:
@@ -22,7 +35,9 @@ def includeme(config: Configurator) -> None:
     config.add_view_deriver(credentials_by_channel, over="secured_view", under=INGRESS)
     config.set_root_factory(Root)
     # Every view needs "view" unless it says otherwise: a private index is private by default.
-    config.registry[READERS] = Authenticated if read_access(settings) == "authenticated" else Everyone
+    config.registry[READERS] = MEMBERS if read_access(settings) == "authenticated" else Everyone
+    config.registry[REGISTRATION] = registration(settings)
+    config.add_request_method(can_browse, "can_browse")
     config.set_default_permission("view")
     config.registry["link_signer"] = LinkSigner(derived_secret(settings, "links"))
     config.include("myapp.accounts.mail")
@@ -42,3 +57,5 @@ def includeme(config: Configurator) -> None:
     config.add_route("account.two_factor_setup", "/account/two-factor")
     config.add_route("admin.users", "/admin/users")
     config.add_route("admin.user_active", "/admin/users/{username}/active")
+    config.add_route("admin.invitations", "/admin/invitations")
+    config.add_route("admin.invitation_revoke", r"/admin/invitations/{id:\d{1,9}}/revoke")

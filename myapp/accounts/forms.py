@@ -69,22 +69,41 @@ def new_password_rule(form: Form, field: Field) -> None:
         raise ValidationError(problem)
 
 
-class RegisterForm(Form):
+class InvitedRegisterForm(Form):
+    """Registering through an invitation: the address is the invitation's."""
+
     username = StringField("Username", [InputRequired(), username_rule], filters=[_strip])
-    email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
     password = PasswordField("Password", [InputRequired(), new_password_rule])
 
     def validate_new_account(self, db: Session) -> bool:
-        """The form's own rules, and a username and email nobody has (the
-        register page and ``myapp-adduser`` share this)."""
+        """The form's own rules, and a username nobody has. (Usernames are
+        public, so saying one is taken tells nobody anything new.)"""
         valid = self.validate()
         if self.username.data and services.find_user(db, self.username.data):
             self.username.errors = [*self.username.errors, "That username is taken."]
             valid = False
+        return valid
+
+
+class RegisterForm(InvitedRegisterForm):
+    """An account in one go, for ``myapp-adduser``. (The register page never
+    says whether an address has an account: see ``membership``.)"""
+
+    email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
+
+    def validate_new_account(self, db: Session) -> bool:
+        """As for an invitation, and an email nobody has."""
+        valid = super().validate_new_account(db)
         if self.email.data and services.find_user_by_email(db, self.email.data):
             self.email.errors = [*self.email.errors, "An account with that email already exists."]
             valid = False
         return valid
+
+
+class InvitationForm(Form):
+    """The address to mail a link to register to (an invitation, or one asked for)."""
+
+    email = StringField("Email", [InputRequired(), Length(max=254), email_rule], filters=[_strip])
 
 
 class LoginForm(Form):

@@ -26,13 +26,17 @@ from myapp.accounts.models import User
 DEFAULT_SENDER = "myapp <noreply@localhost>"
 
 
-def send_mail(request: Request, user: User, template: str, *, to: str | None = None, **values: Any) -> None:
+def send_mail(request: Request, user: User | None, template: str, *, to: str | None = None, **values: Any) -> None:
     """Render ``templates/accounts/email/<template>.txt.jinja2`` (its first line
-    is the subject) and send it to the user (or ``to``)."""
+    is the subject) and send it to the user (or ``to``; someone invited has
+    no account yet, so only ``to``)."""
+    recipient = to or (user.email if user is not None else None)
+    if not recipient:
+        raise ValueError("send_mail needs a user or an address (to=)")
     text = render(f"myapp:templates/accounts/email/{template}.txt.jinja2", {"user": user, **values}, request=request)
     subject, _, body = text.partition("\n")
     sender = request.registry.settings["mail.default_sender"]
-    message = Message(subject=subject.strip(), sender=sender, recipients=[to or user.email], body=body.strip() + "\n")
+    message = Message(subject=subject.strip(), sender=sender, recipients=[recipient], body=body.strip() + "\n")
     request.mailer.send(message)
 
 

@@ -63,6 +63,10 @@ class EventTag(enum.StrEnum):
     LOGIN_FAILED = "login failed"
     LOGOUT = "logout"
     REGISTERED = "registered"
+    # Someone tried to register with this account's address (its owner is told by mail).
+    REGISTRATION_ATTEMPTED = "registration attempted"
+    INVITATION_SENT = "invitation sent"
+    INVITATION_REVOKED = "invitation revoked"
     EMAIL_VERIFIED = "email verified"
     EMAIL_CHANGED = "email changed"
     PASSWORD_CHANGED = "password changed"  # noqa: S105 - an event name
@@ -142,3 +146,39 @@ class ThrottleEvent(Base):
     scope: Mapped[str] = mapped_column(String(32))
     key: Mapped[str] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Invitation(Base):
+    """A link to register with one address: an administrator's invitation, or
+    (``self_service``, when registration is open) the one mailed to whoever
+    asked to join with that address. Only a SHA-256 digest of the link's
+    secret is kept (256 random bits: a fast hash is as safe as a slow one).
+    Good once, until ``expires``, unless revoked."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    revoked: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    self_service: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    invited_by: Mapped[User | None] = relationship(foreign_keys=[invited_by_id])
+    used_by: Mapped[User | None] = relationship(foreign_keys=[used_by_id])
+
+    def state(self, now: datetime) -> str:
+        """``used``, ``revoked``, ``expired`` or ``pending``."""
+        if self.used_at is not None:
+            return "used"
+        if self.revoked is not None:
+            return "revoked"
+        return "expired" if self.expires <= now else "pending"
+
+
+# Registering with an address revokes its pending links: found whatever the case.
+Index("ix_invitations_email_lower", func.lower(Invitation.email))

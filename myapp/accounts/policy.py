@@ -14,10 +14,11 @@ Which of the two a request may use depends on its route: see
 pages and on reading tool routes, never one instead of the other).
 
 Permissions come from ACLs: the root grants ``view`` (every page's default
-permission) to everyone, or only to those signed in when
-``myapp.read_access = authenticated``; ``account`` to anyone signed in and
-``admin`` to administrators; a project's context adds its roles. A token
-scoped to one project is good for that project's context only.
+permission) to everyone, or only to members (``MEMBERS``: active, with a
+verified email) when ``myapp.read_access = authenticated``; ``account`` to
+anyone signed in and ``admin`` to administrators; a project's context adds
+its roles. A token scoped to one project is good for that project's context
+only.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from myapp.data import SAFE_METHODS, write_after_response
 
 SESSION_KEY = "auth"
 ADMINS = "group:admins"
+# Active accounts with a verified email: the readers of a private index.
+MEMBERS = "group:members"
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,12 @@ class Identity:
         found = [f"user:{self.user.id}"]
         if self.user.is_admin:
             found.append(ADMINS)
+        if self.user.is_active and self.user.email_verified:
+            found.append(MEMBERS)
         return found
 
 
-READERS = "myapp.readers"  # registry: who may view, Everyone or Authenticated
+READERS = "myapp.readers"  # registry: who may view, Everyone or MEMBERS
 
 
 def site_acl(request: Request) -> list[tuple[Any, ...]]:

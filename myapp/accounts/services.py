@@ -16,12 +16,14 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from myapp.accounts.models import ApiToken, EventTag, RecoveryCode, ThrottleEvent, User, UserEvent
+from myapp.accounts.models import ApiToken, EventTag, Invitation, RecoveryCode, ThrottleEvent, User, UserEvent
 from myapp.accounts.passwords import hash_password, needs_rehash, verify_password, waste_time_like_a_check
 from myapp.data.meta import utcnow
 
 TOKEN_PREFIX = "myapp"  # noqa: S105 - the public start of every token
 RECOVERY_CODES = 10
+INVITATION_DAYS = 7
+SELF_SERVICE_DAYS = 3  # as long as an email verification link
 
 
 # -- users ------------------------------------------------------------------------
@@ -290,3 +292,91 @@ def use_recovery_code(db: Session, user: User, code: str, ip_address: str | None
 def unused_recovery_codes(db: Session, user: User) -> int:
     stmt = select(func.count()).where(RecoveryCode.user_id == user.id, RecoveryCode.used.is_(None))
     return db.scalar(stmt) or 0
+
+
+# -- invitations ------------------------------------------------------------------------
+
+
+def create_invitation(
+    db: Session,
+    email: str,
+    *,
+    by: User | None,
+    days: int = INVITATION_DAYS,
+    self_service: bool = False,
+    ip_address: str | None = None,
+) -> tuple[Invitation, str]:
+    """A new invitation for ``email`` and the secret for its link, which is
+    sent once and never stored. Earlier pending invitations for the same
+    address are revoked: one live link per person. ``by`` is None from the
+    command line and for ``self_service`` (asked for on the register page)."""
+    now = utcnow()
+    revoke_pending_invitations(db, email)
+    secret = secrets.token_urlsafe(32)
+    invitation = Invitation(
+        digest=_digest(secret),
+        email=email,
+        invited_by_id=by.id if by else None,
+        expires=now + timedelta(days=days),
+        self_service=self_service,
+    )
+    db.add(invitation)
+    db.flush()
+    if by is not None:
+        record_event(db, by, EventTag.INVITATION_SENT, ip_address, email=email)
+    return invitation, secret
+
+
+def revoke_pending_invitations(db: Session, email: str) -> None:
+    """No pending link for ``email`` works any more."""
+    db.execute(
+        update(Invitation)
+        .where(
+            func.lower(Invitation.email) == email.lower(), Invitation.used_at.is_(None), Invitation.revoked.is_(None)
+        )
+        .values(revoked=utcnow())
+    )
+
+
+def find_invitation(db: Session, secret: str) -> Invitation | None:
+    """The pending (unused, unrevoked, unexpired) invitation whose link carries ``secret``."""
+    if not secret or len(secret) > 100:
+        return None
+    invitation = db.scalar(select(Invitation).where(Invitation.digest == _digest(secret)))
+    return invitation if invitation is not None and invitation.state(utcnow()) == "pending" else None
+
+
+def use_invitation(db: Session, invitation: Invitation) -> bool:
+    """Spend the invitation; True for the one transaction that does. The
+    conditional UPDATE is the lock: on PostgreSQL a concurrent one waits for
+    this transaction and then matches no row; SQLite has one writer at a time."""
+    now = utcnow()
+    spent = db.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation.id,
+            Invitation.used_at.is_(None),
+            Invitation.revoked.is_(None),
+            Invitation.expires > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if spent.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    invitation.used_at = now
+    return True
+
+
+def revoke_invitation(db: Session, invitation_id: int, *, by: User, ip_address: str | None) -> Invitation | None:
+    """Revoke a pending invitation (None if there is no such pending one)."""
+    invitation = db.get(Invitation, invitation_id)
+    if invitation is None or invitation.state(utcnow()) != "pending":
+        return None
+    invitation.revoked = utcnow()
+    record_event(db, by, EventTag.INVITATION_REVOKED, ip_address, email=invitation.email)
+    return invitation
+
+
+def recent_invitations(db: Session, limit: int = 200) -> list[Invitation]:
+    return list(db.scalars(select(Invitation).order_by(Invitation.id.desc()).limit(limit)))

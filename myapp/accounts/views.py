@@ -14,6 +14,7 @@ from typing import Any
 
 from pyramid.authorization import ACLDenied
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden, HTTPFound, HTTPNotFound, HTTPSeeOther
+from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED, Denied, forget, remember
@@ -29,7 +30,6 @@ from myapp.accounts.forms import (
     ForgotPasswordForm,
     FormData,
     LoginForm,
-    RegisterForm,
     ResetPasswordForm,
     TwoFactorForm,
 )
@@ -37,7 +37,7 @@ from myapp.accounts.links import LinkSigner
 from myapp.accounts.mail import send_mail
 from myapp.accounts.models import EventTag, User
 from myapp.accounts.passwords import verify_password
-from myapp.accounts.policy import BASIC_AUTH_ROUTES, safe_next
+from myapp.accounts.policy import BASIC_AUTH_ROUTES, MEMBERS, safe_next
 from myapp.accounts.services import Throttle
 from myapp.data import write_after_response
 from myapp.data.meta import utcnow
@@ -101,6 +101,9 @@ def forbidden(exc: HTTPForbidden, request: Request) -> Response:
     in, a 403 page."""
     route = request.matched_route.name if request.matched_route else None
     result = getattr(exc, "result", None)
+    refused = not_a_member(request, getattr(result, "permission", None))  # signed in, not yet verified
+    if refused is not None:
+        return refused
     # Our own denials say why (a token's scope); an ACL's says how the ACL is built: not shown.
     denial = str(result) if isinstance(result, Denied) and not isinstance(result, ACLDenied) else "You may not do that."
     if route in request.registry.get(BASIC_AUTH_ROUTES, ()):
@@ -119,33 +122,26 @@ def forbidden(exc: HTTPForbidden, request: Request) -> Response:
     return error_page(request, 403, "Forbidden", denial)
 
 
-@view_config(
-    route_name="account.register",
-    permission=PUBLIC,
-    renderer="myapp:templates/accounts/register.jinja2",
-    require_methods=FORM_METHODS,
-)
-def register(request: Request) -> Any:
-    form = _form(request, RegisterForm)
-    if request.method != "POST":
-        return {"form": form}
-    db = request.dbsession
-    if not form.validate_new_account(db):
-        return _failed(request, {"form": form})
-    user = services.create_user(
-        db,
-        username=form.username.data,
-        email=form.email.data,
-        password=form.password.data,
-        ip_address=request.client_addr,
-    )
-    _send_verification(request, user)
-    return _sign_in(request, user, None)
-
-
 def _send_verification(request: Request, user: User) -> None:
     token = _links(request).verify_token(user)
     send_mail(request, user, "verify", link=request.route_url("account.verify", _query={"token": token}))
+
+
+def not_a_member(request: Request, permission: str | None) -> Response | None:
+    """For a signed-in user refused ``view`` for want of membership (an
+    unverified address): a page saying to verify it (for tools, a 403 saying
+    so). None when that is not why."""
+    identity = request.identity
+    if identity is None or permission != "view" or MEMBERS in identity.principals:
+        return None
+    route = request.matched_route.name if request.matched_route else None
+    message = f"Only members with a verified email address may read this index. Verify {identity.user.email} first."
+    if route in request.registry.get(BASIC_AUTH_ROUTES, ()):
+        return error_page(request, 403, "Forbidden", message)
+    response = render_to_response("myapp:templates/accounts/verify_first.jinja2", {"user": identity.user}, request)
+    response.status = 403
+    response.cache_control = "no-store"
+    return response
 
 
 @view_config(
@@ -420,6 +416,6 @@ def admin_set_active(request: Request) -> Any:
         raise HTTPNotFound("No such user.")
     active = request.POST.get("active") == "true"
     if user.id == _user(request).id and not active:
-        raise HTTPBadRequest("You cannot disable your own account.")
+        raise HTTPBadRequest("You cannot suspend your own account.")
     services.set_active(db, user, active, by=_user(request), ip_address=request.client_addr)
     return HTTPFound(location=request.route_path("admin.users"))
