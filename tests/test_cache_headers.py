@@ -74,7 +74,7 @@ def test_public_index_signed_in_pages_are_no_store(public, dbsession, stored):
 
 def test_private_index_files_are_private(private, dbsession, stored):
     _, file = stored
-    user = make_user(dbsession)
+    user = make_user(dbsession, email_verified=True)
     res = private.get(file, headers=basic(user.username, PASSWORD))
     assert cache_control(res) == {"private", FOREVER, "immutable"}
     assert varies_by_credentials(res)
@@ -92,7 +92,7 @@ def test_private_index_pages_are_no_store(private, dbsession, stored):
         assert varies_by_credentials(res), path
     refused = private.get(file, status=401)
     assert cache_control(refused) == {"no-store"}
-    user = make_user(dbsession)
+    user = make_user(dbsession, email_verified=True)
     log_in(private, user.username)
     for path in ("/", page, "/simple/", "/account"):
         res = private.get(path)
