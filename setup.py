@@ -75,6 +75,7 @@ setup(
             "myapp-import = myapp.scripts.import_json:main",
             "myapp-adduser = myapp.scripts.adduser:main",
             "myapp-rerender = myapp.scripts.rerender:main",
+            "myapp-worker = myapp.scripts.worker:main",
         ],
         # pshell's runner with a short banner ([pshell] default_shell = myapp in the ini files).
         "pyramid.pshell_runner": ["myapp = myapp.pshell:python_shell"],

@@ -5,7 +5,9 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from myapp.accounts import services
 from myapp.accounts.models import User
+from myapp.data.jobs import Outcome, Worker
 
 PASSWORD = "violet kettle harbour 93"
 NEW_PASSWORD = "amber lantern orchard 57"
@@ -73,8 +76,29 @@ def signed_in_as(app: webtest.TestApp) -> str | None:
     return link.text if link else None
 
 
-def mails_to(folder: Path, address: str) -> list[email.message.EmailMessage]:
-    """Messages the development mailer wrote for ``address``, oldest first."""
+def deliver_mail(app: webtest.TestApp) -> Counter[Outcome]:
+    """Run the jobs the app queued (its mail among them), as ``myapp-worker
+    --drain`` would, inside the test's transaction (the dbsession fixture binds
+    ``DbSession.factory`` to it)."""
+    return Worker(app.app.registry).drain()
+
+
+def mails_to(source: webtest.TestApp | Path, address: str, *, wait: float = 10) -> list[email.message.EmailMessage]:
+    """Messages the development mailer wrote for ``address``, oldest first.
+
+    ``source`` is the app under test (its queued mail is delivered first), or
+    the mail folder of a live server, whose worker thread delivers it: then
+    wait up to ``wait`` seconds for a first message."""
+    if isinstance(source, webtest.TestApp):
+        deliver_mail(source)
+        return _read_mail(Path(source.app.registry.settings["myapp.mail_folder"]), address)
+    deadline = time.monotonic() + wait
+    while not (found := _read_mail(source, address)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def _read_mail(folder: Path, address: str) -> list[email.message.EmailMessage]:
     found = []
     for path in sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)

@@ -5,7 +5,6 @@ API tokens in basic auth, and every forbidden path."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pyotp
 import pytest
@@ -31,11 +30,6 @@ from tests.accounts import (
 )
 
 
-@pytest.fixture
-def mail_folder(settings) -> Path:
-    return Path(settings["myapp.mail_folder"])
-
-
 def events(db, user: User) -> list[str]:
     db.expire_all()
     return [
@@ -58,7 +52,7 @@ def basic(username: str, password: str) -> dict[str, str]:
 
 
 @pytest.mark.real_hashing
-def test_register_signs_in_and_sends_a_verification_link(testapp, dbsession, mail_folder):
+def test_register_signs_in_and_sends_a_verification_link(testapp, dbsession):
     name = unique("Alice")
     res = submit(testapp, "/account/register", {"username": name, "email": f"{name}@Example.org", "password": PASSWORD})
     assert res.status_int == 303 and res.location.endswith("/account")
@@ -68,7 +62,7 @@ def test_register_signs_in_and_sends_a_verification_link(testapp, dbsession, mai
     assert user.password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     assert not user.email_verified and events(dbsession, user) == ["registered", "login"]
 
-    (message,) = mails_to(mail_folder, user.email)
+    (message,) = mails_to(testapp, user.email)
     assert message["Subject"] == "Verify your email address for myapp"
     page = testapp.get(link_in(message))
     assert "is verified" in page.text
@@ -244,7 +238,7 @@ def test_password_change_ends_every_other_session(app, testapp, dbsession):
     assert log_in(testapp, user.username, NEW_PASSWORD).status_int == 303
 
 
-def test_email_change_needs_the_password_and_a_new_verification(testapp, dbsession, mail_folder):
+def test_email_change_needs_the_password_and_a_new_verification(testapp, dbsession):
     user = make_user(dbsession, email_verified=True)
     old, new = user.email, unique("new") + "@example.org"
     log_in(testapp, user.username)
@@ -255,18 +249,18 @@ def test_email_change_needs_the_password_and_a_new_verification(testapp, dbsessi
     assert res.status_int == 303
     user = fresh(dbsession, user)
     assert user.email == new and not user.email_verified
-    assert mails_to(mail_folder, old)[-1]["Subject"] == "Your myapp email address was changed"
-    testapp.get(link_in(mails_to(mail_folder, new)[-1]))
+    assert mails_to(testapp, old)[-1]["Subject"] == "Your myapp email address was changed"
+    testapp.get(link_in(mails_to(testapp, new)[-1]))
     assert fresh(dbsession, user).email_verified
 
 
-def test_password_reset_by_mail(testapp, dbsession, mail_folder):
+def test_password_reset_by_mail(testapp, dbsession):
     user = make_user(dbsession)
     sent = submit(testapp, "/account/forgot-password", {"username": user.email})
     nobody = submit(testapp, "/account/forgot-password", {"username": "nobody-at-all"})
     assert sent.status_int == nobody.status_int == 200
     assert sent.html.select_one(".notice").text == nobody.html.select_one(".notice").text  # no account enumeration
-    (message,) = mails_to(mail_folder, user.email)
+    (message,) = mails_to(testapp, user.email)
     link = link_in(message)
     res = submit(testapp, link, {"password": NEW_PASSWORD}, action="/account/reset-password")
     assert res.status_int == 303 and res.location.endswith("/account/login")
@@ -276,10 +270,10 @@ def test_password_reset_by_mail(testapp, dbsession, mail_folder):
     assert events(dbsession, user)[-3:] == ["password reset requested", "password reset", "login"]
 
 
-def test_a_reset_link_dies_when_the_password_changes(testapp, dbsession, mail_folder):
+def test_a_reset_link_dies_when_the_password_changes(testapp, dbsession):
     user = make_user(dbsession)
     submit(testapp, "/account/forgot-password", {"username": user.username})
-    link = link_in(mails_to(mail_folder, user.email)[-1])
+    link = link_in(mails_to(testapp, user.email)[-1])
     services.set_password(dbsession, user, NEW_PASSWORD, EventTag.PASSWORD_CHANGED, None)
     dbsession.flush()
     assert "not valid" in testapp.get(link, status=400).text

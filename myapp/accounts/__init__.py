@@ -6,6 +6,7 @@ from pyramid.config import Configurator
 
 from myapp.accounts.links import LinkSigner
 from myapp.accounts.policy import READERS, Root, SecurityPolicy
+from myapp.accounts.recovery import RESET_JOB, answer_reset_request
 from myapp.security import derived_secret, read_access
 
 
@@ -18,6 +19,7 @@ def includeme(config: Configurator) -> None:
     config.set_default_permission("view")
     config.registry["link_signer"] = LinkSigner(derived_secret(settings, "links"))
     config.include("myapp.accounts.mail")
+    config.add_job_handler(RESET_JOB, answer_reset_request)
 
     config.add_route("account", "/account")
     config.add_route("account.register", "/account/register")
