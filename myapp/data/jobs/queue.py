@@ -48,9 +48,9 @@ def enqueue(
     return job
 
 
-def backoff(attempts: int) -> timedelta:
+def backoff(attempts: int, first: float = BACKOFF_SECONDS) -> timedelta:
     """How long to wait after the ``attempts``-th failure: 10 s, 20 s, 40 s, ... up to an hour."""
-    return timedelta(seconds=min(BACKOFF_SECONDS * 2 ** max(attempts - 1, 0), BACKOFF_CAP_SECONDS))
+    return timedelta(seconds=min(first * 2 ** max(attempts - 1, 0), BACKOFF_CAP_SECONDS))
 
 
 def _due(now: datetime, stale_before: datetime) -> Any:
@@ -103,7 +103,16 @@ def finish(dbsession: Session, claimed: ClaimedJob, kinds: JobKinds, now: dateti
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def fail(dbsession: Session, claimed: ClaimedJob, kinds: JobKinds, error: str, now: datetime, *, final: bool) -> bool:
+def fail(
+    dbsession: Session,
+    claimed: ClaimedJob,
+    kinds: JobKinds,
+    error: str,
+    now: datetime,
+    *,
+    final: bool,
+    first_backoff: float = BACKOFF_SECONDS,
+) -> bool:
     """Try again after a backoff (True), or, out of attempts or ``final``, give
     up with the error kept (False). A periodic job that gives up is queued
     for its next period."""
@@ -111,7 +120,7 @@ def fail(dbsession: Session, claimed: ClaimedJob, kinds: JobKinds, error: str, n
     period = kinds.periodic.get(claimed.kind) if claimed.unique_key else None
     retry = not final and claimed.attempts < claimed.max_attempts
     if retry:
-        values.update(state=JobState.QUEUED, run_at=now + backoff(claimed.attempts))
+        values.update(state=JobState.QUEUED, run_at=now + backoff(claimed.attempts, first_backoff))
     elif period is not None:
         values.update(state=JobState.QUEUED, run_at=now + timedelta(seconds=period.seconds), attempts=0, finished=now)
     else:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from myapp.data.db_session import DbSession
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(minutes=10)  # longer than any job should take (SMTP gives up after 10 s)
 POLL_SECONDS = 1.0
+DOWN_SECONDS = 10.0  # between tries while the database does not answer
 
 
 class Outcome(enum.StrEnum):
@@ -77,6 +79,9 @@ class Worker:
         self.stale_after = stale_after
         self.clock = clock or utcnow
         self._periodic_scheduled = False
+        # How long the first retry waits (then twice as long each time): myapp.jobs.backoff_seconds.
+        settings = getattr(registry, "settings", None) or {}
+        self.first_backoff = float(settings.get("myapp.jobs.backoff_seconds", queue.BACKOFF_SECONDS))
 
     @property
     def factory(self) -> sessionmaker[Session]:
@@ -108,8 +113,10 @@ class Worker:
     def run_one(self) -> Outcome | None:
         """Claim one due job and run it; None if nothing is due."""
         claimed = self.claim()
-        if claimed is None:
-            return None
+        return None if claimed is None else self.run_claimed(claimed)
+
+    def run_claimed(self, claimed: ClaimedJob) -> Outcome:
+        """Run a job this worker claimed, and record how it went."""
         if claimed.attempts > claimed.max_attempts:  # taken over from dead workers, again and again
             return self._failed(claimed, "its worker stopped while running it, on every attempt", final=True)
         handler = self.kinds.handlers.get(claimed.kind)
@@ -133,7 +140,9 @@ class Worker:
     def _failed(self, claimed: ClaimedJob, error: str, *, final: bool) -> Outcome:
         with self.factory() as session, session.begin():
             self._begin(session, write=True)
-            retry = queue.fail(session, claimed, self.kinds, error, self.clock(), final=final)
+            retry = queue.fail(
+                session, claimed, self.kinds, error, self.clock(), final=final, first_backoff=self.first_backoff
+            )
         outcome = Outcome.RETRY if retry else Outcome.FAILED
         log.warning("job %s (%s) attempt %s: %s (%s)", claimed.id, claimed.kind, claimed.attempts, outcome, error)
         return outcome
@@ -157,9 +166,12 @@ class Worker:
         while not stop.is_set():
             try:
                 outcome = self.run_one()
-            except Exception:  # the database is down, say: wait, then try again
-                log.exception("worker %s could not claim a job", self.name)
-                outcome = None
+            except SQLAlchemyError as exc:  # the database is down, say: wait, then try again
+                log.warning(
+                    "worker %s cannot reach the queue: %s", self.name, type(getattr(exc, "orig", None) or exc).__name__
+                )
+                stop.wait(DOWN_SECONDS)
+                continue
             if outcome is None:
                 stop.wait(poll)
         log.info("worker %s stopped", self.name)
