@@ -274,3 +274,38 @@ def test_postgresql_two_workers_draining_at_once_run_every_job_exactly_once(comm
     assert {name for name, _ in runs} == {"w0", "w1"}  # and both took part
     with factory() as db:
         assert set(db.scalars(select(Job.state))) == {JobState.DONE}
+
+
+# -- the admin page -------------------------------------------------------------------------------
+
+
+def test_admins_see_queued_and_failed_jobs_and_retry_a_failed_one(app, testapp, dbsession):
+    import webtest
+
+    from tests.accounts import form_for, log_in, make_user
+
+    admin, someone = make_user(dbsession, is_admin=True), make_user(dbsession)
+    waiting = enqueue(dbsession, "mail", {"subject": "hello"})
+    failed = Job(
+        kind="test.broken", payload={}, state=JobState.FAILED, attempts=3, max_attempts=3, last_error="OSError: <no>"
+    )
+    dbsession.add(failed)
+    dbsession.flush()
+
+    log_in(testapp, someone.username)
+    assert testapp.get("/admin/jobs", status=403)
+    assert testapp.post(f"/admin/jobs/{failed.id}/retry", status=403)  # no CSRF token, no admin: refused
+
+    admin_app = webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
+    log_in(admin_app, admin.username)
+    page = admin_app.get("/admin/jobs")
+    rows = {row.select_one("td").text: row for row in page.html.select("table.jobs tbody tr")}
+    assert "queued" in rows[str(waiting.id)].text and "0 of 10" in rows[str(waiting.id)].text
+    assert "failed" in rows[str(failed.id)].text and "OSError: <no>" in rows[str(failed.id)].text  # escaped
+    assert not rows[str(waiting.id)].select("form")  # only a failed job has a retry button
+    done = form_for(page, f"/admin/jobs/{failed.id}/retry").submit(status=303)
+    assert "will run again" in done.follow().text
+    assert reload(dbsession, failed).state == JobState.QUEUED and reload(dbsession, failed).attempts == 0
+    token = page.html.select_one("[name=csrf_token]")["value"]
+    admin_app.post(f"/admin/jobs/{failed.id}/retry", {"csrf_token": token}, status=404)  # not failed any more
+    assert "job queue" in admin_app.get("/admin/users").text
