@@ -206,3 +206,41 @@ def test_mail_waits_out_an_smtp_outage_and_no_request_fails(backend, tmp_path):
                 engine.dispose()
     finally:
         smtp.stop()
+
+
+# -- myapp-worker as a service ---------------------------------------------------------------------
+
+
+def test_myapp_worker_delivers_until_sigterm_then_exits_cleanly(tmp_path):
+    import signal
+    import subprocess
+
+    with live_server("sqlite", tmp_path, demo=False, settings={"myapp.worker_thread": "false"}) as server:
+        name = unique()
+        fields = {"username": name, "email": f"{name}@example.org", "password": PASSWORD}
+        assert (
+            post_form(requests.Session(), server.base + "/account/register", "/account/register", fields).status_code
+            == 303
+        )
+        assert mails_to(server.folder / "mail", f"{name}@example.org", wait=0) == []  # nobody runs the queue yet
+        worker = subprocess.Popen(
+            [str(BIN / "myapp-worker"), str(server.ini)], env=server.env, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            (mail,) = mails_to(server.folder / "mail", f"{name}@example.org", wait=20)
+            assert mail["Subject"] == "Verify your email address for myapp"
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=15) == 0
+            assert "SIGTERM, stopping after the current job" in worker.stderr.read()
+        finally:
+            worker.kill()
+            worker.wait()
+
+
+def test_myapp_worker_reports_a_missing_config_in_one_line(tmp_path):
+    import subprocess
+
+    done = subprocess.run([str(BIN / "myapp-worker"), str(tmp_path / "nope.ini")], capture_output=True, text=True)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"myapp-worker: no such file '{tmp_path / 'nope.ini'}'; name the ini file")
