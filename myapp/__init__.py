@@ -9,7 +9,8 @@ How a request reaches the database::
                                    view uses request.dbsession (joined to request.tm)
                                    2xx/3xx: commit · exception/4xx/5xx: abort
     after the commit ──► a worker runs the jobs the request queued (mail)
-                         myapp-worker, or a thread here with myapp.worker_thread = true
+                         myapp-worker, or (myapp.worker_thread = true) a thread that
+                         the first request served starts (not pshell's or a script's)
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from pyramid.settings import asbool
 
 from myapp.config import configure
 from myapp.data import DbConfigError, DbSession, require_schema
-from myapp.data.jobs import start_worker_thread, worker_thread_wanted
 from myapp.data.settings import database_url, engine_options
 from myapp.logs import AccessLog
 from myapp.security import SettingsError
@@ -49,9 +49,6 @@ def main(global_config: dict[str, Any] | None = None, **settings: Any) -> Router
         if asbool(settings.get("myapp.check_schema", True)):
             require_schema(DbSession.engine, _config_file(global_config))  # type: ignore[arg-type]
         app = config.make_wsgi_app()
-        if worker_thread_wanted(settings):
-            # Development: mail goes out without a second process. Production runs myapp-worker.
-            start_worker_thread(config.registry)
     except (SettingsError, DbConfigError) as exc:
         if tracebacks_wanted():
             raise

@@ -24,9 +24,11 @@ the job queue").
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from pyramid.events import NewRequest
 from pyramid.settings import asbool
 
 from myapp.data.jobs.kinds import (
@@ -71,8 +73,21 @@ def purge_finished(ctx: JobContext, payload: dict[str, Any]) -> None:
     purge(ctx.dbsession, older_than=ctx.job.locked_at - timedelta(days=days))
 
 
-def worker_thread_wanted(settings: dict[str, Any]) -> bool:
-    return asbool(settings.get("myapp.worker_thread", False))
+class WorkerOnFirstRequest:
+    """Starts the in-process worker thread when the first request arrives: a
+    server that serves requests runs it; ``pshell`` or a script that loads
+    the app does not (their own transactions would compete with it)."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self._lock = threading.Lock()
+        self.stop: threading.Event | None = None
+
+    def __call__(self, event: NewRequest) -> None:
+        if self.stop is None:
+            with self._lock:
+                if self.stop is None:
+                    self.stop = start_worker_thread(self.registry)
 
 
 def includeme(config: Configurator) -> None:
@@ -80,3 +95,5 @@ def includeme(config: Configurator) -> None:
     config.add_directive("add_periodic_job", add_periodic_job)
     job_kinds(config.registry)
     config.add_periodic_job(PURGE_KIND, purge_finished, seconds=PURGE_EVERY_SECONDS)
+    if asbool(config.get_settings().get("myapp.worker_thread", False)):
+        config.add_subscriber(WorkerOnFirstRequest(config.registry), NewRequest)
