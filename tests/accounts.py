@@ -107,6 +107,17 @@ def _read_mail(folder: Path, address: str) -> list[email.message.EmailMessage]:
     return found
 
 
+class Inbox:
+    """An aiosmtpd handler that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
 def link_in(message: email.message.EmailMessage) -> str:
     """The path and query of the one link in a message."""
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]

@@ -27,6 +27,7 @@ from myapp.data.jobs import Outcome
 from tests.accounts import (
     NEW_PASSWORD,
     PASSWORD,
+    Inbox,
     deliver_mail,
     link_in,
     log_in,
@@ -118,15 +119,6 @@ def test_login_redirects_only_on_this_site(testapp, dbsession, target):
 
 
 # -- mail through a real SMTP server ----------------------------------------------------
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
 
 
 @pytest.fixture

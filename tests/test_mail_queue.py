@@ -5,10 +5,7 @@ response is skipped when the request failed."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import time
-from typing import Any
 
 import pytest
 import requests
@@ -24,7 +21,7 @@ from myapp.accounts.models import EventTag, User, UserEvent
 from myapp.config import configure
 from myapp.data import write_after_response
 from myapp.data.jobs import Job, JobState
-from tests.accounts import PASSWORD, mails_to, make_user, submit, unique
+from tests.accounts import PASSWORD, Inbox, mails_to, make_user, submit, unique
 from tests.conftest import BIN, free_port, live_server
 
 # -- what a failed request leaves behind: nothing -------------------------------------------------
@@ -111,15 +108,6 @@ def test_a_reset_request_answers_the_same_and_mails_only_what_fits(testapp, dbse
 
 
 # -- a live server while the mail server is down ----------------------------------------------------
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
 
 
 def post_form(web: requests.Session, page_url: str, action: str, fields: dict[str, str]) -> requests.Response:
