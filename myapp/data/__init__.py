@@ -59,6 +59,7 @@ __all__ = [
     "require_schema",
     "safe_url",
     "schema_problem",
+    "take_write_lock",
     "to_url",
     "will_retry",
     "write_after_response",
@@ -93,11 +94,11 @@ def get_tm_session(
         dbsession, transaction_manager=transaction_manager, initial_state=zope.sqlalchemy.datamanager.STATUS_CHANGED
     )
     if write:
-        _take_write_lock(dbsession)
+        take_write_lock(dbsession)
     return dbsession
 
 
-def _take_write_lock(dbsession: Session) -> None:
+def take_write_lock(dbsession: Session) -> None:
     """On SQLite, begin with ``BEGIN IMMEDIATE``; other databases lock rows as they write."""
     if dbsession.get_bind().dialect.name == "sqlite":
         dbsession.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
@@ -126,7 +127,7 @@ def write_after_response(request: Request, work: Callable[[Session], object], *,
         for attempt in range(1, BOOKKEEPING_ATTEMPTS + 1):
             try:
                 with factory() as session, session.begin():
-                    _take_write_lock(session)
+                    take_write_lock(session)
                     work(session)
                 return
             except SQLAlchemyError as exc:

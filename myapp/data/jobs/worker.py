@@ -31,9 +31,11 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from myapp.data import take_write_lock
 from myapp.data.db_session import DbSession
 from myapp.data.jobs import queue
 from myapp.data.jobs.kinds import ClaimedJob, JobContext, JobKinds, PermanentJobError, job_kinds
+from myapp.data.meta import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,6 @@ class Worker:
         stale_after: timedelta = STALE_AFTER,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        from myapp.data.meta import utcnow
-
         self.registry = registry
         self.kinds: JobKinds = job_kinds(registry)
         self._factory = factory
@@ -90,10 +90,6 @@ class Worker:
             raise RuntimeError("DbSession.global_init() has not been called")
         return factory
 
-    def _begin(self, session: Session, *, write: bool) -> None:
-        if write and session.get_bind().dialect.name == "sqlite":
-            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-
     # -- one job ----------------------------------------------------------------------
 
     def claim(self) -> ClaimedJob | None:
@@ -104,7 +100,7 @@ class Worker:
                 if not queue.anything_due(session, now, stale_before):
                     return None
         with self.factory() as session, session.begin():
-            self._begin(session, write=True)
+            take_write_lock(session)
             if not self._periodic_scheduled:
                 queue.schedule_periodic(session, self.kinds, now)
                 self._periodic_scheduled = True
@@ -139,7 +135,7 @@ class Worker:
 
     def _failed(self, claimed: ClaimedJob, error: str, *, final: bool) -> Outcome:
         with self.factory() as session, session.begin():
-            self._begin(session, write=True)
+            take_write_lock(session)
             retry = queue.fail(
                 session, claimed, self.kinds, error, self.clock(), final=final, first_backoff=self.first_backoff
             )
