@@ -15,12 +15,13 @@ from bs4 import BeautifulSoup
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import sessionmaker
 
 from myapp.accounts.mail import send_mail
 from myapp.accounts.models import EventTag, User, UserEvent
 from myapp.config import configure
 from myapp.data import write_after_response
-from myapp.data.jobs import Job, JobState
+from myapp.data.jobs import Job, JobState, enqueue
 from tests.accounts import PASSWORD, Inbox, mails_to, make_user, submit, unique
 from tests.conftest import BIN, free_port, live_server
 
@@ -223,6 +224,16 @@ def test_myapp_worker_delivers_until_sigterm_then_exits_cleanly(tmp_path):
         finally:
             worker.kill()
             worker.wait()
+
+        # --drain, as cron runs it: status 1 when a job failed for good (here: a kind nobody handles).
+        engine = create_engine(server.url)
+        try:
+            with sessionmaker(bind=engine).begin() as db:
+                enqueue(db, "nobody.handles.this", {})
+        finally:
+            engine.dispose()
+        done = server.run_cli(str(BIN / "myapp-worker"), str(server.ini), "--drain")
+        assert done.returncode == 1 and "1 failed" in done.stdout, done.stdout + done.stderr
 
 
 def test_myapp_worker_reports_a_missing_config_in_one_line(tmp_path):
