@@ -76,6 +76,7 @@ setup(
             "myapp-adduser = myapp.scripts.adduser:main",
             "myapp-invite = myapp.scripts.invite:main",
             "myapp-rerender = myapp.scripts.rerender:main",
+            "myapp-worker = myapp.scripts.worker:main",
         ],
         # pshell's runner with a short banner ([pshell] default_shell = myapp in the ini files).
         "pyramid.pshell_runner": ["myapp = myapp.pshell:python_shell"],

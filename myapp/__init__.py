@@ -8,6 +8,9 @@ How a request reaches the database::
     request ──► pyramid_retry ──► pyramid_tm (request.tm) ──► view
                                    view uses request.dbsession (joined to request.tm)
                                    2xx/3xx: commit · exception/4xx/5xx: abort
+    after the commit ──► a worker runs the jobs the request queued (mail)
+                         myapp-worker, or (myapp.worker_thread = true) a thread that
+                         the first request served starts (not pshell's or a script's)
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 (Alembic's autogenerate and pshell read it from here)."""
 
 from myapp.accounts.models import ApiToken, EventTag, RecoveryCode, ThrottleEvent, User, UserEvent
+from myapp.data.jobs.models import Job, JobState
 from myapp.data.meta import Base
 from myapp.packaging.models import (
     Classifier,
@@ -21,6 +22,8 @@ __all__ = [
     "Classifier",
     "DeletedFilename",
     "EventTag",
+    "Job",
+    "JobState",
     "JournalEntry",
     "Package",
     "RecoveryCode",

@@ -268,8 +268,11 @@ def free_port() -> int:
 def write_ini(
     path: Path, url: str, files_dir: Path, port: int, threads: int = 8, extra: dict[str, str] | None = None
 ) -> Path:
-    """A test ini; ``extra`` adds app settings."""
-    more = "".join(f"{key} = {value}\n" for key, value in (extra or {}).items())
+    """A test ini; ``extra`` adds app settings (or replaces the defaults: mail
+    written to a folder, delivered by a worker thread, as in development; an
+    empty ``myapp.mail_folder`` sends mail by SMTP, ``mail.*``)."""
+    extra = {"myapp.mail_folder": str(files_dir.parent / "mail"), "myapp.worker_thread": "true", **(extra or {})}
+    more = "".join(f"{key} = {value}\n" for key, value in extra.items() if value != "")
     path.write_text(
         f"""[app:main]
 use = egg:myapp
@@ -277,7 +280,6 @@ sqlalchemy.url = {url.replace("%", "%%")}
 myapp.secret = {TEST_SECRET}
 myapp.secure_cookies = false
 myapp.files_dir = {files_dir}
-myapp.mail_folder = {files_dir.parent / "mail"}
 myapp.access_log = true
 {more}
 [pshell]

@@ -5,7 +5,6 @@ API tokens in basic auth, and every forbidden path."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pyotp
 import pytest
@@ -31,11 +30,6 @@ from tests.accounts import (
 )
 
 
-@pytest.fixture
-def mail_folder(settings) -> Path:
-    return Path(settings["myapp.mail_folder"])
-
-
 def events(db, user: User) -> list[str]:
     db.expire_all()
     return [
@@ -58,7 +52,7 @@ def basic(username: str, password: str) -> dict[str, str]:
 
 
 @pytest.mark.real_hashing
-def test_register_through_a_link_mailed_to_the_address(testapp, dbsession, mail_folder):
+def test_register_through_a_link_mailed_to_the_address(testapp, dbsession):
     # Registering asks for an address and mails a link; the account is made on
     # the link's form, already verified. (It used to be made and signed in at
     # once, which told anyone whether an address had an account: see
@@ -68,7 +62,7 @@ def test_register_through_a_link_mailed_to_the_address(testapp, dbsession, mail_
     assert res.status_int == 200 and f"Check your inbox: we sent a message to {name}@example.org" in res.text
     assert signed_in_as(testapp) is None and services.find_user_by_email(dbsession, f"{name}@example.org") is None
 
-    (message,) = mails_to(mail_folder, f"{name}@example.org")
+    (message,) = mails_to(testapp, f"{name}@example.org")
     assert message["Subject"] == "Create your myapp account"
     link = link_in(message)
     res = submit(testapp, link, {"username": name, "password": PASSWORD}, action="/account/register")
@@ -113,13 +107,13 @@ def test_register_explains_what_is_wrong_and_keeps_what_was_typed(testapp, dbses
     assert dbsession.scalar(select(func.count()).select_from(User)) == 0
 
 
-def test_register_asks_for_a_real_address(testapp, dbsession, mail_folder):
+def test_register_asks_for_a_real_address(testapp, dbsession):
     res = submit(testapp, "/account/register", {"email": "not-an-address"})
     assert res.status_int == 400 and "must have an @-sign" in res.html.select_one("#email-errors").text
     assert form_for(res, "/account/register")["email"].value == "not-an-address"
 
 
-def test_usernames_and_emails_are_unique_whatever_their_case(testapp, dbsession, mail_folder):
+def test_usernames_and_emails_are_unique_whatever_their_case(testapp, dbsession):
     user = make_user(dbsession, "Bob-Smith")
     res = submit(
         testapp,
@@ -130,7 +124,7 @@ def test_usernames_and_emails_are_unique_whatever_their_case(testapp, dbsession,
     assert res.status_int == 400 and "That username is taken" in res.text
     # A taken email is not said to be taken (test_a_taken_email_is_not_revealed): its owner is told instead.
     submit(testapp, "/account/register", {"email": user.email.upper()})
-    told = mails_to(mail_folder, user.email)[-1]  # (the folder is shared by both databases' runs)
+    told = mails_to(testapp, user.email)[-1]  # (the folder is shared by both databases' runs)
     assert told["Subject"] == "Someone tried to register with your address on myapp"
 
 
@@ -264,7 +258,7 @@ def test_password_change_ends_every_other_session(app, testapp, dbsession):
     assert log_in(testapp, user.username, NEW_PASSWORD).status_int == 303
 
 
-def test_email_change_needs_the_password_and_a_new_verification(testapp, dbsession, mail_folder):
+def test_email_change_needs_the_password_and_a_new_verification(testapp, dbsession):
     user = make_user(dbsession, email_verified=True)
     old, new = user.email, unique("new") + "@example.org"
     log_in(testapp, user.username)
@@ -275,18 +269,18 @@ def test_email_change_needs_the_password_and_a_new_verification(testapp, dbsessi
     assert res.status_int == 303
     user = fresh(dbsession, user)
     assert user.email == new and not user.email_verified
-    assert mails_to(mail_folder, old)[-1]["Subject"] == "Your myapp email address was changed"
-    testapp.get(link_in(mails_to(mail_folder, new)[-1]))
+    assert mails_to(testapp, old)[-1]["Subject"] == "Your myapp email address was changed"
+    testapp.get(link_in(mails_to(testapp, new)[-1]))
     assert fresh(dbsession, user).email_verified
 
 
-def test_password_reset_by_mail(testapp, dbsession, mail_folder):
+def test_password_reset_by_mail(testapp, dbsession):
     user = make_user(dbsession)
     sent = submit(testapp, "/account/forgot-password", {"username": user.email})
     nobody = submit(testapp, "/account/forgot-password", {"username": "nobody-at-all"})
     assert sent.status_int == nobody.status_int == 200
     assert sent.html.select_one(".notice").text == nobody.html.select_one(".notice").text  # no account enumeration
-    (message,) = mails_to(mail_folder, user.email)
+    (message,) = mails_to(testapp, user.email)
     link = link_in(message)
     res = submit(testapp, link, {"password": NEW_PASSWORD}, action="/account/reset-password")
     assert res.status_int == 303 and res.location.endswith("/account/login")
@@ -296,10 +290,10 @@ def test_password_reset_by_mail(testapp, dbsession, mail_folder):
     assert events(dbsession, user)[-3:] == ["password reset requested", "password reset", "login"]
 
 
-def test_a_reset_link_dies_when_the_password_changes(testapp, dbsession, mail_folder):
+def test_a_reset_link_dies_when_the_password_changes(testapp, dbsession):
     user = make_user(dbsession)
     submit(testapp, "/account/forgot-password", {"username": user.username})
-    link = link_in(mails_to(mail_folder, user.email)[-1])
+    link = link_in(mails_to(testapp, user.email)[-1])
     services.set_password(dbsession, user, NEW_PASSWORD, EventTag.PASSWORD_CHANGED, None)
     dbsession.flush()
     assert "not valid" in testapp.get(link, status=400).text

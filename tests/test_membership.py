@@ -14,7 +14,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import webtest
@@ -48,11 +47,6 @@ from tests.test_accounts import basic, events, fresh
 def make_app(settings, **more: str) -> webtest.TestApp:
     app = configure({**settings, **more}).make_wsgi_app()
     return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
-
-
-@pytest.fixture
-def mail_folder(settings) -> Path:
-    return Path(settings["myapp.mail_folder"])
 
 
 @pytest.fixture
@@ -186,9 +180,9 @@ def test_unverified_and_suspended_accounts_read_nothing(app, private, dbsession,
     assert private.get(f"/simple/{project.name}/").status_int == 200
 
 
-def test_an_open_private_index_admits_whoever_proves_an_inbox(settings, dbsession, project, mail_folder):
+def test_an_open_private_index_admits_whoever_proves_an_inbox(settings, dbsession, project):
     open_private = make_app(settings, **{"myapp.read_access": "authenticated", "myapp.registration": "open"})
-    name = register(open_private, mail_folder)
+    name = register(open_private)
     assert signed_in_as_member(open_private, project)
     assert services.find_user(dbsession, name).email_verified
 
@@ -204,9 +198,7 @@ def invite(admin_app: webtest.TestApp, address: str, status: int = 303) -> webte
     return submit(admin_app, "/admin/invitations", {"email": address}, status=status)
 
 
-def test_an_invitation_is_mailed_used_once_and_verifies_the_address(
-    by_invitation, settings, dbsession, project, mail_folder
-):
+def test_an_invitation_is_mailed_used_once_and_verifies_the_address(by_invitation, settings, dbsession, project):
     admin = make_user(dbsession, is_admin=True, email_verified=True)
     admin_app = make_app(settings, **{"myapp.read_access": "authenticated", "myapp.registration": "invite"})
     log_in(admin_app, admin.username)
@@ -215,7 +207,7 @@ def test_an_invitation_is_mailed_used_once_and_verifies_the_address(
     listing = admin_app.get("/admin/invitations")
     assert f"Invitation sent to {address}" in listing.text and "pending" in listing.text
 
-    (mail,) = mails_to(mail_folder, address)
+    (mail,) = mails_to(admin_app, address)
     assert mail["Subject"] == "You are invited to myapp" and admin.username in mail.get_content()
     link = link_in(mail)
     secret = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["token"][0]
@@ -278,7 +270,7 @@ def test_closed_means_closed_even_with_an_invitation(private, settings, dbsessio
     assert "Registration is closed" in res.text and "set it to invite first" in res.text.lower()
 
 
-def test_only_administrators_invite_and_never_an_existing_member(by_invitation, settings, dbsession, mail_folder):
+def test_only_administrators_invite_and_never_an_existing_member(by_invitation, settings, dbsession):
     member = make_user(dbsession, email_verified=True)
     admin = make_user(dbsession, is_admin=True, email_verified=True)
     assert by_invitation.get("/admin/invitations", status=303)  # sign in first
@@ -293,7 +285,7 @@ def test_only_administrators_invite_and_never_an_existing_member(by_invitation, 
     assert "has an account already" in invite(admin_app, member.email.upper(), status=400).text
     assert "must have an @-sign" in invite(admin_app, "not-an-address", status=400).text
     assert dbsession.scalar(select(func.count()).select_from(Invitation)) == 0
-    assert mails_to(mail_folder, "x@example.org") == []
+    assert mails_to(admin_app, "x@example.org") == []
 
 
 def test_an_invited_member_who_changes_address_reads_nothing_until_it_is_verified(by_invitation, dbsession, project):
@@ -384,7 +376,7 @@ def test_a_taken_email_is_not_revealed(testapp, dbsession, mail_folder, count_qu
     assert answers["new"][0] == 200 and "Check your inbox: we sent a message to ADDRESS" in answers["new"][1]
     assert answers["new writes"] == {"invitations", "throttle_events"}  # no account, nothing reserved
     assert answers["taken writes"] == {"invitations", "user_events", "throttle_events"}
-    (told,) = mails_to(mail_folder, owner.email)
+    (told,) = mails_to(testapp, owner.email)
     assert told["Subject"] == "Someone tried to register with your address on myapp"
     assert owner.username in told.get_content()
     assert events(dbsession, owner) == ["registered", "registration attempted"]

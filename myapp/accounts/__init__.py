@@ -10,6 +10,7 @@ from myapp.accounts.channels import credentials_by_channel
 from myapp.accounts.links import LinkSigner
 from myapp.accounts.membership import REGISTRATION
 from myapp.accounts.policy import MEMBERS, READERS, Root, SecurityPolicy
+from myapp.accounts.recovery import RESET_JOB, answer_reset_request
 from myapp.security import derived_secret, read_access, registration
 
 
@@ -42,6 +43,7 @@ def includeme(config: Configurator) -> None:
     config.registry["link_signer"] = LinkSigner(derived_secret(settings, "links"))
     config.include("myapp.accounts.mail")
     config.include("myapp.accounts.sudo")  # confirm=... on views: the password again for sensitive actions
+    config.add_job_handler(RESET_JOB, answer_reset_request)
 
     config.add_route("account", "/account")
     config.add_route("account.register", "/account/register")

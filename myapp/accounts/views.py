@@ -38,6 +38,7 @@ from myapp.accounts.mail import send_mail
 from myapp.accounts.models import EventTag, User
 from myapp.accounts.passwords import verify_password
 from myapp.accounts.policy import BASIC_AUTH_ROUTES, MEMBERS, safe_next
+from myapp.accounts.recovery import request_reset
 from myapp.accounts.services import Throttle
 from myapp.data import write_after_response
 from myapp.data.meta import utcnow
@@ -317,7 +318,8 @@ def resend_verification(request: Request) -> Any:
     require_methods=FORM_METHODS,
 )
 def forgot_password(request: Request) -> Any:
-    """Sends a reset link if the account exists; says the same either way."""
+    """Sends a reset link if the account exists; says the same, in the same
+    time, either way (``myapp.accounts.recovery``)."""
     form = _form(request, ForgotPasswordForm)
     if request.method != "POST":
         return {"form": form, "sent": False}
@@ -327,12 +329,8 @@ def forgot_password(request: Request) -> Any:
     checks = ((RESET_BY_USER, login.lower()), (RESET_BY_ADDRESS, request.client_addr or ""))
     _check_throttles(request, *checks)
     _count_attempts(request, *checks)
-    db = request.dbsession
-    user = services.find_user_by_login(db, login)
-    if user is not None and user.is_active:
-        token = _links(request).reset_token(user)
-        send_mail(request, user, "reset", link=request.route_url("account.reset", _query={"token": token}))
-        services.record_event(db, user, EventTag.PASSWORD_RESET_REQUESTED, request.client_addr)
+    # The same work for every login: whether the account exists is decided by the job.
+    request_reset(request, login)
     return {"form": form, "sent": True}
 
 

@@ -11,6 +11,8 @@
   "database is locked".
 * ``request.dbsession`` is created on first use, joined to ``request.tm``
   through ``zope.sqlalchemy``, and closed when the transaction ends.
+* ``myapp.data.jobs`` is the job queue: work queued in the request's
+  transaction and done by a worker after it commits (mail).
 * ``write_after_response`` is for bookkeeping that must never fail the
   request it belongs to (download counts): a short transaction of its own,
   after the request's has committed.
@@ -27,6 +29,7 @@ import pyramid_tm
 import transaction.interfaces
 import zope.sqlalchemy
 import zope.sqlalchemy.datamanager
+from pyramid.httpexceptions import HTTPException
 from pyramid_retry import IRetryableError, is_last_attempt
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -56,6 +59,7 @@ __all__ = [
     "require_schema",
     "safe_url",
     "schema_problem",
+    "take_write_lock",
     "to_url",
     "will_retry",
     "write_after_response",
@@ -90,11 +94,11 @@ def get_tm_session(
         dbsession, transaction_manager=transaction_manager, initial_state=zope.sqlalchemy.datamanager.STATUS_CHANGED
     )
     if write:
-        _take_write_lock(dbsession)
+        take_write_lock(dbsession)
     return dbsession
 
 
-def _take_write_lock(dbsession: Session) -> None:
+def take_write_lock(dbsession: Session) -> None:
     """On SQLite, begin with ``BEGIN IMMEDIATE``; other databases lock rows as they write."""
     if dbsession.get_bind().dialect.name == "sqlite":
         dbsession.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
@@ -112,15 +116,18 @@ def write_after_response(request: Request, work: Callable[[Session], object], *,
 
     For bookkeeping that must never turn a good response into an error: a
     transient failure is tried again, a lasting one (a read-only database) is
-    logged and the response goes out as it is. Not run when the request fails.
+    logged and the response goes out as it is. Not run when the request fails:
+    a view (or the commit) raised, whatever page the error view then rendered.
     """
     factory = request.registry["dbsession_factory"]
 
-    def run(_request: Request, _response: Response) -> None:
+    def run(request: Request, response: Response) -> None:
+        if _request_failed(request, response):
+            return
         for attempt in range(1, BOOKKEEPING_ATTEMPTS + 1):
             try:
                 with factory() as session, session.begin():
-                    _take_write_lock(session)
+                    take_write_lock(session)
                     work(session)
                 return
             except SQLAlchemyError as exc:
@@ -130,6 +137,13 @@ def write_after_response(request: Request, work: Callable[[Session], object], *,
                 return
 
     request.add_response_callback(run)
+
+
+def _request_failed(request: Request, response: Response) -> bool:
+    """An error page for an exception other than an HTTP answer (a 4xx the
+    view chose, such as a form's 400 or a throttle's 429, is not a failure)."""
+    exception = getattr(request, "exception", None)
+    return response.status_code >= 500 or (exception is not None and not isinstance(exception, HTTPException))
 
 
 def commit_veto(request: Request, response: Response) -> bool:
@@ -246,3 +260,4 @@ def includeme(config: Configurator) -> None:
     config.include("pyramid_tm")
     config.include("pyramid_retry")
     config.add_request_method(_request_dbsession, "dbsession", reify=True)
+    config.include("myapp.data.jobs")

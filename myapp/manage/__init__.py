@@ -1,7 +1,7 @@
 """Maintainers' pages, where accounts meet projects: the projects a user
 maintains, a project's releases (yank, delete) and journal, its
-collaborators, API tokens (which may be scoped to one project), and a small
-JSON API to yank from scripts. Built on ``accounts`` and ``packaging``;
+collaborators, API tokens (which may be scoped to one project), a small
+JSON API to yank from scripts, and the job queue for administrators. Built on ``accounts`` and ``packaging``;
 neither imports it."""
 
 from pyramid.config import Configurator
@@ -19,3 +19,5 @@ def includeme(config: Configurator) -> None:
     config.add_route("manage.collaborators", "/manage/project/{name}/collaborators", factory=ProjectContext)
     config.add_route("manage.tokens", "/account/tokens")
     config.add_route("manage.token_revoke", "/account/tokens/{token_id}/revoke")
+    config.add_route("admin.jobs", "/admin/jobs")
+    config.add_route("admin.job_retry", "/admin/jobs/{job_id}/retry")
