@@ -106,6 +106,10 @@ def _unstorable(request: Request) -> HTTPException | None:
     where = unstorable_input(request)
     if where is None:
         return None
+    # Answered as anonymous: the error page must not look the credentials up (no
+    # transaction is open down here, and they may be what holds the NUL).
+    for header in ("HTTP_AUTHORIZATION", "HTTP_COOKIE"):
+        request.environ.pop(header, None)
     return HTTPBadRequest(f"The {where} holds a character that cannot be stored (NUL or an invalid one).")
 
 

@@ -33,13 +33,23 @@ def _all_storable(values: Iterable[Any]) -> bool:
     return all(is_storable(v) for v in values if isinstance(v, str))
 
 
+# Bytes that are not UTF-8 at all are left to the app, which answers 400 "not valid UTF-8"
+# (paths, query strings) or 401 (credentials); webob replaces them in form fields.
+
+
 def _path(environ: dict[str, Any]) -> str:
     # WSGI hands the path over as latin-1 text of the raw bytes: decode them as the app will.
-    return environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "surrogateescape")
+    try:
+        return environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return ""
 
 
 def _query(environ: dict[str, Any]) -> list[str]:
-    pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True, errors="surrogateescape")
+    try:
+        pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True, errors="strict")
+    except UnicodeError:
+        return []
     return [text for pair in pairs for text in pair]
 
 
@@ -48,18 +58,15 @@ def _credentials(environ: dict[str, Any]) -> str:
     if scheme.lower() != "basic":
         return ""
     try:
-        return base64.b64decode(encoded.strip(), validate=True).decode("utf-8", "surrogateescape")
+        return base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        return ""  # not decodable at all: the authentication policy refuses it
+        return ""
 
 
 def _form(request: Request) -> list[str]:
     if request.method != "POST" or request.content_type not in _FORMS:
         return []
-    try:
-        fields = request.POST
-    except UnicodeDecodeError:
-        return ["\udc80"]  # bytes that are not UTF-8: as unstorable as a lone surrogate
+    fields = request.POST
     names_and_values = [text for key, value in fields.items() for text in (key, value)]
     # An uploaded file's name is text the app may store; its content is not checked here.
     return names_and_values + [getattr(v, "filename", None) or "" for v in fields.values()]
