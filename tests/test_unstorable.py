@@ -83,3 +83,9 @@ def test_a_signed_in_user_gets_the_400_too(testapp, dbsession):
     res = testapp.get("/user/a%00b/", status=400)
     assert REASON in res.text
     assert signed_in_as(testapp) == "someone"  # the refusal did not touch the session
+
+
+def test_a_form_that_cannot_be_parsed_is_400(testapp, dbsession):
+    headers = {"Content-Type": "multipart/form-data; boundary="}
+    res = testapp.post("/account/login", b"x", headers=headers, status=400)
+    assert "The form cannot be read" in res.text

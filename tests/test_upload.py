@@ -242,11 +242,15 @@ def twine_upload(server: LiveServer, files: list[Path], user: str, password: str
     return subprocess.run([*command, *map(str, files)], capture_output=True, text=True, env=env, timeout=120)
 
 
+def uv_publish(server: LiveServer, files: list[Path], user: str, password: str) -> subprocess.CompletedProcess[str]:
+    command = [str(BIN / "uv"), "publish", "--publish-url", server.base + "/legacy/", "--trusted-publishing", "never"]
+    command += ["--username", user, "--password", password, *map(str, files)]
+    return subprocess.run(command, capture_output=True, text=True, env=offline_env(server.folder), timeout=120)
+
+
 def test_twine_uploads_and_pip_installs(backend, tmp_path):
     with live_server(backend, tmp_path, demo=False) as server:
         add_user(server, "pub")
-        env = offline_env(tmp_path)
-        legacy = server.base + "/legacy/"
 
         def twine(*files: Path, user: str, password: str) -> subprocess.CompletedProcess[str]:
             return twine_upload(server, list(files), user, password)
@@ -272,20 +276,7 @@ def test_twine_uploads_and_pip_installs(backend, tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
 
         third = build_project(tmp_path, "3.0rc1")  # uv publish too, with the token
-        command = [
-            str(BIN / "uv"),
-            "publish",
-            "--publish-url",
-            legacy,
-            "--trusted-publishing",
-            "never",
-            "--username",
-            "__token__",
-            "--password",
-            token,
-            *map(str, third),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        done = uv_publish(server, third, "__token__", token)
         assert done.returncode == 0, done.stdout + done.stderr
 
         python = make_venv(tmp_path / "venv")

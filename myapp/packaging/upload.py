@@ -74,6 +74,7 @@ def _receive(store: FileStore, field: Any, max_bytes: int) -> Received:
     with store.incoming() as out:
         path = Path(out.name)
         try:
+            field.file.seek(0)  # a retried request (pyramid_retry) reads the parsed form again
             while chunk := field.file.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:

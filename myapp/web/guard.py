@@ -103,14 +103,14 @@ def _refusal(environ: dict[str, Any], allowed: tuple[str, ...], max_url: int) ->
 def _unstorable(request: Request) -> HTTPException | None:
     """NUL or a lone surrogate anywhere a view may take text from: a 400 here,
     on every database, instead of a 500 from PostgreSQL later."""
-    where = unstorable_input(request)
-    if where is None:
+    reason = unstorable_input(request)
+    if reason is None:
         return None
     # Answered as anonymous: the error page must not look the credentials up (no
     # transaction is open down here, and they may be what holds the NUL).
     for header in ("HTTP_AUTHORIZATION", "HTTP_COOKIE"):
         request.environ.pop(header, None)
-    return HTTPBadRequest(f"The {where} holds a character that cannot be stored (NUL or an invalid one).")
+    return HTTPBadRequest(reason)
 
 
 def request_guard_tween_factory(handler: Callable[[Request], Response], registry: Any) -> Callable:

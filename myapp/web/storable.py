@@ -63,24 +63,31 @@ def _credentials(environ: dict[str, Any]) -> str:
         return ""
 
 
-def _form(request: Request) -> list[str]:
+def _form(request: Request) -> list[str] | None:
+    """The form's names, values and file names; None if it cannot be parsed."""
     if request.method != "POST" or request.content_type not in _FORMS:
         return []
-    fields = request.POST
+    try:
+        fields = request.POST
+    except ValueError:  # a multipart body without a usable boundary
+        return None
     names_and_values = [text for key, value in fields.items() for text in (key, value)]
     # An uploaded file's name is text the app may store; its content is not checked here.
     return names_and_values + [getattr(v, "filename", None) or "" for v in fields.values()]
 
 
 def unstorable_input(request: Request) -> str | None:
-    """Which part of the request holds text no database may store, if any."""
+    """Why the request holds text no database may store, if it does."""
     environ = request.environ
+    where = None
     if not is_storable(_path(environ)):
-        return "address"
-    if not _all_storable(_query(environ)):
-        return "query string"
-    if not is_storable(_credentials(environ)):
-        return "credentials"
-    if not _all_storable(_form(request)):
-        return "form"
-    return None
+        where = "address"
+    elif not _all_storable(_query(environ)):
+        where = "query string"
+    elif not is_storable(_credentials(environ)):
+        where = "credentials"
+    elif (form := _form(request)) is None:
+        return "The form cannot be read."
+    elif not _all_storable(form):
+        where = "form"
+    return None if where is None else f"The {where} holds a character that cannot be stored (NUL or an invalid one)."
