@@ -76,6 +76,8 @@ def metadata_version(wheel: Path) -> str:
 
 def hatch_publish(server: LiveServer, files: list[Path], folder: Path) -> subprocess.CompletedProcess[str]:
     home = folder / "hatch-home"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").touch()  # hatch's defaults, nothing from this machine's user
     env = offline_env(folder) | {
         "HATCH_DATA_DIR": str(home / "data"),
         "HATCH_CACHE_DIR": str(home / "cache"),
