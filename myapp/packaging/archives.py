@@ -107,15 +107,15 @@ def wheel_metadata(path: Path, limits: Limits = Limits()) -> bytes:
 class _Capped:
     """A read-only stream that refuses to yield more than ``limit`` bytes."""
 
-    def __init__(self, raw: IO[bytes], limit: int) -> None:
-        self.raw, self.limit, self.count = raw, limit, 0
+    def __init__(self, raw: IO[bytes], limit: int, refusal: str) -> None:
+        self.raw, self.limit, self.count, self.refusal = raw, limit, 0, refusal
 
     def read(self, size: int = -1) -> bytes:
         want = CHUNK if size is None or size < 0 else size
         data = self.raw.read(min(want, self.limit + 1 - self.count))
         self.count += len(data)
         if self.count > self.limit:
-            raise ArchiveRefused(f"Invalid sdist: it unpacks to more than {self.limit} bytes.")
+            raise ArchiveRefused(self.refusal)
         return data
 
 
@@ -150,7 +150,8 @@ def sdist_metadata(path: Path, name: str, version: Version, limits: Limits = Lim
     root: str | None = None
     try:
         with gzip.open(path, "rb") as unzipped:
-            stream = _Capped(unzipped, limits.ratio * packed)
+            refusal = f"Invalid sdist: it unpacks to more than {limits.ratio} times its size."
+            stream = _Capped(unzipped, limits.ratio * packed, refusal)
             with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
                 count = 0
                 while (member := tar.next()) is not None:
