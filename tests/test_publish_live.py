@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import textwrap
 import threading
 import urllib.error
@@ -28,7 +27,7 @@ from tests.accounts import PASSWORD
 from tests.conftest import BIN, LiveServer, live_server
 from tests.test_accounts import basic
 from tests.test_simple import installed_version, make_venv, offline_env
-from tests.test_upload import add_user, twine_upload, uv_publish
+from tests.test_upload import add_user, build_dists, twine_upload, uv_publish
 
 RACERS = 16
 
@@ -62,10 +61,7 @@ def hatch_project(folder: Path, name: str, version: str, dependencies: list[str]
             """
         )
     )
-    out = folder / f"{name}-dist-{version}"
-    command = [sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel", "--outdir", str(out), str(source)]
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
-    return sorted(out.iterdir())
+    return build_dists(source, folder / f"{name}-dist-{version}")
 
 
 def metadata_version(wheel: Path) -> str:

@@ -211,7 +211,11 @@ def build_project(folder: Path, version: str) -> list[Path]:
             """
         )
     )
-    out = folder / f"dist-{version}"
+    return build_dists(source, folder / f"dist-{version}")
+
+
+def build_dists(source: Path, out: Path) -> list[Path]:
+    """``source`` built into a wheel and an sdist in ``out``, by its own backend (``build --no-isolation``)."""
     subprocess.run(
         [sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel", "--outdir", str(out), str(source)],
         check=True,
