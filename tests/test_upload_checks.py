@@ -371,3 +371,11 @@ def test_parse_is_packagings_validator():
         parse(metadata("Requires-Python: >=x\n", mv="1.2").encode())
     with pytest.raises(InvalidUpload, match=r"introduced in metadata version 1\.2"):
         parse(metadata("Requires-Python: >=3\n", mv="1.0").encode())
+
+
+def test_a_wheel_with_an_escaping_path_is_refused(testapp, dbsession, files_dir, uploader):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("tiny_thing-1.0.dist-info/METADATA", metadata())
+        zf.writestr("../../etc/cron.d/evil", "")
+    refused(testapp, files_dir, dbsession, WHEEL, buf.getvalue(), "Invalid wheel: unsafe path '../../etc/cron.d/evil'")

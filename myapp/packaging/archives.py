@@ -50,6 +50,11 @@ class Limits:
         )
 
 
+def is_unsafe_path(name: str) -> bool:
+    """A member that would land outside the folder it is unpacked in (or nowhere)."""
+    return name.startswith("/") or ".." in name.split("/") or "\\" in name or "\x00" in name
+
+
 def _bounded_read(stream: IO[bytes], limit: int, what: str) -> bytes:
     """Read to the end of ``stream``, refusing once it passes ``limit`` bytes."""
     parts, size = [], 0
@@ -75,24 +80,30 @@ def _check_zip_directory(fp: IO[bytes], limits: Limits) -> None:
         raise ArchiveRefused(f"Invalid wheel: more than {limits.members} files.")
 
 
+def _metadata_member(infos: list[zipfile.ZipInfo], packed: int, limits: Limits) -> zipfile.ZipInfo:
+    """The METADATA entry, once the entries as a whole pass the caps (by their declared sizes)."""
+    if len(infos) > limits.members:
+        raise ArchiveRefused(f"Invalid wheel: more than {limits.members} files.")
+    if sum(i.file_size for i in infos) > limits.ratio * packed:
+        raise ArchiveRefused(f"Invalid wheel: it unpacks to more than {limits.ratio} times its size.")
+    unsafe = next((i.filename for i in infos if is_unsafe_path(i.filename)), None)
+    if unsafe is not None:
+        raise ArchiveRefused(f"Invalid wheel: unsafe path {unsafe[:100]!r}.")
+    found = [i for i in infos if i.filename.count("/") == 1 and i.filename.endswith(".dist-info/METADATA")]
+    if len(found) != 1:
+        raise ArchiveRefused("Invalid wheel: not a zip with one .dist-info/METADATA.")
+    if found[0].file_size > limits.metadata_bytes:
+        raise ArchiveRefused(f"Invalid wheel: its METADATA is larger than {limits.metadata_bytes} bytes.")
+    return found[0]
+
+
 def wheel_metadata(path: Path, limits: Limits = Limits()) -> bytes:
     """The bytes of the wheel's one top-level ``*.dist-info/METADATA``."""
     try:
         with path.open("rb") as fp:
             _check_zip_directory(fp, limits)
             with zipfile.ZipFile(fp) as zf:
-                infos = zf.infolist()
-                if len(infos) > limits.members:
-                    raise ArchiveRefused(f"Invalid wheel: more than {limits.members} files.")
-                packed = max(path.stat().st_size, 1)
-                if sum(i.file_size for i in infos) > limits.ratio * packed:
-                    raise ArchiveRefused(f"Invalid wheel: it unpacks to more than {limits.ratio} times its size.")
-                found = [i for i in infos if i.filename.count("/") == 1 and i.filename.endswith(".dist-info/METADATA")]
-                if len(found) != 1:
-                    raise ArchiveRefused("Invalid wheel: not a zip with one .dist-info/METADATA.")
-                info = found[0]
-                if info.file_size > limits.metadata_bytes:
-                    raise ArchiveRefused(f"Invalid wheel: its METADATA is larger than {limits.metadata_bytes} bytes.")
+                info = _metadata_member(zf.infolist(), max(path.stat().st_size, 1), limits)
                 # ZipExtFile never yields more than the declared size, and a
                 # member that unpacks to more fails its CRC check.
                 with zf.open(info) as member:
@@ -131,7 +142,7 @@ def _root_matches(root: str, name: str, version: Version) -> bool:
 def _check_member(member: tarfile.TarInfo, root: str | None) -> str:
     """The member's top-level folder; refuses links, devices and escaping paths."""
     parts = member.name.split("/")
-    if member.name.startswith("/") or ".." in parts or "\\" in member.name or "\x00" in member.name:
+    if is_unsafe_path(member.name):
         raise ArchiveRefused(f"Invalid sdist: unsafe path {member.name[:100]!r}.")
     if not (member.isfile() or member.isdir()):
         raise ArchiveRefused(f"Invalid sdist: {member.name[:100]!r} is a link or a special file.")
@@ -140,32 +151,37 @@ def _check_member(member: tarfile.TarInfo, root: str | None) -> str:
     return parts[0]
 
 
+def _scan(tar: tarfile.TarFile, limits: Limits) -> tuple[str | None, bytes | None]:
+    """(top-level folder, its PKG-INFO's bytes), checking every member in turn."""
+    root: str | None = None
+    pkg_info: bytes | None = None
+    count = 0
+    while (member := tar.next()) is not None:
+        count += 1
+        if count > limits.members:
+            raise ArchiveRefused(f"Invalid sdist: more than {limits.members} files.")
+        root = _check_member(member, root)
+        if member.name == f"{root}/PKG-INFO" and member.isfile():
+            if member.size > limits.metadata_bytes:
+                raise ArchiveRefused(f"Invalid sdist: PKG-INFO is larger than {limits.metadata_bytes} bytes.")
+            extracted = tar.extractfile(member)
+            assert extracted is not None  # a regular file
+            pkg_info = _bounded_read(extracted, limits.metadata_bytes, "PKG-INFO")
+        tar.members.clear()  # a stream is read once: no need to keep every header
+    return root, pkg_info
+
+
 def sdist_metadata(path: Path, name: str, version: Version, limits: Limits = Limits()) -> bytes:
     """The bytes of ``{name}-{version}/PKG-INFO``, after checking every member.
 
     Read as a stream (``r|``): each member once, in order, none written anywhere.
     """
-    packed = max(path.stat().st_size, 1)
-    pkg_info: bytes | None = None
-    root: str | None = None
+    refusal = f"Invalid sdist: it unpacks to more than {limits.ratio} times its size."
     try:
         with gzip.open(path, "rb") as unzipped:
-            refusal = f"Invalid sdist: it unpacks to more than {limits.ratio} times its size."
-            stream = _Capped(unzipped, limits.ratio * packed, refusal)
+            stream = _Capped(unzipped, limits.ratio * max(path.stat().st_size, 1), refusal)
             with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-                count = 0
-                while (member := tar.next()) is not None:
-                    count += 1
-                    if count > limits.members:
-                        raise ArchiveRefused(f"Invalid sdist: more than {limits.members} files.")
-                    root = _check_member(member, root)
-                    if member.name == f"{root}/PKG-INFO" and member.isfile():
-                        if member.size > limits.metadata_bytes:
-                            raise ArchiveRefused(f"Invalid sdist: PKG-INFO is larger than {limits.metadata_bytes}.")
-                        extracted = tar.extractfile(member)
-                        assert extracted is not None  # a regular file
-                        pkg_info = _bounded_read(extracted, limits.metadata_bytes, "PKG-INFO")
-                    tar.members.clear()  # a stream is read once: no need to keep every header
+                root, pkg_info = _scan(tar, limits)
     except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError, OSError) as exc:
         raise ArchiveRefused(f"Invalid sdist: not a gzip-compressed tar ({type(exc).__name__}).") from None
     if root is None:
