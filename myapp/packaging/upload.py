@@ -166,20 +166,15 @@ def upload(request: Request) -> Response:
                 received.path.unlink(missing_ok=True)
                 return _answer(200, "OK: this file was uploaded before; nothing changed.")
             raise Refused("File already exists: a file of that name was uploaded with other content.")
-        try:
-            valid = read_upload(received.path, filetype, name, version, form, settings)
-        except InvalidUpload as exc:
-            raise Refused(str(exc)) from None
+        valid = read_upload(received.path, filetype, name, version, form, settings)
         try:
             _record(request, package, name, version, filename, filetype, received, valid)
         except IntegrityError as exc:
-            if not _is_unique_violation(exc):
-                raise
             _lost_race(request, exc)
-    except Refused as refused:
+    except (Refused, InvalidUpload) as refused:
         if received is not None:
             received.path.unlink(missing_ok=True)
-        return _answer(refused.status, str(refused))
+        return _answer(getattr(refused, "status", 400), str(refused))
     except BaseException:
         if received is not None:
             received.path.unlink(missing_ok=True)
@@ -196,7 +191,10 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 def _lost_race(request: Request, exc: IntegrityError) -> None:
     """Another upload of this file (or of this new project) committed first.
     Running the request again (pyramid_retry) finds what it wrote: "File
-    already exists", or the project to add to. Only if that too races: a 400."""
+    already exists", or the project to add to. Only if that too races: a 400.
+    Any other integrity error is not a race: it goes on up."""
+    if not _is_unique_violation(exc):
+        raise exc
     if is_last_attempt(request):
         raise Refused("File already exists, or another upload changed this project at the same time: try again.")
     mark_error_retryable(exc)
