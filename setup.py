@@ -28,6 +28,8 @@ requires = [
     "SQLAlchemy>=2.0,<2.1",
     "tqdm>=4.66",
     "transaction>=4.0",
+    # Uploads' classifiers must be known trove classifiers, as on PyPI (the list PyPI uses).
+    "trove-classifiers>=2024.10.11",
     "waitress>=3.0",
     "WTForms>=3.1",
     "zope.sqlalchemy>=3.1",
@@ -38,6 +40,9 @@ tests_require = [
     "aiosmtpd>=1.4",
     "bandit>=1.7",
     "build>=1.0",
+    # Real clients in tests: hatchling 1.33 writes Metadata-Version 2.5; hatch publishes.
+    "hatch>=1.16",
+    "hatchling==1.33.0",
     "hypothesis>=6.100",
     "playwright>=1.40",
     "pytest>=8",

@@ -114,6 +114,9 @@ def test_login_redirects_only_on_this_site(testapp, dbsession, target):
     user = dbsession.scalar(select(User).where(User.username == "hyp")) or make_user(dbsession, "hyp")
     testapp.reset()
     path = "/account/login?came_from=" + quote(target, safe="")
+    if "\x00" in target:  # the request guard refuses NUL anywhere (test_unstorable.py)
+        testapp.get(path, status=400)
+        return
     res = submit(testapp, path, {"username": user.username, "password": PASSWORD}, action="/account/login")
     assert res.status_int == 303
     assert stays_on_site(res.headers["Location"]), (target, res.headers["Location"])

@@ -8,8 +8,9 @@ import re
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-# PEP 508 / core metadata: what a project name may look like at all.
-_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# PEP 508 / core metadata: what a project name may look like at all. ASCII only: without
+# re.ASCII, IGNORECASE lets the Kelvin sign (U+212A) match "k".
+_VALID_NAME = re.compile(r"([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])", re.IGNORECASE | re.ASCII)
 
 
 # What a distribution file's name may contain; anything else cannot exist.
@@ -17,7 +18,7 @@ _VALID_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}", re.ASCII)
 
 
 def is_valid_name(name: str) -> bool:
-    return bool(_VALID_NAME.match(name)) and len(name) <= 200
+    return _VALID_NAME.fullmatch(name) is not None and len(name) <= 200
 
 
 def is_valid_filename(filename: str) -> bool:
@@ -53,8 +54,9 @@ def version_sort_key(version: str) -> str:
     order release history with a plain ``ORDER BY``. Each part is encoded so
     that no encoding is a prefix of another, which makes text order equal
     tuple order. Versions that are not PEP 440 sort before every valid one.
-    Local versions (``+abc``), which an index refuses, sort after their public
-    version but are otherwise only roughly ordered.
+    Local versions (``+abc``), which an upload may only bring where
+    ``myapp.allow_local_versions`` is set (``validation.py``), sort after their
+    public version but are otherwise only roughly ordered.
     """
     try:
         v = Version(version)

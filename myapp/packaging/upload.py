@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +23,24 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
+from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from myapp.accounts.policy import basic_credentials
 from myapp.packaging import services
+from myapp.packaging.classifiers import set_classifiers
 from myapp.packaging.context import ProjectContext
-from myapp.packaging.metadata import wheel_metadata
-from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, Role, RoleName
+from myapp.packaging.models import Package, Release, ReleaseFile, Role, RoleName
 from myapp.packaging.names import is_prerelease, is_valid_filename, is_valid_name, normalize, version_sort_key
 from myapp.packaging.rendering import render_into
 from myapp.packaging.storage import FileStore
+from myapp.packaging.validation import InvalidUpload, ValidMetadata, read_upload
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 CHUNK = 1024 * 1024
-METADATA_VERSIONS = {"1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4"}
 # PEP 527 and 625: wheels, and sdists as .tar.gz named <normalized_name>-<version>.tar.gz.
 FILETYPES = {".whl": "bdist_wheel", ".tar.gz": "sdist"}
-# Package fields an upload sets (form field -> column), from its newest release.
-FIELDS = {
-    "summary": "summary",
-    "description": "description",
-    "description_content_type": "description_content_type",
-    "home_page": "home_page",
-    "license": "license",
-    "author": "author",
-    "author_email": "author_email",
-    "maintainer": "maintainer",
-    "maintainer_email": "maintainer_email",
-    "keywords": "keywords",
-    "requires_python": "requires_python",
-}
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
@@ -87,6 +74,7 @@ def _receive(store: FileStore, field: Any, max_bytes: int) -> Received:
     with store.incoming() as out:
         path = Path(out.name)
         try:
+            field.file.seek(0)  # a retried request (pyramid_retry) reads the parsed form again
             while chunk := field.file.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
@@ -106,8 +94,6 @@ def _check_names(form: Any) -> tuple[str, Version, str, str]:
         raise Refused("Unknown :action; only file_upload is supported.")
     if form.get("protocol_version", "1") != "1":
         raise Refused("Unknown protocol_version.")
-    if form.get("metadata_version") not in METADATA_VERSIONS:
-        raise Refused(f"Unknown metadata_version; use one of {', '.join(sorted(METADATA_VERSIONS))}.")
     name, raw_version = form.get("name", "").strip(), form.get("version", "").strip()
     if not is_valid_name(name):
         raise Refused("Invalid or missing project name.")
@@ -153,21 +139,6 @@ def _check_digests(form: Any, received: Received) -> None:
             raise Refused(f"The {key} does not match the file's content.")
 
 
-def _check_wheel(path: Path, name: str, version: Version) -> bytes:
-    metadata = wheel_metadata(path)
-    if metadata is None:
-        raise Refused("Invalid wheel: not a zip with one .dist-info/METADATA.")
-    # Core metadata is RFC 822 headers: the standard library's parser reads them.
-    fields = BytesHeaderParser().parsebytes(metadata)
-    try:
-        same_version = Version(str(fields.get("Version", ""))) == version
-    except InvalidVersion:
-        same_version = False
-    if normalize(str(fields.get("Name", ""))) != normalize(name) or not same_version:
-        raise Refused("The wheel's METADATA names another project or version.")
-    return metadata
-
-
 @view_config(route_name="legacy", require_methods=["POST"], require_csrf=False, permission=NO_PERMISSION_REQUIRED)
 def upload(request: Request) -> Response:
     if basic_credentials(request) is None or request.identity is None:
@@ -195,17 +166,39 @@ def upload(request: Request) -> Response:
                 received.path.unlink(missing_ok=True)
                 return _answer(200, "OK: this file was uploaded before; nothing changed.")
             raise Refused("File already exists: a file of that name was uploaded with other content.")
-        metadata = _check_wheel(received.path, name, version) if filetype == "bdist_wheel" else None
-        _record(request, package, name, version, filename, filetype, received, metadata)
-    except Refused as refused:
+        valid = read_upload(received.path, filetype, name, version, form, settings)
+        try:
+            _record(request, package, name, version, filename, filetype, received, valid)
+        except IntegrityError as exc:
+            _lost_race(request, exc)
+    except (Refused, InvalidUpload) as refused:
         if received is not None:
             received.path.unlink(missing_ok=True)
-        return _answer(refused.status, str(refused))
+        return _answer(getattr(refused, "status", 400), str(refused))
     except BaseException:
         if received is not None:
             received.path.unlink(missing_ok=True)
         raise
     return _answer(200, "OK")
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    orig = exc.orig
+    sqlite_names = ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+    return getattr(orig, "sqlstate", None) == "23505" or getattr(orig, "sqlite_errorname", None) in sqlite_names
+
+
+def _lost_race(request: Request, exc: IntegrityError) -> None:
+    """Another upload of this file (or of this new project) committed first.
+    Running the request again (pyramid_retry) finds what it wrote: "File
+    already exists", or the project to add to. Only if that too races: a 400.
+    Any other integrity error is not a race: it goes on up."""
+    if not _is_unique_violation(exc):
+        raise exc
+    if is_last_attempt(request):
+        raise Refused("File already exists, or another upload changed this project at the same time: try again.")
+    mark_error_retryable(exc)
+    raise exc
 
 
 def _check_may_upload(request: Request, package: Package | None, name: str) -> None:
@@ -227,12 +220,12 @@ def _record(
     filename: str,
     filetype: str,
     received: Received,
-    metadata: bytes | None,
+    valid: ValidMetadata,
 ) -> None:
     db, form, store = request.dbsession, request.POST, request.registry["file_store"]
     user = request.identity.user
     if package is None:
-        package = Package(name=normalize(name), display_name=name)
+        package = Package(name=normalize(name), display_name=valid.name)
         db.add(package)
         db.flush()
         db.add(Role(user_id=user.id, package_id=package.id, role=RoleName.OWNER))
@@ -245,8 +238,8 @@ def _record(
             version=str(version),
             sort_key=version_sort_key(str(version)),
             is_prerelease=is_prerelease(str(version)),
-            summary=form.get("summary") or None,
-            requires_python=form.get("requires_python") or None,
+            summary=valid.fields["summary"],
+            requires_python=valid.fields["requires_python"],
         )
         db.add(release)
         db.flush()
@@ -254,10 +247,11 @@ def _record(
         select(Release.sort_key).where(Release.package_id == package.id).order_by(Release.sort_key.desc()).limit(1)
     )
     if release.sort_key == newest:
-        _apply_metadata(db, package, form)
+        _apply_metadata(db, package, valid)
     relative = store.relative_path(received.sha256, filename)
     moves = [(received.path, relative)]
     metadata_sha256 = None
+    metadata = valid.raw if filetype == "bdist_wheel" else None  # PEP 658 serves a wheel's
     if metadata is not None:
         with store.incoming() as out:
             out.write(metadata)
@@ -271,7 +265,7 @@ def _record(
             filename=filename,
             packagetype=filetype,
             python_version=form.get("pyversion") or ("source" if filetype == "sdist" else None),
-            requires_python=form.get("requires_python") or None,
+            requires_python=valid.fields["requires_python"],
             size=received.size,
             sha256=received.sha256,
             storage_path=relative,
@@ -283,21 +277,10 @@ def _record(
     db.flush()
 
 
-def _apply_metadata(db: Any, package: Package, form: Any) -> None:
-    for field, column in FIELDS.items():
-        value = form.get(field)
-        if value:
-            setattr(package, column, value[:10000] if column != "description" else value)
-    if form.get("description") or package.description_renderer is None:
-        render_into(package)  # once per upload, not per page view
-    urls = {}
-    for entry in form.getall("project_urls"):
-        label, _, url = entry.partition(",")
-        if label.strip() and url.strip():
-            urls[label.strip()[:100]] = url.strip()[:1000]
-    if urls:
-        package.project_urls = urls
-    names = sorted({c.strip() for c in form.getall("classifiers") if c.strip()})[:200]
-    if names:
-        known = {c.classifier: c for c in db.scalars(select(Classifier).where(Classifier.classifier.in_(names)))}
-        package.classifiers = [known.get(n) or Classifier(classifier=n[:255]) for n in names]
+def _apply_metadata(db: Any, package: Package, valid: ValidMetadata) -> None:
+    """The project's fields, from the file of its newest release."""
+    for column, value in valid.fields.items():
+        setattr(package, column, value)
+    render_into(package)  # once per upload, not per page view
+    package.project_urls = valid.project_urls
+    set_classifiers(db, package, valid.classifiers)

@@ -9,6 +9,8 @@ it refuses what no page can answer, and drops what must be ignored.
   (other units, several ranges) are dropped, as RFC 9110 allows.
 * Conditional headers whose date is not a date: dropped, as RFC 9110
   requires (WebOb's parser would raise on some while sending a static file).
+* NUL or other text no database can store in the path, query string, form
+  fields or basic-auth credentials: 400 (``storable.py``).
 
 It is also the last line of defence: an error that escaped the exception
 views (a commit that failed, an exception view that failed in turn) gets the
@@ -36,6 +38,7 @@ from pyramid.response import Response
 from pyramid.settings import aslist
 
 from myapp.web.files import http_date, parse_range
+from myapp.web.storable import unstorable_input
 
 HOSTS_ENV = "MYAPP_ALLOWED_HOSTS"
 # Development's default: the site answers only when called by a local name.
@@ -103,13 +106,26 @@ def _refusal(environ: dict[str, Any], allowed: tuple[str, ...], max_url: int) ->
     return None
 
 
+def _unstorable(request: Request) -> HTTPException | None:
+    """NUL or a lone surrogate anywhere a view may take text from: a 400 here,
+    on every database, instead of a 500 from PostgreSQL later."""
+    reason = unstorable_input(request)
+    if reason is None:
+        return None
+    # Answered as anonymous: the error page must not look the credentials up (no
+    # transaction is open down here, and they may be what holds the NUL).
+    for header in ("HTTP_AUTHORIZATION", "HTTP_COOKIE"):
+        request.environ.pop(header, None)
+    return HTTPBadRequest(reason)
+
+
 def request_guard_tween_factory(handler: Callable[[Request], Response], registry: Any) -> Callable:
     settings = registry.settings
     allowed = allowed_hosts(settings)
     max_url = int(settings.get("myapp.max_url_bytes", DEFAULT_MAX_URL_BYTES))
 
     def tween(request: Request) -> Response:
-        refusal = _refusal(request.environ, allowed, max_url)
+        refusal = _refusal(request.environ, allowed, max_url) or _unstorable(request)
         if refusal is not None:
             # The site's own error page; this tween is below the security headers.
             return request.invoke_exception_view((type(refusal), refusal, None))
