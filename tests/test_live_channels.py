@@ -30,6 +30,7 @@ def add_owner(server: LiveServer, username: str = "owner", nth: int = 0) -> tupl
     engine = create_engine(server.url)
     with Session(engine) as db, db.begin():
         user = services.create_user(db, username=username, email=f"{username}@example.org", password=PASSWORD)
+        user.email_verified = True  # a member: a private index lets only members read
         package, version = db.execute(
             select(Package, Release.version)
             .join(Release)
