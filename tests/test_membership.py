@@ -416,6 +416,9 @@ def test_myapp_invite_prints_a_link_that_works_once(backend, tmp_path):
         del server.env["MYAPP_REGISTRATION"]
 
         answers = at_once([Browser(link), Browser(link)], ["racer-0", "racer-1"])
+        # Mailed too: the server's worker thread (started by its first request) sends it.
+        (mail,) = mails_to(server.folder / "mail", "newcomer@example.org")
+        assert mail["Subject"] == "You are invited to myapp" and link in mail.get_content()
         assert sorted(status for status, _ in answers) == [200, 400], answers
         winner = next(url for status, url in answers if status == 200)
         assert winner.endswith("/account")
