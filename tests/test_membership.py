@@ -526,3 +526,18 @@ def test_pages_for_those_who_may_not_read_offer_no_browse_or_search(private, tes
     user.email_verified = True
     dbsession.flush()
     assert header_links(private.get("/account")) == (True, True)
+
+
+def test_only_members_publish_to_a_private_index(private, dbsession):
+    """An account whose address is not verified reads nothing, and publishes
+    nothing either: not even a new project, which needs no role."""
+    from tests.test_upload import WHEEL, _wheel, upload
+
+    user = make_user(dbsession, username=unique("publisher"))
+    data = _wheel("Tiny-Thing", "1.0", "A tiny thing")
+    refused = upload(private, user.username, PASSWORD, WHEEL, data)
+    assert refused.status_int == 403 and "verify your email address" in refused.text
+    assert dbsession.scalar(select(func.count()).select_from(Package).where(Package.name == "tiny-thing")) == 0
+    user.email_verified = True
+    dbsession.flush()
+    assert upload(private, user.username, PASSWORD, WHEEL, data).status_int == 200

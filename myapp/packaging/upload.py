@@ -27,7 +27,7 @@ from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from myapp.accounts.policy import basic_credentials
+from myapp.accounts.policy import Root, basic_credentials
 from myapp.packaging import services
 from myapp.packaging.classifiers import set_classifiers
 from myapp.packaging.context import ProjectContext
@@ -203,6 +203,8 @@ def _lost_race(request: Request, exc: IntegrityError) -> None:
 
 def _check_may_upload(request: Request, package: Package | None, name: str) -> None:
     identity = request.identity
+    if not request.has_permission("view", Root(request)):  # a private index: members only
+        raise Refused("Only members may publish here: verify your email address first.", 403)
     if package is None:
         if identity.token is not None and identity.token.package_id is not None:
             raise Refused("This API token is limited to another project.", 403)
