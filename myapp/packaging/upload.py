@@ -19,6 +19,7 @@ from typing import Any
 
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
+from pyramid.authorization import Everyone
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
@@ -27,7 +28,7 @@ from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from myapp.accounts.policy import Root, basic_credentials
+from myapp.accounts.policy import MEMBERS, READERS, basic_credentials
 from myapp.packaging import services
 from myapp.packaging.classifiers import set_classifiers
 from myapp.packaging.context import ProjectContext
@@ -203,7 +204,7 @@ def _lost_race(request: Request, exc: IntegrityError) -> None:
 
 def _check_may_upload(request: Request, package: Package | None, name: str) -> None:
     identity = request.identity
-    if not request.has_permission("view", Root(request)):  # a private index: members only
+    if request.registry[READERS] != Everyone and MEMBERS not in identity.principals:  # a private index
         raise Refused("Only members may publish here: verify your email address first.", 403)
     if package is None:
         if identity.token is not None and identity.token.package_id is not None:
