@@ -17,7 +17,7 @@ import myapp.models
 from myapp.data.db_session import to_url
 from myapp.data.meta import UTCDateTime
 from myapp.data.settings import database_url
-from myapp.packaging.search import NOT_IN_MODELS
+from myapp.packaging.search.index import NOT_IN_MODELS
 
 config = context.config
 target_metadata = myapp.models.Base.metadata

@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 
 from myapp.data.bulk import RowConverter, insert_rows, row_triggers_suspended
 from myapp.data.meta import utcnow
-from myapp.packaging import search
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.names import is_prerelease, is_valid_name, normalize, version_sort_key
+from myapp.packaging.search import index as search_index
 from myapp.packaging.services import add_to_counts, bump_serial
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -522,7 +522,7 @@ def insert_new(db: Session, projects: list[NewRows], classifiers: ClassifierCach
 
         stats.projects, stats.releases, stats.files = len(projects), len(release_rows), len(file_rows)
         if suspended:  # the triggers' work, once for the batch
-            search.index_for(db).add(db, after_id=last_package)
+            search_index.index_for(db).add(db, after_id=last_package)
             add_to_counts(db, projects=stats.projects, releases=stats.releases, files=stats.files)
     stats.new_projects, stats.new_releases, stats.new_files = stats.projects, stats.releases, stats.files
     return stats

@@ -121,7 +121,7 @@ class Package(Base):
         return f"<Package {self.name!r}>"
 
 
-# Search walks a large set of matches most popular first (services.search).
+# Search walks a large set of matches most popular first (search.ranking.search_projects).
 Index("ix_packages_popularity", Package.downloads.desc(), Package.name)
 
 

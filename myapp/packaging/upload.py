@@ -27,7 +27,7 @@ from pyramid.view import view_config
 from sqlalchemy import select
 
 from myapp.accounts.policy import basic_credentials
-from myapp.packaging import services
+from myapp.packaging import journal, maintain, services
 from myapp.packaging.context import ProjectContext
 from myapp.packaging.metadata import wheel_metadata
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, Role, RoleName
@@ -188,7 +188,7 @@ def upload(request: Request) -> Response:
         existing = services.find_file(db, filename)
         received = _receive(store, form["content"], int(settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES)))
         _check_digests(form, received)
-        if existing is None and services.is_deleted_filename(db, filename):
+        if existing is None and maintain.is_deleted_filename(db, filename):
             raise Refused("File already exists: a file of that name was deleted, and names are not reused.")
         if existing is not None:
             if existing.sha256 == received.sha256:
@@ -279,7 +279,7 @@ def _record(
         )
     )
     services.touch(db, package)
-    services.record(db, package, "add file", user, version=str(version), filename=filename)
+    journal.add_entry(db, package, "add file", user, version=str(version), filename=filename)
     db.flush()
 
 

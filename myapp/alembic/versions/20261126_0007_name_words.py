@@ -12,7 +12,7 @@ projects), so ``name_words`` holds each word and how many projects' names
 have it, kept by triggers in the same transaction as ``packages``:
 
 * SQLite: row triggers (the bulk import does their work once per batch,
-  ``myapp.packaging.search.SqliteSearch.add``), and ``name_word_grams``, a
+  ``myapp.packaging.search.index.SqliteSearch.add``), and ``name_word_grams``, a
   contentless FTS5 trigram table of each word padded as pg_trgm pads it
   ("  word "), so it has the same trigrams as PostgreSQL.
 * PostgreSQL: statement triggers for INSERT and DELETE, a row trigger for a

@@ -15,7 +15,7 @@ name for the closest one that is, by pg_trgm's trigram similarity, from
 ``name_words`` (migration 0007): tens of thousands of words, where a million
 names would be too many to compare.
 
-``SearchIndex`` is the small interface the service uses; ``index_for``
+``SearchIndex`` is the small interface ``ranking`` uses; ``index_for``
 picks the implementation for the session's database.
 """
 
