@@ -444,3 +444,15 @@ def test_the_popularity_walk_reads_the_popularity_index(testapp, corpus, count_q
             assert "ix_packages_popularity" in plan and "TEMP B-TREE" not in plan, plan
     if postgres:
         connection.exec_driver_sql("SET LOCAL enable_seqscan = on")
+
+
+def test_a_page_past_the_end_is_the_services_own_error_and_a_404_in_the_view(testapp, corpus, dbsession):
+    """Services raise no HTTP exceptions: the view maps PageOutOfRange to a 404."""
+    from pyramid.httpexceptions import HTTPException
+
+    from myapp.data.paging import PageOutOfRange
+
+    with pytest.raises(PageOutOfRange) as raised:
+        ranking.search_projects(dbsession, "web", page=50)
+    assert not isinstance(raised.value, HTTPException)
+    assert "There is no page 50" in testapp.get("/search?q=web&page=50", status=404).text

@@ -12,11 +12,16 @@ from myapp.packaging.models import DeletedFilename, Package, Release, ReleaseFil
 from myapp.packaging.services import bump_serial
 
 
-def set_yanked(db: Session, package: Package, release: Release, yanked: bool, reason: str | None, user: User) -> None:
-    """Yank (pip skips it unless pinned to it, PEP 592) or un-yank a release and its files."""
+def mark_yanked(release: Release, yanked: bool, reason: str | None) -> None:
+    """Set the release's yank and its files' (each file's flag is what the simple API shows)."""
     release.yanked, release.yanked_reason = yanked, (reason or None) if yanked else None
     for file in release.files:
         file.yanked = yanked
+
+
+def set_yanked(db: Session, package: Package, release: Release, yanked: bool, reason: str | None, user: User) -> None:
+    """Yank (pip skips it unless pinned to it, PEP 592) or un-yank a release and its files."""
+    mark_yanked(release, yanked, reason)
     bump_serial(db, package)
     action = f"yank release ({reason})" if yanked and reason else ("yank release" if yanked else "unyank release")
     journal.add_entry(db, package, action, user, version=release.version)

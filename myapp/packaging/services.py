@@ -11,10 +11,22 @@ and deleting).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, false, func, literal, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    SQLColumnExpression,
+    false,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session, defer, selectinload
 
 from myapp.data.meta import utcnow
@@ -42,7 +54,7 @@ class ProjectRow:
     latest_version: str | None
 
 
-def latest_version_of(package_id_column: ColumnElement[int]) -> ScalarSelect[str]:
+def latest_version_of(package_id_column: SQLColumnExpression[int]) -> ScalarSelect[str]:
     """Correlated subquery: the version ``pip install`` would pick, i.e. the
     newest non-yanked final release, else the newest non-yanked pre-release."""
     return (
@@ -113,7 +125,7 @@ def browse(
     update, after or before the named project: two statements (the page,
     and the total)."""
     if sort == "name":
-        key: tuple[ColumnElement[Any], ...] = (Package.name,)
+        key: tuple[SQLColumnExpression[Any], ...] = (Package.name,)
         newest_first = False
 
         def cursor(name: str) -> tuple[Any, ...]:
@@ -176,6 +188,49 @@ def touch(db: Session, package: Package) -> None:
     """The project changed now: its update time and serial move on."""
     package.updated = utcnow()
     bump_serial(db, package)
+
+
+def versions_of(db: Session, package: Package) -> list[str]:
+    """The project's versions, oldest first: one statement."""
+    return list(db.scalars(select(Release.version).where(Release.package_id == package.id).order_by(Release.sort_key)))
+
+
+def files_with_yank_reasons(db: Session, package: Package) -> list[tuple[ReleaseFile, str | None]]:
+    """Every file of the project, by release (oldest first) and name, with
+    its release's yank reason: one statement."""
+    stmt = (
+        select(ReleaseFile, Release.yanked_reason)
+        .join(Release)
+        .where(Release.package_id == package.id)
+        .order_by(Release.sort_key, ReleaseFile.filename)
+    )
+    return list(db.execute(stmt).tuples())
+
+
+# Every project in the listing of /simple/, a million rows: plain tuples of
+# just the columns each format needs, from the driver (half the time of
+# SQLAlchemy's rows), formatted by the caller.
+LISTING_HTML = "SELECT name, display_name FROM packages ORDER BY name"
+LISTING_JSON = "SELECT display_name, last_serial FROM packages ORDER BY name"
+LISTING_BATCH = 20_000
+
+
+def listing_batches(session_factory: Callable[[], Session], sql: str) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``sql`` (``LISTING_HTML`` or ``LISTING_JSON``) a batch at a
+    time, from a session of its own (a response streamed after the request's
+    session has ended reads them); on PostgreSQL from a server-side cursor,
+    so they never sit in memory together."""
+    with session_factory() as db:
+        connection = db.connection()  # in the session's transaction
+        driver: Any = connection.connection.driver_connection  # the DBAPI connection: sqlite3 or psycopg
+        postgresql = connection.dialect.name == "postgresql"
+        cursor = driver.cursor(name="myapp_simple_index") if postgresql else driver.cursor()
+        try:
+            cursor.execute(sql)
+            while batch := cursor.fetchmany(LISTING_BATCH):
+                yield batch
+        finally:
+            cursor.close()
 
 
 def find_package(db: Session, name: str) -> Package | None:

@@ -24,15 +24,13 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
-from sqlalchemy import select
 
 from myapp.accounts.policy import basic_credentials
-from myapp.packaging import journal, maintain, services
+from myapp.packaging import maintain, publish, services
 from myapp.packaging.context import ProjectContext
 from myapp.packaging.metadata import wheel_metadata
-from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, Role, RoleName
-from myapp.packaging.names import is_prerelease, is_valid_filename, is_valid_name, normalize, version_sort_key
-from myapp.packaging.rendering import render_into
+from myapp.packaging.models import Package
+from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
 from myapp.packaging.storage import FileStore
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
@@ -40,7 +38,7 @@ CHUNK = 1024 * 1024
 METADATA_VERSIONS = {"1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4"}
 # PEP 527 and 625: wheels, and sdists as .tar.gz named <normalized_name>-<version>.tar.gz.
 FILETYPES = {".whl": "bdist_wheel", ".tar.gz": "sdist"}
-# Package fields an upload sets (form field -> column), from its newest release.
+# Package fields an upload sets (form field -> column), from its newest release (publish.apply_metadata).
 FIELDS = {
     "summary": "summary",
     "description": "description",
@@ -196,7 +194,10 @@ def upload(request: Request) -> Response:
                 return _answer(200, "OK: this file was uploaded before; nothing changed.")
             raise Refused("File already exists: a file of that name was uploaded with other content.")
         metadata = _check_wheel(received.path, name, version) if filetype == "bdist_wheel" else None
-        _record(request, package, name, version, filename, filetype, received, metadata)
+        new_file = _stored_file(request, filename, filetype, received, metadata)
+        spelled = form.get("version", "").strip()
+        user = request.identity.user
+        publish.add_file(db, user, package, name, str(version), new_file, _project_metadata(form), spelled=spelled)
     except Refused as refused:
         if received is not None:
             received.path.unlink(missing_ok=True)
@@ -219,42 +220,12 @@ def _check_may_upload(request: Request, package: Package | None, name: str) -> N
         raise Refused(f"You are not an owner or maintainer of {package.display_name}.", 403)
 
 
-def _record(
-    request: Request,
-    package: Package | None,
-    name: str,
-    version: Version,
-    filename: str,
-    filetype: str,
-    received: Received,
-    metadata: bytes | None,
-) -> None:
-    db, form, store = request.dbsession, request.POST, request.registry["file_store"]
-    user = request.identity.user
-    if package is None:
-        package = Package(name=normalize(name), display_name=name)
-        db.add(package)
-        db.flush()
-        db.add(Role(user_id=user.id, package_id=package.id, role=RoleName.OWNER))
-    release = services.find_release(db, package, str(version)) or services.find_release(
-        db, package, form.get("version", "").strip()
-    )
-    if release is None:
-        release = Release(
-            package_id=package.id,
-            version=str(version),
-            sort_key=version_sort_key(str(version)),
-            is_prerelease=is_prerelease(str(version)),
-            summary=form.get("summary") or None,
-            requires_python=form.get("requires_python") or None,
-        )
-        db.add(release)
-        db.flush()
-    newest = db.scalar(
-        select(Release.sort_key).where(Release.package_id == package.id).order_by(Release.sort_key.desc()).limit(1)
-    )
-    if release.sort_key == newest:
-        _apply_metadata(db, package, form)
+def _stored_file(
+    request: Request, filename: str, filetype: str, received: Received, metadata: bytes | None
+) -> publish.NewFile:
+    """Join the file (and a wheel's core metadata) to the transaction, to be
+    placed in the store when it commits, and describe its row."""
+    store: FileStore = request.registry["file_store"]
     relative = store.relative_path(received.sha256, filename)
     moves = [(received.path, relative)]
     metadata_sha256 = None
@@ -263,41 +234,30 @@ def _record(
             out.write(metadata)
         moves.append((Path(out.name), relative + ".metadata"))
         metadata_sha256 = hashlib.sha256(metadata).hexdigest()
-    # Joined before anything else can fail: from here the transaction places or removes both files.
+    # Joined before anything is written: from here the transaction places or removes both files.
     store.place_on_commit(request.tm, moves)
-    db.add(
-        ReleaseFile(
-            release_id=release.id,
-            filename=filename,
-            packagetype=filetype,
-            python_version=form.get("pyversion") or ("source" if filetype == "sdist" else None),
-            requires_python=form.get("requires_python") or None,
-            size=received.size,
-            sha256=received.sha256,
-            storage_path=relative,
-            metadata_sha256=metadata_sha256,
-        )
+    form = request.POST
+    return publish.NewFile(
+        filename=filename,
+        packagetype=filetype,
+        python_version=form.get("pyversion") or ("source" if filetype == "sdist" else None),
+        requires_python=form.get("requires_python") or None,
+        size=received.size,
+        sha256=received.sha256,
+        storage_path=relative,
+        metadata_sha256=metadata_sha256,
     )
-    services.touch(db, package)
-    journal.add_entry(db, package, "add file", user, version=str(version), filename=filename)
-    db.flush()
 
 
-def _apply_metadata(db: Any, package: Package, form: Any) -> None:
-    for field, column in FIELDS.items():
-        value = form.get(field)
-        if value:
-            setattr(package, column, value[:10000] if column != "description" else value)
-    if form.get("description") or package.description_renderer is None:
-        render_into(package)  # once per upload, not per page view
+def _project_metadata(form: Any) -> publish.ProjectMetadata:
+    """The upload's fields about its project, as the form gives them."""
     urls = {}
     for entry in form.getall("project_urls"):
         label, _, url = entry.partition(",")
         if label.strip() and url.strip():
             urls[label.strip()[:100]] = url.strip()[:1000]
-    if urls:
-        package.project_urls = urls
-    names = sorted({c.strip() for c in form.getall("classifiers") if c.strip()})[:200]
-    if names:
-        known = {c.classifier: c for c in db.scalars(select(Classifier).where(Classifier.classifier.in_(names)))}
-        package.classifiers = [known.get(n) or Classifier(classifier=n[:255]) for n in names]
+    return publish.ProjectMetadata(
+        fields={column: form[field] for field, column in FIELDS.items() if form.get(field)},
+        project_urls=urls,
+        classifiers=sorted({c.strip() for c in form.getall("classifiers") if c.strip()})[:200],
+    )
