@@ -63,7 +63,7 @@ def projects(request: Request) -> dict[str, Any]:
     cursors = {key: params[key] for key in ("after", "before", "start") if key in params}
     if len(cursors) > 1 or not all(_CURSOR.match(value) for value in cursors.values()):
         raise HTTPBadRequest("Give one of after, before or start: a project name in lower case.")
-    page = services.browse(request.dbsession, sort=sort, **cursors)  # type: ignore[arg-type]
+    page = services.browse(request.dbsession, sort=sort, **cursors)
     return {"page": page, "sort": sort}
 
 
@@ -93,7 +93,7 @@ def search_page(request: Request) -> Any:
         request.response.status = 400
     elif query or classifiers:
         db = request.dbsession
-        results = page_or_404(lambda: search_projects(db, query, classifiers=classifiers, order=sort, page=number))  # type: ignore[arg-type]
+        results = page_or_404(lambda: search_projects(db, query, classifiers=classifiers, order=sort, page=number))
     if kind == JSON:
         return render_to_response(
             "json", search_json(request, query, results, error), request=request, response=request.response

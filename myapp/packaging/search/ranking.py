@@ -268,7 +268,7 @@ def search_projects(
     offset = offset_for(page, per_page)
 
     def results(ids: list[int], found: int) -> SearchResults:
-        result_page = Page([], page, min(found, RESULT_CAP), per_page).check_exists()
+        result_page: Page[ProjectRow] = Page([], page, min(found, RESULT_CAP), per_page).check_exists()
         items = _rows_in_order(db, ids) if ids else []
         suggestions = _suggestions(db, index, search_index.Terms(words)) if suggest and not found and words else []
         return SearchResults(Page(items, page, result_page.total, per_page), found > RESULT_CAP, suggestions)
