@@ -363,7 +363,10 @@ def test_cli_defer_rendering_leaves_it_to_the_first_view(backend, tmp_path):
 
             with urllib.request.urlopen(server.base + "/project/sample-pkg/") as res:
                 assert "Hello <em>world</em>" in res.read().decode()
-            for _ in range(50):  # stored after the response, in a transaction of its own
+            # Stored after the response, in a transaction of its own: on a loaded
+            # machine (parallel tests) that can take seconds.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
                 with engine.connect() as db:
                     stored = db.execute(text("SELECT description_html, description_renderer FROM packages")).one()
                 if stored[0]:

@@ -28,7 +28,7 @@ from myapp.data.bulk import RowConverter, insert_rows, row_triggers_suspended
 from myapp.data.meta import utcnow
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.names import is_valid_name, normalize
-from myapp.packaging.publish import release_values
+from myapp.packaging.publish import FileFields, release_values
 from myapp.packaging.search import index as search_index
 from myapp.packaging.services import add_to_counts, bump_serial
 
@@ -59,14 +59,10 @@ class DocumentError(ValueError):
     """The document cannot be imported; the message says why."""
 
 
-@dataclass
-class FileData:
-    filename: str
-    packagetype: str
-    python_version: str | None
-    requires_python: str | None
-    size: int
-    sha256: str
+@dataclass(frozen=True)
+class FileData(FileFields):
+    """A file as the document lists it: stored elsewhere (``url``), not here."""
+
     upload_time: datetime
     yanked: bool
     url: str | None

@@ -53,8 +53,8 @@ def create_package(db: Session, display_name: str, owner: User) -> Package:
 
 
 @dataclass(frozen=True)
-class NewFile:
-    """A file already on its way into the store (placed when the transaction commits)."""
+class FileFields:
+    """The columns every new file has, however it arrives (uploaded or imported)."""
 
     filename: str
     packagetype: str
@@ -62,6 +62,12 @@ class NewFile:
     requires_python: str | None
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class NewFile(FileFields):
+    """An uploaded file already on its way into the store (placed when the transaction commits)."""
+
     storage_path: str
     metadata_sha256: str | None
 

@@ -298,16 +298,20 @@ def search_projects(
     Page([], page, min(found, RESULT_CAP), per_page).check_exists()  # before ranking a page
     if order == "relevance" and words and offset + per_page <= SCAN_DEPTH:
         return results(_tiered_ids(db, index, terms, filters, found, offset, per_page), found)
-    if order == "updated":
-        ordering: tuple[Any, ...] = (Package.updated.desc(), Package.id.desc())
-    elif words:
-        rank = case(
-            (Package.name == terms.name, 0),
-            (Package.name.startswith(terms.name_start, autoescape=True), 1),
-            (index.name_matches(terms), 2),
-            else_=3,
-        )
-        ordering = (rank, *POPULAR)
-    else:
-        ordering = POPULAR
+    ordering = _database_order(index, terms, order)
     return results(_ranked_ids(db, where, ordering, offset, per_page) if found else [], found)
+
+
+def _database_order(index: search_index.SearchIndex, terms: search_index.Terms, order: SearchOrder) -> tuple[Any, ...]:
+    """The ranking as an ORDER BY, for pages past SCAN_DEPTH and for sorting by update."""
+    if order == "updated":
+        return (Package.updated.desc(), Package.id.desc())
+    if not terms.words:
+        return POPULAR
+    rank = case(
+        (Package.name == terms.name, 0),
+        (Package.name.startswith(terms.name_start, autoescape=True), 1),
+        (index.name_matches(terms), 2),
+        else_=3,
+    )
+    return (rank, *POPULAR)
