@@ -51,5 +51,5 @@ def test_add_file_creates_the_project_its_owner_the_release_and_journals_it(dbse
     publish.add_file(dbsession, user, package, "Made-Here", "1", _file("made_here-1.tar.gz"), metadata, spelled="1.0")
     assert package.summary == "Made by a script"
     assert [r.version for r in services.release_history(dbsession, package)] == ["1.0", "0.9"]
-    assert len(services.find_release(dbsession, package, "1.0").files) == 2
+    assert len(services.files_of(dbsession, services.find_release(dbsession, package, "1.0"))) == 2
     assert dbsession.scalar(select(JournalEntry.version).order_by(JournalEntry.id.desc()).limit(1)) == "1"
