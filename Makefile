@@ -23,10 +23,13 @@ run: $(INSTALLED)
 	$(BIN)/myapp-initdb $(CONFIG) --demo
 	$(BIN)/pserve $(CONFIG)
 
-# Security lint first (no medium or high findings), then every test.
+# Security lint first (no medium or high findings), then the types, then every
+# test, on every core (PYTEST_WORKERS=0 runs them in this one process).
+PYTEST_WORKERS ?= auto
 test: $(INSTALLED)
 	$(BIN)/bandit --quiet --recursive myapp --severity-level medium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check myapp tests bench setup.py

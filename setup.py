@@ -46,12 +46,16 @@ tests_require = [
     "hypothesis>=6.100",
     "playwright>=1.40",
     "pytest>=8",
+    # make test runs the suite on every core (per-worker databases: tests/conftest.py).
+    "pytest-xdist>=3.5",
     "twine>=5",
     "uv>=0.4",
     "WebTest>=3.0",
 ]
 
 dev_require = [
+    # make test type-checks myapp/ first ([tool.mypy] in pyproject.toml).
+    "mypy>=1.10",
     "pyramid_debugtoolbar>=4.10",
     "ruff>=0.6",
 ]

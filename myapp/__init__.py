@@ -55,8 +55,9 @@ def main(global_config: dict[str, Any] | None = None, **settings: Any) -> Router
         raise SystemExit(f"myapp: {exc}") from None
     if asbool(settings.get("myapp.gc_freeze", True)):
         # What start-up built lives as long as the process: out of the collector's
-        # sight, or each full collection walks all of it again (70 ms, every few
-        # requests that make many objects, such as a search of a million projects).
+        # sight, or each full collection walks all of it again, every few requests
+        # that make many objects, such as a search of a million projects (README,
+        # "Deploying", has what that walk cost).
         gc.freeze()
     return AccessLog(app) if asbool(settings.get("myapp.access_log", False)) else app
 

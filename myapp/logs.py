@@ -38,7 +38,7 @@ class SafeFormatter(logging.Formatter):
         record.message = escape_controls(record.message)
         return super().formatMessage(record)
 
-    def formatException(self, ei) -> str:  # type: ignore[no-untyped-def]
+    def formatException(self, ei) -> str:
         return _indented(super().formatException(ei))
 
     def formatStack(self, stack_info: str) -> str:
@@ -80,7 +80,7 @@ class AccessLog(TransLogger):
         environ["myapp.started"] = time.perf_counter()
         return super().__call__(environ, start_response)
 
-    def write_log(self, environ, method, req_uri, start, status, bytes):  # type: ignore[no-untyped-def]
+    def write_log(self, environ, method, req_uri, start, status, bytes):
         elapsed = (time.perf_counter() - environ.get("myapp.started", time.perf_counter())) * 1000
         self.logger.log(
             self.logging_level,

@@ -370,9 +370,10 @@ class LiveServer:
         if self.migrate:
             done = self.initdb(*(["--demo"] if self.demo else []))
             assert done.returncode == 0, done.stderr
-        self.process = subprocess.Popen(
-            [str(BIN / "pserve"), str(self.ini)], stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=self.env
-        )
+        with self.log.open("wb") as log:  # the child has its own copy of the file
+            self.process = subprocess.Popen(
+                [str(BIN / "pserve"), str(self.ini)], stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
         self.wait_until_listening()
         return self
 

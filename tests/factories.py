@@ -1,4 +1,4 @@
-"""Small builders for test data, written straight through the models."""
+"""Small builders for test data: rows built as the app builds them (``myapp.packaging.publish``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
-from myapp.packaging.names import is_prerelease, normalize, version_sort_key
+from myapp.packaging.models import Classifier, Package, ReleaseFile
+from myapp.packaging.names import normalize
+from myapp.packaging.publish import new_package, new_release
 from myapp.packaging.rendering import render_into
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -29,9 +30,8 @@ def make_package(
     **fields: object,
 ) -> Package:
     versions = ["1.0"] if versions is None else versions
-    package = Package(
-        name=normalize(name),
-        display_name=name,
+    package = new_package(
+        name,
         summary=summary if summary is not None else f"The {name} project",
         description=description,
         description_content_type=description_content_type,
@@ -44,13 +44,7 @@ def make_package(
         known = db.scalar(select(Classifier).where(Classifier.classifier == c))
         package.classifiers.append(known or Classifier(classifier=c))
     for i, version in enumerate(versions):
-        release = Release(
-            version=version,
-            sort_key=version_sort_key(version),
-            is_prerelease=is_prerelease(version),
-            created=T0 + timedelta(days=i),
-            yanked=version in (yanked or set()),
-        )
+        release = new_release(version, created=T0 + timedelta(days=i), yanked=version in (yanked or set()))
         for n in range(files_per_release):
             filename = f"{normalize(name).replace('-', '_')}-{version}-{n}.tar.gz"
             release.files.append(

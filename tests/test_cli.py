@@ -90,8 +90,8 @@ def test_production_ini_logs_serving_on_and_one_safe_line_per_request(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'myapp.sqlite'}", "MYAPP_SECRET": TEST_SECRET}
     token = "myapp-not-a-real-token-but-secret-all-the-same"
     with LiveServer(env["DATABASE_URL"], tmp_path, ini=production, port=port, env=env, demo=False) as server:
-        login = urllib.request.urlopen(server.base + "/account/login", timeout=10)
-        cookie = login.headers["Set-Cookie"].split(";")[0]
+        with urllib.request.urlopen(server.base + "/account/login", timeout=10) as login:
+            cookie = login.headers["Set-Cookie"].split(";")[0]
         assert cookie.startswith("__Host-myapp_session=")
         basic = base64.b64encode(f"__token__:{token}".encode()).decode()
         for headers in ({"Cookie": cookie}, {"Authorization": f"Basic {basic}"}):

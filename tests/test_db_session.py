@@ -216,6 +216,8 @@ def test_read_probe_sees_the_latest_commit_and_reconnects(db_url) -> None:
             probe(engine)
         assert probe(engine) == before + 1  # ... and the next call connects again
     finally:
+        if held := getattr(probe._local, "held", None):
+            held[1].close()  # a probe's connection lives as long as its thread; this one ends here
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM classifiers WHERE classifier = 'Probe :: Test'"))
         engine.dispose()

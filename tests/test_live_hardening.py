@@ -114,8 +114,9 @@ def test_access_log_lines_are_complete_and_keep_no_secret(tmp_path):
             headers={"X-Forwarded-For": "6.6.6.6", "Referer": f"{server.base}/account/verify-email?token={secret}"},
         )
         try:
-            urllib.request.urlopen(request, timeout=10)
+            urllib.request.urlopen(request, timeout=10).close()
         except urllib.error.HTTPError as err:
+            err.close()
             assert err.code == 400
         fetch(server.base + "/projects/")
     lines = [line for line in server.log.read_text().splitlines() if "[wsgi]" in line]

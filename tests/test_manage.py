@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from myapp.accounts import services as accounts
 from myapp.accounts.models import ApiToken, UserEvent
-from myapp.packaging import services as packaging
+from myapp.packaging import roles as project_roles
 from myapp.packaging.models import RoleName
 from tests.accounts import form_for, log_in, make_user, submit
 from tests.factories import make_package
@@ -19,14 +19,14 @@ def project(dbsession):
     """A project with an owner and a maintainer."""
     package = make_package(dbsession, "Widget_Kit")
     owner, maintainer = make_user(dbsession, "olivia"), make_user(dbsession, "mark")
-    packaging.set_role(dbsession, package, owner, RoleName.OWNER)
-    packaging.set_role(dbsession, package, maintainer, RoleName.MAINTAINER)
+    project_roles.set_role(dbsession, package, owner, RoleName.OWNER)
+    project_roles.set_role(dbsession, package, maintainer, RoleName.MAINTAINER)
     return package, owner, maintainer
 
 
 def roles(db, package) -> dict[str, str]:
     db.expire_all()
-    return {role.user.username: role.role.value for role in packaging.maintainers(db, package)}
+    return {role.user.username: role.role.value for role in project_roles.maintainers(db, package)}
 
 
 COLLABORATORS = "/manage/project/widget-kit/collaborators"

@@ -9,7 +9,8 @@ from sqlalchemy import select, text, update
 
 from myapp.packaging import services
 from myapp.packaging.models import Package
-from myapp.packaging.search import moved_letter, similarity, slips, terms
+from myapp.packaging.search import ranking
+from myapp.packaging.search.index import moved_letter, similarity, slips, terms
 from tests.conftest import SHARED_DATA
 from tests.factories import make_package
 
@@ -269,7 +270,7 @@ def test_json_by_accept_header_and_the_page_cache_keeps_them_apart(cached_app, c
 def test_results_past_the_cap_say_so(testapp, dbsession, monkeypatch):
     for i in range(5):
         make_package(dbsession, f"lib-{i}")
-    monkeypatch.setattr(services, "RESULT_CAP", 3)
+    monkeypatch.setattr(ranking, "RESULT_CAP", 3)
     page = testapp.get("/search?q=lib")
     assert "3+ results" in page.text
     assert testapp.get("/search?q=lib&format=json").json["total_is_lower_bound"] is True
@@ -298,7 +299,7 @@ def _search_plans(
 
 @pytest.mark.parametrize("rank_here", [1000, 0])
 def test_search_uses_the_full_text_index_not_a_scan(testapp, corpus, count_queries, monkeypatch, rank_here):
-    monkeypatch.setattr(services, "RESULT_CAP", rank_here)
+    monkeypatch.setattr(ranking, "RESULT_CAP", rank_here)
     plans = _search_plans(corpus, count_queries, testapp, "http client")
     # A small set: one pass over the index gives every match. A large one: the count, then the tiers.
     assert len(plans) == 1 if rank_here else len(plans) > 2
@@ -372,9 +373,9 @@ def test_same_results_on_sqlite_and_postgresql_for_real_documents(tmp_path):
                     import_document(db, doc, classifiers)
                 db.commit()
                 answers[backend] = {
-                    q: [row.package.name for row in services.search(db, q).page.items[:10]] for q in QUERIES
+                    q: [row.package.name for row in ranking.search_projects(db, q).page.items[:10]] for q in QUERIES
                 }
-                answers[backend]["requsts?"] = services.search(db, "requsts").suggestions
+                answers[backend]["requsts?"] = ranking.search_projects(db, "requsts").suggestions
             engine.dispose()
     assert answers["sqlite"] == answers["postgresql"]
     assert answers["sqlite"]["requests"][0] == "requests"
@@ -415,17 +416,17 @@ def test_large_result_sets_rank_as_small_ones(testapp, corpus, monkeypatch, quer
         corpus.execute(update(Package).where(Package.name.in_(never)).values(downloads=0))
     expected = names(testapp, query)
     filtered = names(testapp, query, c=PY3)
-    monkeypatch.setattr(services, "RESULT_CAP", 0)
-    monkeypatch.setattr(services, "SORT_ALL", {"walk": 0, "sort": 10_000, "database": 10_000}[how])
+    monkeypatch.setattr(ranking, "RESULT_CAP", 0)
+    monkeypatch.setattr(ranking, "SORT_ALL", {"walk": 0, "sort": 10_000, "database": 10_000}[how])
     if how == "database":
-        monkeypatch.setattr(services, "SCAN_DEPTH", 0)
+        monkeypatch.setattr(ranking, "SCAN_DEPTH", 0)
     assert names(testapp, query) == expected
     assert names(testapp, query, c=PY3) == filtered
 
 
 def test_the_popularity_walk_reads_the_popularity_index(testapp, corpus, count_queries, monkeypatch):
-    monkeypatch.setattr(services, "RESULT_CAP", 0)
-    monkeypatch.setattr(services, "SORT_ALL", 0)
+    monkeypatch.setattr(ranking, "RESULT_CAP", 0)
+    monkeypatch.setattr(ranking, "SORT_ALL", 0)
     count_queries.clear()
     testapp.get("/search", params={"q": "web"})
     captured = list(zip(count_queries.statements, count_queries.parameters, strict=True))
@@ -444,3 +445,15 @@ def test_the_popularity_walk_reads_the_popularity_index(testapp, corpus, count_q
             assert "ix_packages_popularity" in plan and "TEMP B-TREE" not in plan, plan
     if postgres:
         connection.exec_driver_sql("SET LOCAL enable_seqscan = on")
+
+
+def test_a_page_past_the_end_is_the_services_own_error_and_a_404_in_the_view(testapp, corpus, dbsession):
+    """Services raise no HTTP exceptions: the view maps PageOutOfRange to a 404."""
+    from pyramid.httpexceptions import HTTPException
+
+    from myapp.data.paging import PageOutOfRange
+
+    with pytest.raises(PageOutOfRange) as raised:
+        ranking.search_projects(dbsession, "web", page=50)
+    assert not isinstance(raised.value, HTTPException)
+    assert "There is no page 50" in testapp.get("/search?q=web&page=50", status=404).text

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from myapp.accounts import services as accounts
-from myapp.packaging import services
+from myapp.packaging import roles, services
 from myapp.packaging.demo import _sdist, _wheel
 from myapp.packaging.models import Package, RoleName
 from tests.accounts import PASSWORD, make_user
@@ -64,9 +64,7 @@ def test_first_upload_creates_the_project_with_its_uploader_as_owner(testapp, db
     package = services.find_package(dbsession, "tiny-thing")
     assert package is not None and package.display_name == "Tiny-Thing" and package.summary == "A tiny thing"
     assert package.classifiers == []  # the form's classifier is not in the file: not taken
-    assert [(r.user.username, r.role) for r in services.maintainers(dbsession, package)] == [
-        ("uploader", RoleName.OWNER)
-    ]
+    assert [(r.user.username, r.role) for r in roles.maintainers(dbsession, package)] == [("uploader", RoleName.OWNER)]
     file = services.find_file(dbsession, WHEEL)
     assert file.sha256 == hashlib.sha256(data).hexdigest() and file.size == len(data)
     assert (files_dir / file.storage_path).read_bytes() == data
@@ -154,7 +152,7 @@ def test_who_may_upload(testapp, dbsession, uploader):
     assert res.headers["WWW-Authenticate"].startswith("Basic")
 
     helper = make_user(dbsession, "helper")
-    services.set_role(dbsession, services.find_package(dbsession, "tiny-thing"), helper, RoleName.MAINTAINER)
+    roles.set_role(dbsession, services.find_package(dbsession, "tiny-thing"), helper, RoleName.MAINTAINER)
     _, token = accounts.create_token(dbsession, helper, "ci")
     dbsession.flush()
     data = _wheel("Tiny-Thing", "1.1", "x")

@@ -59,11 +59,13 @@ def confirm(request: Request) -> Any:
         return HTTPSeeOther(location=target)
     _count_attempts(request, *checks)
     user_id, address = user.id, request.client_addr
-    write_after_response(
-        request,
-        lambda db: services.record_event(db, services.get_user(db, user_id), EventTag.CONFIRM_FAILED, address),
-        what="a failed confirmation",
-    )
+
+    def record(db: Any) -> None:
+        found = services.get_user(db, user_id)
+        if found is not None:
+            services.record_event(db, found, EventTag.CONFIRM_FAILED, address)
+
+    write_after_response(request, record, what="a failed confirmation")
     return _failed(request, values)
 
 

@@ -7,7 +7,7 @@ tests pass an open connection in ``config.attributes["connection"]`` instead.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from pyramid.paster import get_appsettings, setup_logging
@@ -17,7 +17,7 @@ import myapp.models
 from myapp.data.db_session import to_url
 from myapp.data.meta import UTCDateTime
 from myapp.data.settings import database_url
-from myapp.packaging.search import NOT_IN_MODELS
+from myapp.packaging.search.index import NOT_IN_MODELS
 
 config = context.config
 target_metadata = myapp.models.Base.metadata
@@ -36,7 +36,7 @@ def _in_models(obj: object, name: str | None, type_: str, reflected: bool, compa
     return name not in NOT_IN_MODELS and not (name or "").startswith(tuple(NOT_IN_MODELS))
 
 
-def _render_item(type_: str, obj: object, autogen_context: Any) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
     """Autogenerate writes UTC datetimes as the plain ``sa.DateTime()`` that
     migrations use (the conversion lives in the model's type, not the table)."""
     if type_ == "type" and isinstance(obj, UTCDateTime):

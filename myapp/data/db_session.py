@@ -170,7 +170,7 @@ class DbSession:
                 if cls.url == url:
                     return cls.factory  # type: ignore[return-value]
                 raise DbConfigError(
-                    f"DbSession is already connected to {safe_url(cls.url)}; "
+                    f"DbSession is already connected to {safe_url(cls.url or '')}; "
                     f"refusing to reconnect to {safe_url(url)} (call DbSession.dispose() first)."
                 )
             log.info("Connecting to DB at %s", safe_url(url))
@@ -183,9 +183,10 @@ class DbSession:
 
     @staticmethod
     def _create_engine(url: URL, *, echo: bool, busy_timeout_ms: int, **options: Any) -> Engine:
-        is_file = url.database not in (None, "", ":memory:") and not url.database.startswith("file:")  # not a URI
+        database = url.database or ""
+        is_file = database not in ("", ":memory:") and not database.startswith("file:")  # not a URI
         if url.get_backend_name() == "sqlite" and is_file:
-            folder = Path(url.database).parent
+            folder = Path(database).parent
             if not folder.is_dir():
                 raise DbConfigError(f"The folder for the SQLite file {url.database!r} does not exist.")
         options.setdefault("pool_pre_ping", True)

@@ -14,7 +14,7 @@ from myapp.accounts.forms import FormData, TokenForm
 from myapp.accounts.models import EventTag, User
 from myapp.accounts.policy import basic_credentials
 from myapp.data.meta import utcnow
-from myapp.packaging import services as packaging
+from myapp.packaging import journal, maintain, roles, services
 from myapp.packaging.context import ProjectContext, project_or_404
 from myapp.packaging.models import Package, RoleName
 from myapp.security import FORM_METHODS
@@ -28,7 +28,7 @@ def _me(request: Request) -> User:
 
 @view_config(route_name="manage.projects", renderer="myapp:templates/manage/projects.jinja2", permission="account")
 def my_projects(request: Request) -> dict[str, Any]:
-    return {"roles": packaging.projects_of(request.dbsession, _me(request))}
+    return {"roles": roles.projects_of(request.dbsession, _me(request))}
 
 
 @view_config(
@@ -54,12 +54,12 @@ def collaborators(context: ProjectContext, request: Request) -> Any:
         error = "That is not something this page can do."
     elif user is None:
         error = f"There is no user called {username!r}."
-    elif action == "add" and packaging.role_of(db, user, package) is not None:
+    elif action == "add" and roles.role_of(db, user, package) is not None:
         error = f"{user.username} is already a collaborator."
     if error is None:
         try:
             _change_role(request, package, user, action, RoleName(role_name))  # type: ignore[arg-type]
-        except packaging.LastOwnerError as exc:
+        except roles.LastOwnerError as exc:
             error = f"{exc} Make someone else an owner first."
     if error is not None:
         request.response.status = 400
@@ -71,14 +71,14 @@ def _change_role(request: Request, package: Package, user: User, action: str, ro
     db, me = request.dbsession, _me(request)
     detail = {"project": package.name, "by": me.username}
     if action == "remove":
-        packaging.remove_role(db, package, user)
+        roles.remove_role(db, package, user)
         accounts.record_event(db, user, EventTag.ROLE_REMOVED, request.client_addr, **detail)
-        packaging.record(db, package, f"remove {user.username}", me)
+        journal.add_entry(db, package, f"remove {user.username}", me)
     else:
-        packaging.set_role(db, package, user, role)
+        roles.set_role(db, package, user, role)
         tag = EventTag.ROLE_ADDED if action == "add" else EventTag.ROLE_CHANGED
         accounts.record_event(db, user, tag, request.client_addr, role=role.value, **detail)
-        packaging.record(db, package, f"{'add' if action == 'add' else 'change'} {user.username} as {role.value}", me)
+        journal.add_entry(db, package, f"{'add' if action == 'add' else 'change'} {user.username} as {role.value}", me)
 
 
 @view_config(
@@ -92,7 +92,7 @@ def tokens(request: Request) -> Any:
     """List, and create, API tokens; a new token is shown on this response only."""
     db, me = request.dbsession, _me(request)
     form = TokenForm(FormData(request.POST) if request.method == "POST" else None)
-    projects = [role.package for role in packaging.projects_of(db, me)]
+    projects = [role.package for role in roles.projects_of(db, me)]
     values: dict[str, Any] = {"form": form, "projects": projects, "new_token": None}
     if request.method == "POST":
         chosen = next((p for p in projects if p.name == form.project.data), None)
@@ -156,28 +156,28 @@ def manage_project(context: ProjectContext, request: Request) -> Any:
         request.response.status = 400
     else:
         error = None
-    releases = packaging.releases_with_files(db, package)
-    return {"package": package, "releases": releases, "journal": packaging.journal(db, package), "error": error}
+    releases = services.releases_with_files(db, package)
+    return {"package": package, "releases": releases, "journal": journal.entries(db, package), "error": error}
 
 
 def _release_action(request: Request, package: Package) -> str | None:
     """Do what the form asks; the reason it cannot, or None."""
     db, me, form = request.dbsession, _me(request), request.POST
     action, version = form.get("action", ""), form.get("version", "")
-    release = packaging.find_release(db, package, version) if 0 < len(version) <= 100 else None
+    release = services.find_release(db, package, version) if 0 < len(version) <= 100 else None
     if release is None:
         return f"{package.display_name} has no release {version[:100]!r}."
     store = request.registry["file_store"]
     if action in ("yank", "unyank"):
         reason = form.get("reason", "").strip()[:MAX_REASON]
-        packaging.set_yanked(db, package, release, action == "yank", reason, me)
+        maintain.set_yanked(db, package, release, action == "yank", reason, me)
     elif action == "delete-release":
-        store.remove_on_commit(request.tm, packaging.delete_release(db, package, release, me))
+        store.remove_on_commit(request.tm, maintain.delete_release(db, package, release, me))
     elif action == "delete-file":
         file = next((f for f in release.files if f.filename == form.get("filename")), None)
         if file is None:
             return "That release has no such file."
-        store.remove_on_commit(request.tm, packaging.delete_file(db, package, file, me))
+        store.remove_on_commit(request.tm, maintain.delete_file(db, package, file, me))
     else:
         return "That is not something this page can do."
     return None
@@ -198,7 +198,7 @@ def api_yank(context: ProjectContext, request: Request) -> Any:
     package = project_or_404(request)
     version = request.matchdict["version"]
     db = request.dbsession
-    release = packaging.find_release(db, package, version) if len(version) <= 100 else None
+    release = services.find_release(db, package, version) if len(version) <= 100 else None
     if release is None:
         raise HTTPNotFound(f"{package.display_name} has no release {version[:100]!r}.")
     yank = request.matched_route.name == "api.yank"
@@ -212,5 +212,5 @@ def api_yank(context: ProjectContext, request: Request) -> Any:
             request.response.status = 400
             return {"error": 'The body must be JSON like {"reason": "..."}.'}
         reason = body.get("reason", "").strip()[:MAX_REASON]
-    packaging.set_yanked(db, package, release, yank, reason, _me(request))
+    maintain.set_yanked(db, package, release, yank, reason, _me(request))
     return {"project": package.name, "version": release.version, "yanked": yank, "reason": release.yanked_reason}

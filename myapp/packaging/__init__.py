@@ -39,7 +39,7 @@ def includeme(config: Configurator) -> None:
 
 def _index_version(registry: Registry) -> Callable[[], int]:
     """For the page cache: every page may show any project, so the index's
-    highest serial (one indexed read, a few microseconds on SQLite)."""
+    highest serial (one indexed read, made on a raw connection)."""
     probe = ReadProbe(services.INDEX_SERIAL_SQL)
 
     def version() -> int:

@@ -118,7 +118,7 @@ def wheel_metadata(path: Path, limits: Limits = Limits()) -> bytes:
 class _Capped:
     """A read-only stream that refuses to yield more than ``limit`` bytes."""
 
-    def __init__(self, raw: IO[bytes], limit: int, refusal: str) -> None:
+    def __init__(self, raw: IO[bytes] | gzip.GzipFile, limit: int, refusal: str) -> None:
         self.raw, self.limit, self.count, self.refusal = raw, limit, 0, refusal
 
     def read(self, size: int = -1) -> bytes:
@@ -167,7 +167,7 @@ def _scan(tar: tarfile.TarFile, limits: Limits) -> tuple[str | None, bytes | Non
             extracted = tar.extractfile(member)
             assert extracted is not None  # a regular file
             pkg_info = _bounded_read(extracted, limits.metadata_bytes, "PKG-INFO")
-        tar.members.clear()  # a stream is read once: no need to keep every header
+        tar.members.clear()  # type: ignore[attr-defined]  # a stream is read once: no need to keep every header
     return root, pkg_info
 
 

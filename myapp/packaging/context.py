@@ -15,7 +15,7 @@ from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
 from pyramid.request import Request
 
 from myapp.accounts.policy import ADMINS, site_acl
-from myapp.packaging import services
+from myapp.packaging import roles, services
 from myapp.packaging.models import Package, Role, RoleName
 from myapp.packaging.names import is_valid_filename, is_valid_name
 
@@ -50,7 +50,7 @@ class ProjectContext:
 
     @cached_property
     def roles(self) -> list[Role]:
-        return services.maintainers(self.request.dbsession, self.package) if self.package else []
+        return roles.maintainers(self.request.dbsession, self.package) if self.package else []
 
     @property
     def __acl__(self) -> Any:

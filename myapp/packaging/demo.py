@@ -14,9 +14,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from myapp.packaging.maintain import mark_yanked
 from myapp.packaging.metadata import store_wheel_metadata
-from myapp.packaging.models import Classifier, Package, Release, ReleaseFile
-from myapp.packaging.names import is_prerelease, normalize, version_sort_key
+from myapp.packaging.models import Classifier, Package, ReleaseFile
+from myapp.packaging.publish import new_package, new_release
 from myapp.packaging.rendering import render_into
 from myapp.packaging.services import bump_serial
 from myapp.packaging.storage import FileStore
@@ -145,6 +146,32 @@ def _license_of(picked: list[Classifier]) -> str:
     return "Apache-2.0" if apache in drawn and LICENSES["MIT"] not in drawn else "MIT"
 
 
+def _files(files_dir: Path, display: str, version: str, summary: str, when: datetime) -> list[ReleaseFile]:
+    """A wheel and an sdist of the release, stored (with the wheel's core metadata)."""
+    module = display.replace("-", "_")
+    files = []
+    for filename, data, packagetype, pyver in (
+        (f"{module}-{version}-py3-none-any.whl", _wheel(display, version, summary), "bdist_wheel", "py3"),
+        (f"{module}-{version}.tar.gz", _sdist(display, version, summary), "sdist", "source"),
+    ):
+        path, digest = _store(files_dir, filename, data)
+        metadata = store_wheel_metadata(files_dir, path) if filename.endswith(".whl") else None
+        files.append(
+            ReleaseFile(
+                filename=filename,
+                packagetype=packagetype,
+                python_version=pyver,
+                requires_python=">=3.9",
+                size=len(data),
+                sha256=digest,
+                upload_time=when,
+                storage_path=path,
+                metadata_sha256=metadata,
+            )
+        )
+    return files
+
+
 def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2024) -> int:
     """Add demo projects; returns how many. Deterministic for a given seed."""
     rng = random.Random(seed)
@@ -160,9 +187,8 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
         when = START + timedelta(days=rng.randint(0, 300), minutes=rng.randint(0, 1440))
         picked = rng.sample(classifiers, 4)  # drawn where it always was: the same projects as before
         license = _license_of(picked)
-        package = Package(
-            name=normalize(display),
-            display_name=display,
+        package = new_package(
+            display,
             summary=summary,
             description=(
                 f"# {display}\n\n{summary}\n\n## Install\n\n```\npip install {display}\n```\n\n"
@@ -185,41 +211,12 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
         render_into(package)
         for version in _versions(rng, rng.randint(1, 14)):
             when += timedelta(days=rng.randint(3, 60), minutes=rng.randint(0, 600))
-            release = Release(
-                version=version,
-                sort_key=version_sort_key(version),
-                is_prerelease=is_prerelease(version),
-                summary=summary,
-                requires_python=">=3.9",
-                created=when,
-            )
-            module = display.replace("-", "_")
-            for filename, data, packagetype, pyver in (
-                (f"{module}-{version}-py3-none-any.whl", _wheel(display, version, summary), "bdist_wheel", "py3"),
-                (f"{module}-{version}.tar.gz", _sdist(display, version, summary), "sdist", "source"),
-            ):
-                path, digest = _store(files_dir, filename, data)
-                metadata = store_wheel_metadata(files_dir, path) if filename.endswith(".whl") else None
-                release.files.append(
-                    ReleaseFile(
-                        filename=filename,
-                        packagetype=packagetype,
-                        python_version=pyver,
-                        requires_python=">=3.9",
-                        size=len(data),
-                        sha256=digest,
-                        upload_time=when,
-                        storage_path=path,
-                        metadata_sha256=metadata,
-                    )
-                )
+            release = new_release(version, summary=summary, requires_python=">=3.9", created=when)
+            release.files.extend(_files(files_dir, display, version, summary, when))
             package.releases.append(release)
         if len(package.releases) >= 4 and yanks.random() < 0.3:
             # Some history worth showing: a yanked release below the newest.
-            bad = package.releases[-2]
-            bad.yanked, bad.yanked_reason = True, "Broken packaging; use the next release."
-            for file in bad.files:
-                file.yanked = True
+            mark_yanked(package.releases[-2], True, "Broken packaging; use the next release.")
         package.updated = when
         db.add(package)
         db.flush()

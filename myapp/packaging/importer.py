@@ -18,17 +18,18 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from myapp.data.bulk import RowConverter, insert_rows, row_triggers_suspended
 from myapp.data.meta import utcnow
-from myapp.packaging import search
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
-from myapp.packaging.names import is_prerelease, is_valid_name, normalize, version_sort_key
+from myapp.packaging.names import is_valid_name, normalize
+from myapp.packaging.publish import FileFields, release_values
+from myapp.packaging.search import index as search_index
 from myapp.packaging.services import add_to_counts, bump_serial
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -58,17 +59,27 @@ class DocumentError(ValueError):
     """The document cannot be imported; the message says why."""
 
 
-@dataclass
-class FileData:
-    filename: str
-    packagetype: str
-    python_version: str | None
-    requires_python: str | None
-    size: int
-    sha256: str
+@dataclass(frozen=True)
+class FileData(FileFields):
+    """A file as the document lists it: stored elsewhere (``url``), not here."""
+
     upload_time: datetime
     yanked: bool
     url: str | None
+
+    def columns(self) -> tuple[Any, ...]:
+        """The row's values, in the order of ``_FILE_COLUMNS`` after ``release_id``."""
+        return (
+            self.filename,
+            self.packagetype,
+            self.python_version,
+            self.requires_python,
+            self.size,
+            self.sha256,
+            self.upload_time,
+            self.yanked,
+            self.url,
+        )
 
 
 @dataclass
@@ -81,7 +92,23 @@ class ReleaseData:
     is_prerelease: bool = False
 
     def __post_init__(self) -> None:
-        self.sort_key, self.is_prerelease = version_sort_key(self.version), is_prerelease(self.version)
+        values = release_values(self.version)
+        self.sort_key, self.is_prerelease = values["sort_key"], values["is_prerelease"]
+
+    def columns(self, project_created: datetime) -> tuple[Any, ...]:
+        """The row's values, in the order of ``_RELEASE_COLUMNS`` after ``package_id``.
+        The column needs a date even without files (the project's first upload);
+        pages show none for such a release."""
+        created = self.created or project_created
+        return (
+            self.version,
+            self.sort_key,
+            self.is_prerelease,
+            self.summary,
+            self.requires_python,
+            self.yanked,
+            created,
+        )
 
     @property
     def created(self) -> datetime | None:
@@ -212,7 +239,9 @@ def parse_document(doc: Any) -> ProjectData:
     if not display_name or not is_valid_name(display_name):
         raise DocumentError(f"info.name {info.get('name')!r} is not a valid project name")
 
-    fields = {name: _text(info.get(name), f"info.{name}", limit) for name, limit in _TEXT_FIELDS.items()}
+    fields: dict[str, Any] = {
+        name: _text(info.get(name), f"info.{name}", limit) for name, limit in _TEXT_FIELDS.items()
+    }
     fields["display_name"] = display_name
     fields["project_urls"] = _project_urls(info)
 
@@ -341,20 +370,7 @@ def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> I
     if new_releases:
         rows = db.execute(
             insert(Release).returning(Release.id, Release.version),
-            [
-                {
-                    "package_id": package.id,
-                    "version": r.version,
-                    "sort_key": r.sort_key,
-                    "is_prerelease": r.is_prerelease,
-                    "summary": r.summary,
-                    "requires_python": r.requires_python,
-                    "yanked": r.yanked,
-                    # The column needs a date even without files; pages show none for such a release.
-                    "created": r.created or package.created,
-                }
-                for r in new_releases
-            ],
+            [dict(zip(_RELEASE_COLUMNS, (package.id, *r.columns(package.created)), strict=True)) for r in new_releases],
         )
         release_ids.update({version: rid for rid, version in rows})
         stats.new_releases = len(new_releases)
@@ -407,20 +423,7 @@ def _write_files(db: Session, project: ProjectData, release_ids: dict[str, int])
     for r in project.releases:
         for f in r.files:
             if f.filename not in have:
-                new_rows.append(
-                    {
-                        "release_id": release_ids[r.version],
-                        "filename": f.filename,
-                        "packagetype": f.packagetype,
-                        "python_version": f.python_version,
-                        "requires_python": f.requires_python,
-                        "size": f.size,
-                        "sha256": f.sha256,
-                        "upload_time": f.upload_time,
-                        "yanked": f.yanked,
-                        "url": f.url,
-                    }
-                )
+                new_rows.append(dict(zip(_FILE_COLUMNS, (release_ids[r.version], *f.columns()), strict=True)))
             elif have[f.filename] != f.yanked:
                 touched = True
                 db.execute(update(ReleaseFile).where(ReleaseFile.filename == f.filename).values(yanked=f.yanked))
@@ -445,7 +448,7 @@ class NewRows(NamedTuple):
 
     @property
     def digest(self) -> str | None:
-        return self.package[-1]  # type: ignore[no-any-return]
+        return self.package[-1]
 
 
 def new_rows(project: ProjectData, dialect: Any) -> NewRows:
@@ -455,39 +458,21 @@ def new_rows(project: ProjectData, dialect: Any) -> NewRows:
     first, last = min(times, default=now), max(times, default=now)
     fields = {**_PACKAGE_DEFAULTS, **project.fields}
     package = (project.name, *(fields[c] for c in _PACKAGE_FIELDS), first, last, project.digest)
-    release_rows = [
-        releases((r.version, r.sort_key, r.is_prerelease, r.summary, r.requires_python, r.yanked, r.created or first))
-        for r in project.releases
-    ]
-    file_rows = [
-        (
-            r.version,
-            files(
-                (
-                    f.filename,
-                    f.packagetype,
-                    f.python_version,
-                    f.requires_python,
-                    f.size,
-                    f.sha256,
-                    f.upload_time,
-                    f.yanked,
-                    f.url,
-                )
-            ),
-        )
-        for r in project.releases
-        for f in r.files
-    ]
+    release_rows = [releases(r.columns(first)) for r in project.releases]
+    file_rows = [(r.version, files(f.columns())) for r in project.releases for f in r.files]
     return NewRows(project.name, tuple(project.classifiers), packages(package), release_rows, file_rows)
+
+
+def _table(model: type[Package | Release | ReleaseFile]) -> Table:
+    return cast(Table, model.__table__)  # a mapped class's table (typed as any FROM clause)
 
 
 @functools.cache
 def _converters(dialect: Any) -> tuple[RowConverter, RowConverter, RowConverter]:
     return (
-        RowConverter(Package.__table__, _PACKAGE_COLUMNS[1:], dialect),
-        RowConverter(Release.__table__, _RELEASE_COLUMNS[1:], dialect),
-        RowConverter(ReleaseFile.__table__, _FILE_COLUMNS[1:], dialect),
+        RowConverter(_table(Package), _PACKAGE_COLUMNS[1:], dialect),
+        RowConverter(_table(Release), _RELEASE_COLUMNS[1:], dialect),
+        RowConverter(_table(ReleaseFile), _FILE_COLUMNS[1:], dialect),
     )
 
 
@@ -506,23 +491,23 @@ def insert_new(db: Session, projects: list[NewRows], classifiers: ClassifierCach
         ).one()
         serial, last_package, last_release = serial or 0, last_package or 0, last_release or 0
         package_rows = [(serial + i, *p.package) for i, p in enumerate(projects, 1)]
-        insert_rows(db, Package.__table__, _PACKAGE_COLUMNS, package_rows, converted=True)
+        insert_rows(db, _table(Package), _PACKAGE_COLUMNS, package_rows, converted=True)
         connection = db.connection()  # plain rows, no ORM loading, for these two reads
         ids = dict(connection.execute(select(Package.name, Package.id).where(Package.id > last_package)).tuples().all())
 
         release_rows = [(ids[p.name], *release) for p in projects for release in p.releases]
-        insert_rows(db, Release.__table__, _RELEASE_COLUMNS, release_rows, converted=True)
+        insert_rows(db, _table(Release), _RELEASE_COLUMNS, release_rows, converted=True)
         stmt = select(Release.package_id, Release.version, Release.id).where(Release.id > last_release)
         release_ids = {(package_id, version): id_ for package_id, version, id_ in connection.execute(stmt)}
 
         file_rows = [(release_ids[(ids[p.name], version)], *file) for p in projects for version, file in p.files]
-        insert_rows(db, ReleaseFile.__table__, _FILE_COLUMNS, file_rows, converted=True)
+        insert_rows(db, _table(ReleaseFile), _FILE_COLUMNS, file_rows, converted=True)
         links = [(ids[p.name], cid) for p in projects for cid in sorted(classifiers.ids_for(p.classifiers))]
         insert_rows(db, package_classifiers, ("package_id", "classifier_id"), links)
 
         stats.projects, stats.releases, stats.files = len(projects), len(release_rows), len(file_rows)
         if suspended:  # the triggers' work, once for the batch
-            search.index_for(db).add(db, after_id=last_package)
+            search_index.index_for(db).add(db, after_id=last_package)
             add_to_counts(db, projects=stats.projects, releases=stats.releases, files=stats.files)
     stats.new_projects, stats.new_releases, stats.new_files = stats.projects, stats.releases, stats.files
     return stats

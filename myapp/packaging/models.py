@@ -115,13 +115,13 @@ class Package(Base):
         """Home page and project URLs that are http(s): metadata may hold
         ``javascript:`` links, which must never reach a page."""
         pairs = [("Homepage", self.home_page), *(self.project_urls or {}).items()]
-        return [(label, url) for label, url in pairs if is_http_url(url)]
+        return [(label, url) for label, url in pairs if url is not None and is_http_url(url)]
 
     def __repr__(self) -> str:
         return f"<Package {self.name!r}>"
 
 
-# Search walks a large set of matches most popular first (services.search).
+# Search walks a large set of matches most popular first (search.ranking.search_projects).
 Index("ix_packages_popularity", Package.downloads.desc(), Package.name)
 
 

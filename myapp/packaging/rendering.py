@@ -68,7 +68,7 @@ def render_description(text: str | None, content_type: str | None = None) -> str
         return ""
     kind, variant = _kind(content_type)
     if kind == "md":
-        rendered = markdown.render(text, variant=variant)
+        rendered = markdown.render(text, variant=variant or "GFM")
     elif kind == "txt":
         rendered = txt.render(text)
     else:

@@ -29,11 +29,10 @@ from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import FileResponse, Response
 from pyramid.view import view_config
-from sqlalchemy import func, select
 
+from myapp.packaging import services
 from myapp.packaging.context import project_or_404
-from myapp.packaging.models import Package, Release, ReleaseFile
-from myapp.packaging.services import counts
+from myapp.packaging.models import Package
 from myapp.web.negotiation import negotiate as web_negotiate
 
 API_VERSION = "1.1"
@@ -49,7 +48,6 @@ OFFERS = {
     "application/vnd.pypi.simple.latest+json": JSON,
 }
 FORMATS = {"text/html": "text/html", HTML: HTML, JSON: JSON}
-STREAM_BATCH = 20_000
 INDEX_CACHE = ".cache"  # under myapp.files_dir: the last full /simple/ listing of each kind
 
 
@@ -100,15 +98,7 @@ class SimpleFile:
 def project_files(request: Request, package: Package) -> tuple[list[str], list[SimpleFile]]:
     """The project's versions, oldest first, and every file, in one statement each."""
     db = request.dbsession
-    versions = list(
-        db.scalars(select(Release.version).where(Release.package_id == package.id).order_by(Release.sort_key))
-    )
-    rows = db.execute(
-        select(ReleaseFile, Release.yanked_reason)
-        .join(Release)
-        .where(Release.package_id == package.id)
-        .order_by(Release.sort_key, ReleaseFile.filename)
-    )
+    versions = services.versions_of(db, package)
     files = [
         SimpleFile(
             filename=f.filename,
@@ -120,7 +110,7 @@ def project_files(request: Request, package: Package) -> tuple[list[str], list[S
             yanked=(reason or True) if f.yanked else False,
             core_metadata=f.metadata_sha256 if f.storage_path else None,
         )
-        for f, reason in rows
+        for f, reason in services.files_with_yank_reasons(db, package)
     ]
     return versions, files
 
@@ -151,18 +141,20 @@ def simple_project(request: Request) -> Response:
 def simple_index(request: Request) -> Response:
     kind = negotiate(request)
     # O(1) reads: the kept count (a deletion need not move the highest serial) and the serial index.
-    count = counts(request.dbsession).projects
-    serial = request.dbsession.scalar(select(func.max(Package.last_serial)))
-    headers = _conditional(request, kind, serial or 0, f"-{count}")
+    count = services.counts(request.dbsession).projects
+    serial = services.index_serial(request.dbsession)
+    headers = _conditional(request, kind, serial, f"-{count}")
     saved = _saved_index(request, headers["ETag"].strip('"'))
     if saved.is_file():  # rendered before, and nothing has changed since
         response = FileResponse(str(saved), request=request, content_type=_content_type(kind))
     else:
         factory = request.registry["dbsession_factory"]
         if kind == JSON:
-            body = _index_json(_index_rows(factory, JSON_ROWS), serial or 0)
+            body = _index_json(services.listing_batches(factory, services.LISTING_JSON), serial)
         else:
-            body = _index_html(request.route_path("simple.index"), _index_rows(factory, HTML_ROWS))
+            body = _index_html(
+                request.route_path("simple.index"), services.listing_batches(factory, services.LISTING_HTML)
+            )
         response = Response(app_iter=_saving(body, saved), content_type=_content_type(kind))
     response.headers.update(headers)
     return response
@@ -195,32 +187,10 @@ def _saving(body: Iterator[str], target: Path) -> Iterator[bytes]:
     partial.replace(target)
 
 
-# A million rows, so per-row cost is everything: plain tuples of just the
-# columns each format needs, from the driver, formatted here. A valid name
-# (names.is_valid_name, checked on the way in) has nothing to escape in HTML
-# or JSON; a batch holding anything else (it got around that check) is
-# escaped whole.
-HTML_ROWS = "SELECT name, display_name FROM packages ORDER BY name"
-JSON_ROWS = "SELECT display_name, last_serial FROM packages ORDER BY name"
+# A valid name (names.is_valid_name, checked on the way in) has nothing to
+# escape in HTML or JSON; a batch holding anything else (it got around that
+# check) is escaped whole.
 _PLAIN = re.compile(r"[A-Za-z0-9._-]*")
-
-
-def _index_rows(factory: Any, sql: str) -> Iterator[list[tuple[Any, Any]]]:
-    """Every project's row of the listing, by name, a batch at a time, from a
-    session of its own (the request's has ended by the time this runs); on
-    PostgreSQL from a server-side cursor, so they never sit in memory. The
-    driver's own cursor: half the time of SQLAlchemy's rows."""
-    with factory() as db:
-        connection = db.connection()  # in the session's transaction
-        driver = connection.connection.driver_connection
-        postgresql = connection.dialect.name == "postgresql"
-        cursor = driver.cursor(name="myapp_simple_index") if postgresql else driver.cursor()
-        try:
-            cursor.execute(sql)
-            while batch := cursor.fetchmany(STREAM_BATCH):
-                yield batch
-        finally:
-            cursor.close()
 
 
 def _plain(texts: list[str]) -> bool:

@@ -25,16 +25,13 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
 from pyramid_retry import is_last_attempt, mark_error_retryable
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from myapp.accounts.policy import MEMBERS, READERS, basic_credentials
-from myapp.packaging import services
-from myapp.packaging.classifiers import set_classifiers
+from myapp.packaging import maintain, publish, services
 from myapp.packaging.context import ProjectContext
-from myapp.packaging.models import Package, Release, ReleaseFile, Role, RoleName
-from myapp.packaging.names import is_prerelease, is_valid_filename, is_valid_name, normalize, version_sort_key
-from myapp.packaging.rendering import render_into
+from myapp.packaging.models import Package
+from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
 from myapp.packaging.storage import FileStore
 from myapp.packaging.validation import InvalidUpload, ValidMetadata, read_upload
 
@@ -160,7 +157,7 @@ def upload(request: Request) -> Response:
         existing = services.find_file(db, filename)
         received = _receive(store, form["content"], int(settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES)))
         _check_digests(form, received)
-        if existing is None and services.is_deleted_filename(db, filename):
+        if existing is None and maintain.is_deleted_filename(db, filename):
             raise Refused("File already exists: a file of that name was deleted, and names are not reused.")
         if existing is not None:
             if existing.sha256 == received.sha256:
@@ -168,8 +165,13 @@ def upload(request: Request) -> Response:
                 return _answer(200, "OK: this file was uploaded before; nothing changed.")
             raise Refused("File already exists: a file of that name was uploaded with other content.")
         valid = read_upload(received.path, filetype, name, version, form, settings)
+        new_file = _stored_file(request, filename, filetype, received, valid)
+        spelled = form.get("version", "").strip()
+        metadata = _project_metadata(valid)
         try:
-            _record(request, package, name, version, filename, filetype, received, valid)
+            publish.add_file(
+                db, request.identity.user, package, valid.name, str(version), new_file, metadata, spelled=spelled
+            )
         except IntegrityError as exc:
             _lost_race(request, exc)
     except (Refused, InvalidUpload) as refused:
@@ -215,42 +217,12 @@ def _check_may_upload(request: Request, package: Package | None, name: str) -> N
         raise Refused(f"You are not an owner or maintainer of {package.display_name}.", 403)
 
 
-def _record(
-    request: Request,
-    package: Package | None,
-    name: str,
-    version: Version,
-    filename: str,
-    filetype: str,
-    received: Received,
-    valid: ValidMetadata,
-) -> None:
-    db, form, store = request.dbsession, request.POST, request.registry["file_store"]
-    user = request.identity.user
-    if package is None:
-        package = Package(name=normalize(name), display_name=valid.name)
-        db.add(package)
-        db.flush()
-        db.add(Role(user_id=user.id, package_id=package.id, role=RoleName.OWNER))
-    release = services.find_release(db, package, str(version)) or services.find_release(
-        db, package, form.get("version", "").strip()
-    )
-    if release is None:
-        release = Release(
-            package_id=package.id,
-            version=str(version),
-            sort_key=version_sort_key(str(version)),
-            is_prerelease=is_prerelease(str(version)),
-            summary=valid.fields["summary"],
-            requires_python=valid.fields["requires_python"],
-        )
-        db.add(release)
-        db.flush()
-    newest = db.scalar(
-        select(Release.sort_key).where(Release.package_id == package.id).order_by(Release.sort_key.desc()).limit(1)
-    )
-    if release.sort_key == newest:
-        _apply_metadata(db, package, valid)
+def _stored_file(
+    request: Request, filename: str, filetype: str, received: Received, valid: ValidMetadata
+) -> publish.NewFile:
+    """Join the file (and a wheel's core metadata) to the transaction, to be
+    placed in the store when it commits, and describe its row."""
+    store: FileStore = request.registry["file_store"]
     relative = store.relative_path(received.sha256, filename)
     moves = [(received.path, relative)]
     metadata_sha256 = None
@@ -260,30 +232,21 @@ def _record(
             out.write(metadata)
         moves.append((Path(out.name), relative + ".metadata"))
         metadata_sha256 = hashlib.sha256(metadata).hexdigest()
-    # Joined before anything else can fail: from here the transaction places or removes both files.
+    # Joined before anything is written: from here the transaction places or removes both files.
     store.place_on_commit(request.tm, moves)
-    db.add(
-        ReleaseFile(
-            release_id=release.id,
-            filename=filename,
-            packagetype=filetype,
-            python_version=form.get("pyversion") or ("source" if filetype == "sdist" else None),
-            requires_python=valid.fields["requires_python"],
-            size=received.size,
-            sha256=received.sha256,
-            storage_path=relative,
-            metadata_sha256=metadata_sha256,
-        )
+    form = request.POST
+    return publish.NewFile(
+        filename=filename,
+        packagetype=filetype,
+        python_version=form.get("pyversion") or ("source" if filetype == "sdist" else None),
+        requires_python=valid.fields["requires_python"],
+        size=received.size,
+        sha256=received.sha256,
+        storage_path=relative,
+        metadata_sha256=metadata_sha256,
     )
-    services.touch(db, package)
-    services.record(db, package, "add file", user, version=str(version), filename=filename)
-    db.flush()
 
 
-def _apply_metadata(db: Any, package: Package, valid: ValidMetadata) -> None:
-    """The project's fields, from the file of its newest release."""
-    for column, value in valid.fields.items():
-        setattr(package, column, value)
-    render_into(package)  # once per upload, not per page view
-    package.project_urls = valid.project_urls
-    set_classifiers(db, package, valid.classifiers)
+def _project_metadata(valid: ValidMetadata) -> publish.ProjectMetadata:
+    """What the file says about its project (the form's copy was checked against it)."""
+    return publish.ProjectMetadata(fields=valid.fields, project_urls=valid.project_urls, classifiers=valid.classifiers)

@@ -142,7 +142,7 @@ def _package_fields(metadata: Metadata) -> dict[str, str | None]:
         if isinstance(value, list):
             value = ", ".join(value)  # Keywords: packaging splits them on commas
         text = str(value) if value else None
-        limit = Package.__table__.c[name].type.length
+        limit = getattr(Package.__table__.c[name].type, "length", None)
         if text is not None and limit is not None and len(text) > limit:
             raise InvalidUpload(f"{name.replace('_', ' ').capitalize()} is too long: at most {limit} characters.")
         fields[name] = text

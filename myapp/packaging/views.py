@@ -22,14 +22,15 @@ from pyramid.view import view_config
 
 from myapp.accounts.services import find_user
 from myapp.data import write_after_response
-from myapp.packaging import services
+from myapp.packaging import roles, services
 from myapp.packaging.context import METADATA, project_or_404
 from myapp.packaging.models import Package, Release
 from myapp.packaging.names import is_valid_filename
 from myapp.packaging.rendering import stored_description
+from myapp.packaging.search.ranking import SEARCH_ORDERS, SearchResults, classifier_groups, search_projects
 from myapp.web.files import serve_file
 from myapp.web.negotiation import negotiate
-from myapp.web.pagination import page_number
+from myapp.web.pagination import page_number, page_or_404
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def projects(request: Request) -> dict[str, Any]:
     cursors = {key: params[key] for key in ("after", "before", "start") if key in params}
     if len(cursors) > 1 or not all(_CURSOR.match(value) for value in cursors.values()):
         raise HTTPBadRequest("Give one of after, before or start: a project name in lower case.")
-    page = services.browse(request.dbsession, sort=sort, **cursors)  # type: ignore[arg-type]
+    page = services.browse(request.dbsession, sort=sort, **cursors)
     return {"page": page, "sort": sort}
 
 
@@ -71,7 +72,7 @@ SEARCH_OFFERS = {"text/html": "text/html", JSON: JSON}
 
 
 @view_config(route_name="search", page_cache=("q", "page", "c", "sort", "format"))
-def search(request: Request) -> Any:
+def search_page(request: Request) -> Any:
     """The search page, or the same results as JSON (``?format=json`` or ``Accept``)."""
     kind = negotiate(request, SEARCH_OFFERS, {"html": "text/html", "json": JSON}, default="text/html", strict=False)
     request.response.vary = ("Accept",)
@@ -82,8 +83,8 @@ def search(request: Request) -> Any:
     error = None
     if len(query) > MAX_QUERY:
         error = f"Search terms are limited to {MAX_QUERY} characters."
-    elif sort not in services.SEARCH_ORDERS:
-        error = f"sort must be one of: {', '.join(services.SEARCH_ORDERS)}."
+    elif sort not in SEARCH_ORDERS:
+        error = f"sort must be one of: {', '.join(SEARCH_ORDERS)}."
     elif len(classifiers) > MAX_CLASSIFIERS or any(len(c) > 255 for c in classifiers):
         error = f"Choose at most {MAX_CLASSIFIERS} classifiers."
     results = None
@@ -91,7 +92,8 @@ def search(request: Request) -> Any:
     if error:
         request.response.status = 400
     elif query or classifiers:
-        results = services.search(request.dbsession, query, classifiers=classifiers, order=sort, page=number)  # type: ignore[arg-type]
+        db = request.dbsession
+        results = page_or_404(lambda: search_projects(db, query, classifiers=classifiers, order=sort, page=number))
     if kind == JSON:
         return render_to_response(
             "json", search_json(request, query, results, error), request=request, response=request.response
@@ -102,14 +104,12 @@ def search(request: Request) -> Any:
         "sort": sort,
         "results": results,
         "error": error,
-        "all_classifiers": services.classifier_groups(request.dbsession),
+        "all_classifiers": classifier_groups(request.dbsession),
     }
     return render_to_response("myapp:templates/search.jinja2", values, request=request, response=request.response)
 
 
-def search_json(
-    request: Request, query: str, results: services.SearchResults | None, error: str | None
-) -> dict[str, Any]:
+def search_json(request: Request, query: str, results: SearchResults | None, error: str | None) -> dict[str, Any]:
     if error or results is None:
         return {"query": query, "error": error or "Give a query (q) or a classifier (c).", "results": []}
     page = results.page
@@ -185,7 +185,7 @@ def user_page(request: Request) -> dict[str, Any]:
     user = find_user(request.dbsession, request.matchdict["username"])
     if user is None or not user.is_active:
         raise HTTPNotFound("There is no such user.")
-    return {"user": user, "roles": services.projects_of(request.dbsession, user)}
+    return {"user": user, "roles": roles.projects_of(request.dbsession, user)}
 
 
 @view_config(route_name="release", renderer="myapp:templates/release.jinja2", page_cache=True)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import transaction
 from pyramid.paster import get_appsettings, setup_logging
@@ -41,7 +41,11 @@ OPTIONS.add_argument(
     "--traceback", action="store_true", help=f"on an error, show the full traceback (or set {TRACEBACK_ENV}=1)"
 )
 
-Main = Callable[[list[str] | None], int]
+
+class Main(Protocol):
+    """A script's ``main``: ``argv`` defaults to the command line (console scripts call ``main()``)."""
+
+    def __call__(self, argv: list[str] | None = None) -> int: ...
 
 
 def command(prog: str) -> Callable[[Main], Main]:

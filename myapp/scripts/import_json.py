@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from itertools import islice
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
@@ -57,7 +57,10 @@ READ_AHEAD = 2  # batches being read while one is written
 SQLITE_CACHE_KB = 256 * 1024
 SQLITE_CHECKPOINT_PAGES = 100_000  # 400 MB of WAL
 # What an import grows (name_words through the packages' triggers).
-BULK_TABLES = (Package.__table__, Release.__table__, ReleaseFile.__table__, package_classifiers, NameWord.__table__)
+BULK_TABLES: tuple[Table, ...] = tuple(
+    cast(Table, t)
+    for t in (Package.__table__, Release.__table__, ReleaseFile.__table__, package_classifiers, NameWord.__table__)
+)
 STREAMS = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 DOCUMENTS = (".json", ".json.gz")
 
@@ -91,7 +94,7 @@ Prepared = NewRows | str | None
 
 
 def _open(path: str, buffering: int = -1) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb", buffering=buffering)
+    return cast(IO[bytes], gzip.open(path, "rb")) if path.endswith(".gz") else open(path, "rb", buffering=buffering)
 
 
 def _lines(label: str, stream: IO[bytes]) -> Iterator[Task]:
@@ -102,8 +105,9 @@ def _lines(label: str, stream: IO[bytes]) -> Iterator[Task]:
 
 def _walk(folder: Path) -> Iterator[str]:
     """The documents and streams in a folder and below, in name order, lazily,
-    as strings: making 886k Path objects (for rglob, then a sort) took 15 s of
-    the writer's time in a profile."""
+    as strings: Path objects for every file (for rglob, then a sort) were a
+    large share of the writer's time in a profile (README, "At a million
+    projects")."""
     for parent, folders, names in os.walk(folder):
         folders.sort()
         for name in sorted(names):
@@ -244,7 +248,7 @@ def write_batch(batch: list[tuple[Task, Prepared]], classifiers: ClassifierCache
 def _known_digests() -> set[bytes]:
     with managed_session() as db:  # a million rows: Core, not ORM, rows
         rows = db.connection().execute(select(Package.import_digest).where(Package.import_digest.is_not(None)))
-        return {bytes.fromhex(digest)[:16] for digest in rows.scalars()}
+        return {bytes.fromhex(digest)[:16] for digest in rows.scalars() if digest}
 
 
 def _chunks(items: Iterable[Task], size: int) -> Iterator[list[Task]]:
@@ -303,9 +307,9 @@ def _tidy_up(stats: ImportStats) -> None:
     PostgreSQL, after an import that grew the tables by a fifth or more (when
     autovacuum would start on them soon anyway): VACUUM ANALYZE them now.
     Until then the planner knows nothing of the new rows, and an index-only
-    scan visits the table for every one: right after a million projects,
-    ``/simple/`` took 3.9 s instead of 1.1, search's p95 was 258 ms, and
-    "did you mean" scanned every word of ``name_words`` (80 ms a word)."""
+    scan visits the table for every one: ``/simple/`` and search slow down,
+    and "did you mean" scans every word of ``name_words`` (README, "At a
+    million projects", has the figures)."""
     engine = DbSession.engine
     if engine is None:
         return

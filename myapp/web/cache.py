@@ -175,7 +175,7 @@ def page_cache_tween_factory(handler: Callable[[Request], Response], registry: R
         return handler
     session_cookie = registry.settings["myapp.session_cookie_name"] + "="
     check_every = float(registry.settings.get("myapp.page_cache_check_seconds", 0) or 0)
-    last = {"read": float("-inf"), "version": None}  # races between threads are harmless
+    last: dict[str, Any] = {"read": float("-inf"), "version": None}  # races between threads are harmless
 
     def current_version() -> object:
         version_of = registry.get(PAGE_CACHE_VERSION)

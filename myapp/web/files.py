@@ -98,6 +98,7 @@ def serve_file(request: Request, path: Path, *, etag: str | None, content_type: 
         since = http_date(request.headers.get("If-Modified-Since", ""))
         not_modified = since is not None and response.last_modified is not None and response.last_modified <= since
     if not_modified:
+        response.app_iter.close()  # FileResponse opened the file; this answer sends none of it
         return Served(HTTPNotModified(headers=_validators(response)), is_download=False)
 
     is_get = request.method == "GET"
@@ -106,6 +107,7 @@ def serve_file(request: Request, path: Path, *, etag: str | None, content_type: 
         size = response.content_length or 0
         span = wanted.span(size)
         if span is None:
+            response.app_iter.close()
             raise HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
         start, stop = span
         response.status = 206

@@ -1,18 +1,21 @@
-"""Page numbers from the query string, and one page of results."""
+"""Page numbers from the query string, and pages past the end as 404s.
+
+The page itself (``Page``) is in ``myapp.data.paging``: services build it
+without knowing about HTTP.
+"""
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound
 
+from myapp.data.paging import PageOutOfRange
+
 T = TypeVar("T")
 
-PER_PAGE = 20
 # ASCII digits only: str.isdigit() also accepts "²" and "①", which int() rejects.
 _PAGE = re.compile(r"[1-9][0-9]{0,5}", re.ASCII)
 
@@ -25,31 +28,9 @@ def page_number(params: Mapping[str, str]) -> int:
     return int(raw)
 
 
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: Sequence[T]
-    number: int
-    total: int
-    per_page: int = PER_PAGE
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-    @property
-    def has_previous(self) -> bool:
-        return self.number > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.number < self.pages
-
-    def check_exists(self) -> Page[T]:
-        """A page past the end is a 404 (page 1 always exists, even empty)."""
-        if self.number > self.pages:
-            raise HTTPNotFound(f"There is no page {self.number}; the last is {self.pages}.")
-        return self
-
-
-def offset_for(number: int, per_page: int = PER_PAGE) -> int:
-    return (number - 1) * per_page
+def page_or_404(fetch: Callable[[], T]) -> T:
+    """``fetch()``, with a page past the end (``PageOutOfRange``) as a 404."""
+    try:
+        return fetch()
+    except PageOutOfRange as exc:
+        raise HTTPNotFound(str(exc)) from None

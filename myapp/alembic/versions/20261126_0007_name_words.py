@@ -6,13 +6,13 @@ Create Date: 2026-11-26
 
 "Did you mean" used to compare a misspelt name with every project's name
 by trigrams: at a million projects a common part ("django", "google-cloud")
-matches a large share of them, and it took up to 2 s. It now corrects each
+matches a large share of them (README, "At a million projects"). It now corrects each
 word against the distinct words of all names (about 46,000 at a million
 projects), so ``name_words`` holds each word and how many projects' names
 have it, kept by triggers in the same transaction as ``packages``:
 
 * SQLite: row triggers (the bulk import does their work once per batch,
-  ``myapp.packaging.search.SqliteSearch.add``), and ``name_word_grams``, a
+  ``myapp.packaging.search.index.SqliteSearch.add``), and ``name_word_grams``, a
   contentless FTS5 trigram table of each word padded as pg_trgm pads it
   ("  word "), so it has the same trigrams as PostgreSQL.
 * PostgreSQL: statement triggers for INSERT and DELETE, a row trigger for a
@@ -141,7 +141,7 @@ def _postgresql_upgrade() -> None:
     op.execute("DROP INDEX ix_packages_name_trgm")
     op.execute(PG_ADD.format(rows="packages"))
     op.execute("CREATE INDEX ix_name_words_trgm ON name_words USING gin (word gin_trgm_ops)")
-    # Statistics now: without them the planner scans every word (80 ms at a million projects), not the index.
+    # Statistics now: without them the planner scans every word, not the index (README, "At a million projects").
     op.execute("ANALYZE name_words")
     for name, sql in (("added", PG_ADD.format(rows="new_rows")), ("removed", PG_REMOVE.format(rows="old_rows"))):
         op.execute(

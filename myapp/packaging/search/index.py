@@ -15,7 +15,7 @@ name for the closest one that is, by pg_trgm's trigram similarity, from
 ``name_words`` (migration 0007): tens of thousands of words, where a million
 names would be too many to compare.
 
-``SearchIndex`` is the small interface the service uses; ``index_for``
+``SearchIndex`` is the small interface ``ranking`` uses; ``index_for``
 picks the implementation for the session's database.
 """
 
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import (
+    ColumnClause,
     ColumnElement,
     Select,
     column,
@@ -245,7 +246,7 @@ class SqliteSearch:
 class PostgresSearch:
     """A weighted ``tsvector`` (name A, summary B) and a trigram index on the name."""
 
-    vector = literal_column("packages.search_vector")
+    vector: ColumnClause[Any] = literal_column("packages.search_vector")
 
     def add(self, db: Session, after_id: int) -> None:
         """Nothing to do: the vector is a generated column."""

@@ -1,0 +1,30 @@
+"""The journal: who did what to a project, and when (uploads, yanks,
+deletions, collaborators). Entries name the project rather than point at
+it, so they outlive a deleted release or file."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from myapp.accounts.models import User
+from myapp.packaging.models import JournalEntry, Package
+
+
+def add_entry(db: Session, package: Package, action: str, user: User | None, **where: str | None) -> None:
+    """A journal entry: who did what to the project, and when."""
+    db.add(
+        JournalEntry(
+            package_name=package.name,
+            version=where.get("version"),
+            filename=where.get("filename"),
+            action=action,
+            username=user.username if user else None,
+        )
+    )
+
+
+def entries(db: Session, package: Package, limit: int = 100) -> list[JournalEntry]:
+    """The project's newest entries, newest first."""
+    stmt = select(JournalEntry).where(JournalEntry.package_name == package.name).order_by(JournalEntry.id.desc())
+    return list(db.scalars(stmt.limit(limit)))
