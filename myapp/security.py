@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from pyramid.config import Configurator
@@ -30,6 +31,18 @@ DEFAULT_CSP = (
     "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+class Permission(StrEnum):
+    """Every permission a view may require, in one place: a typo in a view's
+    ``permission=`` is then an AttributeError at start-up, never a silent
+    grant or denial. ACLs (``accounts.policy``, ``packaging.context``) grant them."""
+
+    VIEW = "view"  # read the index (everyone, or members of a private index)
+    ACCOUNT = "account"  # one's own account pages (anyone signed in)
+    ADMIN = "admin"  # the site's administration
+    MANAGE = "manage"  # a project's settings and collaborators (its owners)
+    UPLOAD = "upload"  # add files to a project, yank (its owners and maintainers)
 
 
 class SettingsError(ConfigurationError):

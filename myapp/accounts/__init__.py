@@ -11,7 +11,7 @@ from myapp.accounts.links import LinkSigner
 from myapp.accounts.membership import REGISTRATION
 from myapp.accounts.policy import MEMBERS, READERS, Root, SecurityPolicy
 from myapp.accounts.recovery import RESET_JOB, answer_reset_request
-from myapp.security import derived_secret, read_access, registration
+from myapp.security import Permission, derived_secret, read_access, registration
 
 
 def can_browse(request: Request, ask: bool = True) -> bool:
@@ -22,7 +22,7 @@ def can_browse(request: Request, ask: bool = True) -> bool:
     server error's page, which asks the database nothing) the answer is no."""
     if request.registry[READERS] == Everyone:
         return True
-    return ask and bool(request.has_permission("view", Root(request)))
+    return ask and bool(request.has_permission(Permission.VIEW, Root(request)))
 
 
 def includeme(config: Configurator) -> None:
@@ -39,7 +39,7 @@ def includeme(config: Configurator) -> None:
     config.registry[READERS] = MEMBERS if read_access(settings) == "authenticated" else Everyone
     config.registry[REGISTRATION] = registration(settings)
     config.add_request_method(can_browse, "can_browse")
-    config.set_default_permission("view")
+    config.set_default_permission(Permission.VIEW)
     config.registry["link_signer"] = LinkSigner(derived_secret(settings, "links"))
     config.include("myapp.accounts.mail")
     config.include("myapp.accounts.sudo")  # confirm=... on views: the password again for sensitive actions

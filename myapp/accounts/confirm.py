@@ -27,13 +27,13 @@ from myapp.accounts.views import (
     _form,
 )
 from myapp.data import write_after_response
-from myapp.security import FORM_METHODS
+from myapp.security import FORM_METHODS, Permission
 
 
 @view_config(
     route_name="account.confirm",
     renderer="myapp:templates/accounts/confirm.jinja2",
-    permission="account",
+    permission=Permission.ACCOUNT,
     require_methods=FORM_METHODS,
 )
 def confirm(request: Request) -> Any:

@@ -29,7 +29,7 @@ from myapp.accounts.models import EventTag, Invitation
 from myapp.accounts.services import Throttle
 from myapp.accounts.views import PUBLIC, _check_throttles, _count_attempts, _failed, _form, _sign_in, _user
 from myapp.data.meta import utcnow
-from myapp.security import FORM_METHODS
+from myapp.security import FORM_METHODS, Permission
 
 REGISTRATION = "myapp.registration"  # registry: open, invite or closed
 REGISTER_TEMPLATE = "myapp:templates/accounts/register.jinja2"
@@ -134,7 +134,7 @@ def _register_invited(request: Request, token: str) -> Any:
 
 @view_config(
     route_name="admin.invitations",
-    permission="admin",
+    permission=Permission.ADMIN,
     renderer="myapp:templates/accounts/admin_invitations.jinja2",
     require_methods=FORM_METHODS,
 )
@@ -170,7 +170,7 @@ def _may_invite(request: Request, form: InvitationForm) -> bool:
     return True
 
 
-@view_config(route_name="admin.invitation_revoke", permission="admin", require_methods=["POST"])
+@view_config(route_name="admin.invitation_revoke", permission=Permission.ADMIN, require_methods=["POST"])
 def admin_revoke_invitation(request: Request) -> Any:
     found: Invitation | None = services.revoke_invitation(
         request.dbsession, int(request.matchdict["id"]), by=_user(request), ip_address=request.client_addr

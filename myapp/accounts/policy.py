@@ -38,6 +38,7 @@ from myapp.accounts.channels import BASIC_AUTH_ROUTES as BASIC_AUTH_ROUTES
 from myapp.accounts.channels import basic_credentials as basic_credentials
 from myapp.accounts.models import ApiToken, User
 from myapp.data import SAFE_METHODS, write_after_response
+from myapp.security import Permission
 
 SESSION_KEY = "auth"
 ADMINS = "group:admins"
@@ -66,9 +67,9 @@ READERS = "myapp.readers"  # registry: who may view, Everyone or MEMBERS
 def site_acl(request: Request) -> list[tuple[Any, ...]]:
     """The entries every context starts with."""
     return [
-        (Allow, request.registry[READERS], "view"),
-        (Allow, Authenticated, "account"),
-        (Allow, ADMINS, ("admin", "view")),
+        (Allow, request.registry[READERS], Permission.VIEW),
+        (Allow, Authenticated, Permission.ACCOUNT),
+        (Allow, ADMINS, (Permission.ADMIN, Permission.VIEW)),
     ]
 
 

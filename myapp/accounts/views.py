@@ -42,7 +42,7 @@ from myapp.accounts.recovery import request_reset
 from myapp.accounts.services import Throttle
 from myapp.data import write_after_response
 from myapp.data.meta import utcnow
-from myapp.security import FORM_METHODS
+from myapp.security import FORM_METHODS, Permission
 from myapp.web.views import error_page
 
 RESET_BY_USER = Throttle("reset-user")
@@ -57,7 +57,7 @@ SETUP_KEY = "setup-2fa"  # session: the secret being set up, until the first cod
 
 def _user(request: Request) -> User:
     identity = request.identity
-    if identity is None:  # views with permission="account" never get here anonymously
+    if identity is None:  # views with permission=Permission.ACCOUNT never get here anonymously
         raise HTTPForbidden()
     return identity.user
 
@@ -133,7 +133,7 @@ def not_a_member(request: Request, permission: str | None) -> Response | None:
     unverified address): a page saying to verify it (for tools, a 403 saying
     so). None when that is not why."""
     identity = request.identity
-    if identity is None or permission != "view" or MEMBERS in identity.principals:
+    if identity is None or permission != Permission.VIEW or MEMBERS in identity.principals:
         return None
     route = request.matched_route.name if request.matched_route else None
     message = f"Only members with a verified email address may read this index. Verify {identity.user.email} first."
@@ -218,7 +218,7 @@ def logout(request: Request) -> Any:
     return HTTPSeeOther(location=request.route_path("home"))
 
 
-@view_config(route_name="account", renderer="myapp:templates/accounts/account.jinja2", permission="account")
+@view_config(route_name="account", renderer="myapp:templates/accounts/account.jinja2", permission=Permission.ACCOUNT)
 def account(request: Request) -> dict[str, Any]:
     return _account_page(request)
 
@@ -245,7 +245,7 @@ def _current_password_given(form: Form, user: User) -> bool:
 @view_config(
     route_name="account.password",
     renderer="myapp:templates/accounts/account.jinja2",
-    permission="account",
+    permission=Permission.ACCOUNT,
     require_methods=["POST"],
     confirm=True,
 )
@@ -265,7 +265,7 @@ def change_password(request: Request) -> Any:
 @view_config(
     route_name="account.email",
     renderer="myapp:templates/accounts/account.jinja2",
-    permission="account",
+    permission=Permission.ACCOUNT,
     require_methods=["POST"],
     confirm=True,
 )
@@ -302,7 +302,9 @@ def verify_email(request: Request) -> Any:
     return {"title": "Email verified", "message": f"Thank you: {user.email} is verified."}
 
 
-@view_config(route_name="account.verify_resend", permission="account", require_methods=["POST"], renderer="string")
+@view_config(
+    route_name="account.verify_resend", permission=Permission.ACCOUNT, require_methods=["POST"], renderer="string"
+)
 def resend_verification(request: Request) -> Any:
     user = _user(request)
     if not user.email_verified:
@@ -364,7 +366,7 @@ def reset_password(request: Request) -> Any:
 @view_config(
     route_name="account.two_factor_setup",
     renderer="myapp:templates/accounts/two_factor.jinja2",
-    permission="account",
+    permission=Permission.ACCOUNT,
     require_methods=FORM_METHODS,
     confirm=True,
 )
@@ -401,12 +403,14 @@ def two_factor_setup(request: Request) -> Any:
     return values
 
 
-@view_config(route_name="admin.users", renderer="myapp:templates/accounts/admin_users.jinja2", permission="admin")
+@view_config(
+    route_name="admin.users", renderer="myapp:templates/accounts/admin_users.jinja2", permission=Permission.ADMIN
+)
 def admin_users(request: Request) -> dict[str, Any]:
     return {"users": services.all_users(request.dbsession)}
 
 
-@view_config(route_name="admin.user_active", permission="admin", require_methods=["POST"])
+@view_config(route_name="admin.user_active", permission=Permission.ADMIN, require_methods=["POST"])
 def admin_set_active(request: Request) -> Any:
     db = request.dbsession
     user = services.find_user(db, request.matchdict["username"])

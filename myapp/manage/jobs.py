@@ -11,16 +11,17 @@ from pyramid.view import view_config
 
 from myapp.data.jobs import JobState
 from myapp.data.jobs.queue import counts_by_state, retry_failed, unfinished_and_failed
+from myapp.security import Permission
 
 
-@view_config(route_name="admin.jobs", renderer="myapp:templates/manage/jobs.jinja2", permission="admin")
+@view_config(route_name="admin.jobs", renderer="myapp:templates/manage/jobs.jinja2", permission=Permission.ADMIN)
 def jobs(request: Request) -> dict[str, Any]:
     db = request.dbsession
     counts = counts_by_state(db)
     return {"jobs": unfinished_and_failed(db), "counts": {state: counts.get(state, 0) for state in JobState}}
 
 
-@view_config(route_name="admin.job_retry", permission="admin", require_methods=["POST"])
+@view_config(route_name="admin.job_retry", permission=Permission.ADMIN, require_methods=["POST"])
 def retry(request: Request) -> HTTPSeeOther:
     try:
         job_id = int(request.matchdict["job_id"])

@@ -17,7 +17,7 @@ from myapp.data.meta import utcnow
 from myapp.packaging import journal, maintain, roles, services
 from myapp.packaging.context import ProjectContext, project_or_404
 from myapp.packaging.models import Package, RoleName
-from myapp.security import FORM_METHODS
+from myapp.security import FORM_METHODS, Permission
 
 NO_STORE = "no-store"  # pages that show a secret once must not be kept by any cache
 
@@ -26,7 +26,9 @@ def _me(request: Request) -> User:
     return request.identity.user
 
 
-@view_config(route_name="manage.projects", renderer="myapp:templates/manage/projects.jinja2", permission="account")
+@view_config(
+    route_name="manage.projects", renderer="myapp:templates/manage/projects.jinja2", permission=Permission.ACCOUNT
+)
 def my_projects(request: Request) -> dict[str, Any]:
     return {"roles": roles.projects_of(request.dbsession, _me(request))}
 
@@ -34,7 +36,7 @@ def my_projects(request: Request) -> dict[str, Any]:
 @view_config(
     route_name="manage.collaborators",
     renderer="myapp:templates/manage/collaborators.jinja2",
-    permission="manage",
+    permission=Permission.MANAGE,
     require_methods=FORM_METHODS,
     confirm=True,
 )
@@ -84,7 +86,7 @@ def _change_role(request: Request, package: Package, user: User, action: str, ro
 @view_config(
     route_name="manage.tokens",
     renderer="myapp:templates/manage/tokens.jinja2",
-    permission="account",
+    permission=Permission.ACCOUNT,
     require_methods=FORM_METHODS,
     confirm=True,
 )
@@ -119,7 +121,7 @@ def tokens(request: Request) -> Any:
     return values
 
 
-@view_config(route_name="manage.token_revoke", permission="account", require_methods=["POST"], confirm=True)
+@view_config(route_name="manage.token_revoke", permission=Permission.ACCOUNT, require_methods=["POST"], confirm=True)
 def revoke_token(request: Request) -> Any:
     raw = request.matchdict["token_id"]
     token_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else 0
@@ -140,7 +142,7 @@ def _deleting(request: Request) -> bool:
 @view_config(
     route_name="manage.project",
     renderer="myapp:templates/manage/project.jinja2",
-    permission="upload",
+    permission=Permission.UPLOAD,
     require_methods=FORM_METHODS,
     confirm=_deleting,
 )
@@ -183,9 +185,11 @@ def _release_action(request: Request, package: Package) -> str | None:
     return None
 
 
-@view_config(route_name="api.yank", renderer="json", permission="upload", require_methods=["POST"], require_csrf=False)
 @view_config(
-    route_name="api.unyank", renderer="json", permission="upload", require_methods=["POST"], require_csrf=False
+    route_name="api.yank", renderer="json", permission=Permission.UPLOAD, require_methods=["POST"], require_csrf=False
+)
+@view_config(
+    route_name="api.unyank", renderer="json", permission=Permission.UPLOAD, require_methods=["POST"], require_csrf=False
 )
 def api_yank(context: ProjectContext, request: Request) -> Any:
     """``POST /api/projects/{name}/{version}/yank`` (or ``/unyank``), with basic

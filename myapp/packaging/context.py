@@ -18,6 +18,7 @@ from myapp.accounts.policy import ADMINS, site_acl
 from myapp.packaging import roles, services
 from myapp.packaging.models import Package, Role, RoleName
 from myapp.packaging.names import is_valid_filename, is_valid_name
+from myapp.security import Permission
 
 METADATA = ".metadata"  # PEP 658: <file URL>.metadata is the wheel's core metadata
 
@@ -56,11 +57,11 @@ class ProjectContext:
     def __acl__(self) -> Any:
         # A generator: the roles are queried only if a permission needs them ("view" does not).
         yield from site_acl(self.request)
-        yield (Allow, ADMINS, ("manage", "upload"))
+        yield (Allow, ADMINS, (Permission.MANAGE, Permission.UPLOAD))
         for role in self.roles:
-            yield (Allow, f"user:{role.user_id}", "upload")
+            yield (Allow, f"user:{role.user_id}", Permission.UPLOAD)
             if role.role == RoleName.OWNER:
-                yield (Allow, f"user:{role.user_id}", "manage")
+                yield (Allow, f"user:{role.user_id}", Permission.MANAGE)
 
 
 class FileContext(ProjectContext):

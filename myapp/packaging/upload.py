@@ -34,6 +34,7 @@ from myapp.packaging.models import Package
 from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
 from myapp.packaging.storage import FileStore
 from myapp.packaging.validation import InvalidUpload, ValidMetadata, read_upload
+from myapp.security import Permission
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -213,7 +214,7 @@ def _check_may_upload(request: Request, package: Package | None, name: str) -> N
             raise Refused("This API token is limited to another project.", 403)
         return
     context = ProjectContext.for_package(request, package)
-    if not request.has_permission("upload", context):
+    if not request.has_permission(Permission.UPLOAD, context):
         raise Refused(f"You are not an owner or maintainer of {package.display_name}.", 403)
 
 
