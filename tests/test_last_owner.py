@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from myapp.accounts import services as accounts
 from myapp.data.migrations import upgrade_to_head
-from myapp.packaging import services as packaging
+from myapp.packaging import roles
 from myapp.packaging.models import Package, Role, RoleName
 from tests.conftest import pg_database
 from tests.factories import make_package
@@ -53,7 +53,7 @@ def _project_with_two_owners(factory: sessionmaker, trial: int) -> tuple[int, in
             for who in ("ann", "bob")
         )
         for user in (a, b):
-            packaging.set_role(db, package, user, RoleName.OWNER)
+            roles.set_role(db, package, user, RoleName.OWNER)
         return package.id, a.id, b.id
 
 
@@ -65,11 +65,11 @@ def _change(factory: sessionmaker, start: threading.Barrier, package_id: int, ot
             other = accounts.get_user(db, other_id)
             start.wait()
             if how == "remove":
-                packaging.remove_role(db, package, other)
+                roles.remove_role(db, package, other)
             else:
-                packaging.set_role(db, package, other, RoleName.MAINTAINER)
+                roles.set_role(db, package, other, RoleName.MAINTAINER)
         return "done"
-    except packaging.LastOwnerError:
+    except roles.LastOwnerError:
         return "refused"
 
 

@@ -223,6 +223,7 @@ def test_myapp_worker_delivers_until_sigterm_then_exits_cleanly(tmp_path):
         finally:
             worker.kill()
             worker.wait()
+            worker.stderr.close()
 
         # --drain, as cron runs it: status 1 when a job failed for good (here: a kind nobody handles).
         engine = create_engine(server.url)

@@ -24,7 +24,7 @@ from myapp.accounts import services as accounts
 from myapp.accounts import sudo
 from myapp.accounts.models import ApiToken, UserEvent
 from myapp.accounts.passwords import verify_password
-from myapp.packaging import services as packaging
+from myapp.packaging import roles, services
 from myapp.packaging.models import RoleName
 from tests.accounts import NEW_PASSWORD, PASSWORD, form_for, log_in, make_user
 from tests.factories import make_package
@@ -53,8 +53,8 @@ def owner(dbsession):
     """olivia owns Gizmo (1.0 and 1.1, one file each), with an API token; mark maintains it."""
     package = make_package(dbsession, "Gizmo", versions=["1.0", "1.1"])
     olivia, mark = make_user(dbsession, "olivia"), make_user(dbsession, "mark")
-    packaging.set_role(dbsession, package, olivia, RoleName.OWNER)
-    packaging.set_role(dbsession, package, mark, RoleName.MAINTAINER)
+    roles.set_role(dbsession, package, olivia, RoleName.OWNER)
+    roles.set_role(dbsession, package, mark, RoleName.MAINTAINER)
     accounts.create_token(dbsession, olivia, "laptop")
     return olivia
 
@@ -105,18 +105,18 @@ def _token_revoked(db, user) -> bool:
 
 def _role(db, username: str) -> str | None:
     db.expire_all()
-    package = packaging.find_package(db, "gizmo")
-    return {r.user.username: r.role.value for r in packaging.maintainers(db, package)}.get(username)
+    package = services.find_package(db, "gizmo")
+    return {r.user.username: r.role.value for r in roles.maintainers(db, package)}.get(username)
 
 
 def _has_release(db, version: str) -> bool:
     db.expire_all()
-    return packaging.find_release(db, packaging.find_package(db, "gizmo"), version) is not None
+    return services.find_release(db, services.find_package(db, "gizmo"), version) is not None
 
 
 def _has_file(db, filename: str) -> bool:
     db.expire_all()
-    return packaging.find_file(db, filename) is not None
+    return services.find_file(db, filename) is not None
 
 
 MANAGE = "/manage/project/gizmo/"
@@ -273,7 +273,7 @@ def test_pages_that_are_not_sensitive_do_not_ask(testapp, dbsession, owner, cloc
     yank = next(f for f in page.forms.values() if _field("action", "yank")(f) and f["version"].value == "1.0")
     assert yank.submit(status=303).location.endswith(MANAGE)  # yanking can be undone: no confirmation
     dbsession.expire_all()
-    assert packaging.find_release(dbsession, packaging.find_package(dbsession, "gizmo"), "1.0").yanked
+    assert services.find_release(dbsession, services.find_package(dbsession, "gizmo"), "1.0").yanked
 
 
 def test_a_post_returns_to_the_page_it_came_from(testapp, dbsession, owner, clock):
