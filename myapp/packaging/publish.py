@@ -10,7 +10,7 @@ a release's columns from ``release_values`` all the same.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -82,6 +82,9 @@ class ProjectMetadata:
     fields: dict[str, str | None]
     project_urls: dict[str, str]
     classifiers: list[str]
+    # The release's own core metadata (``Release`` columns: requires_dist,
+    # license_expression, ...), set when the release is new.
+    release: dict[str, Any] = field(default_factory=dict)
 
 
 def add_file(
@@ -109,6 +112,7 @@ def add_file(
             package_id=package.id,
             summary=metadata.fields.get("summary"),
             requires_python=metadata.fields.get("requires_python"),
+            **metadata.release,
         )
         db.add(release)
         db.flush()
