@@ -60,6 +60,8 @@ def test_what_the_file_leaves_out_is_null_as_on_pypi(testapp, dbsession):
     nulls = ("requires_dist", "provides_extra", "license_expression", "license_files", "dynamic", "platform")
     assert {key: info[key] for key in nulls} == dict.fromkeys(nulls)
     assert info["requires_python"] == ">=3.9" and info["project_urls"] is None
+    page = testapp.get("/project/tiny-thing/").html  # and no empty list or license on the page
+    assert page.select("ul.dependencies") == [] and page.select("dd.license-expression") == []
 
 
 def test_each_release_serves_its_own_dependencies(testapp, dbsession):
@@ -84,12 +86,6 @@ def test_the_project_page_lists_dependencies_by_extra_and_the_license_expression
     assert page.select_one("h3.extra").get_text(" ", strip=True) == "With [socks]"
     assert [li.get_text(" ", strip=True) for li in lists[1].select("li")] == ["pysocks !=1.5.7"]
     assert page.select_one("dd.license-expression").text == "MIT"
-
-
-def test_no_dependencies_no_list(testapp, dbsession):
-    publish(testapp, dbsession, metadata())
-    page = testapp.get("/project/tiny-thing/").html
-    assert page.select("ul.dependencies") == [] and page.select("dd.license-expression") == []
 
 
 def test_install_lines_name_this_index_unless_it_is_the_default_one(testapp, dbsession, settings):

@@ -159,7 +159,8 @@ def test_core_metadata_is_the_wheels_own(testapp, dbsession, demo):
     wheel = next(f for r in demo.releases for f in r.files if f.filename.endswith(".whl"))
     res = testapp.get(f"/files/{wheel.filename}.metadata")
     assert hashlib.sha256(res.body).hexdigest() == wheel.metadata_sha256
-    assert res.text.startswith("Metadata-Version: 2.1\nName: ")
+    # 2.4: the demo's files carry License-Expression, and their Requires-Dist (what pip reads here, PEP 658).
+    assert res.text.startswith("Metadata-Version: 2.4\nName: ") and "\nRequires-Dist: pytest>=8" in res.text
     sdist = next(f for r in demo.releases for f in r.files if f.filename.endswith(".tar.gz"))
     assert testapp.get(f"/files/{sdist.filename}.metadata", status=404)
     dbsession.expire_all()
@@ -227,15 +228,16 @@ def test_pip_and_uv_install_from_the_index(backend, tmp_path):
         # A project with at least two final, non-yanked releases.
         releases = query(
             server.url,
-            select(Package.name, Release.version, Release.created)
+            select(Package.name, Release.version, Release.created, Release.requires_dist)
             .join(Release)
             .where(~Release.is_prerelease, ~Release.yanked)
             .order_by(Package.name, Release.sort_key.desc()),
             all_rows=True,
         )
         by_project: dict[str, list[tuple[str, object]]] = {}
-        for name, version, created in releases:
-            by_project.setdefault(name, []).append((version, created))
+        for name, version, created, requires in releases:
+            if all("extra ==" in r for r in requires or []):  # no dependency to fetch: pip fetches this alone
+                by_project.setdefault(name, []).append((version, created))
         project, history = next((n, h) for n, h in by_project.items() if len(h) >= 2)
         (newest, newest_time), (older, _) = history[0], history[1]
         index = server.base + "/simple/"
