@@ -28,7 +28,7 @@ from myapp.data.bulk import RowConverter, insert_rows, row_triggers_suspended
 from myapp.data.meta import utcnow
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.names import is_valid_name, normalize
-from myapp.packaging.publish import FileFields, release_values
+from myapp.packaging.publish import RELEASE_METADATA, FileFields, release_values
 from myapp.packaging.search import index as search_index
 from myapp.packaging.services import add_to_counts, bump_serial
 
@@ -82,17 +82,9 @@ class FileData(FileFields):
         )
 
 
-# A release's own core metadata (``Release`` columns), which a document gives
-# for its ``info.version`` only: None for the others (unknown, kept as stored).
-_RELEASE_FIELDS = (
-    "requires_dist",
-    "provides_extra",
-    "license_expression",
-    "license_files",
-    "dynamic",
-    "platform",
-    "download_url",
-)
+# A document gives a release's own core metadata for its ``info.version``
+# only: None for the others (unknown, kept as stored).
+_RELEASE_FIELDS = RELEASE_METADATA
 _NO_CORE = dict.fromkeys(_RELEASE_FIELDS)
 
 

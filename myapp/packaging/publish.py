@@ -26,6 +26,17 @@ from myapp.packaging.services import find_release, touch
 
 # Core metadata copied to the project's own columns is cut to this (the description is kept whole).
 FIELD_LIMIT = 10_000
+# A release's own core metadata: ``Release`` columns an upload (``ProjectMetadata.release``)
+# and the importer fill, and the JSON API serves in ``info`` as PyPI does, per release.
+RELEASE_METADATA = (
+    "requires_dist",
+    "provides_extra",
+    "license_expression",
+    "license_files",
+    "dynamic",
+    "platform",
+    "download_url",
+)
 
 
 def release_values(version: str) -> dict[str, Any]:
