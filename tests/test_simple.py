@@ -220,6 +220,21 @@ def installed_version(python: Path, project: str) -> str:
     return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def test_pip_installs_a_dependency_hosted_here_reading_requires_dist_from_core_metadata(backend, tmp_path):
+    """A demo project needs another: pip learns it from the wheel's .metadata
+    (PEP 658, its Requires-Dist) and installs both from this index."""
+    with live_server(backend, tmp_path) as server:
+        rows = query(server.url, select(Package.name, Release.requires_dist).join(Release), all_rows=True)
+        project, needs = next((n, r[0]) for n, r in rows if r and "extra ==" not in r[0])
+        python = make_venv(tmp_path / "venv")
+        command = [str(python), "-m", "pip", "install", "--index-url", server.base + "/simple/", project]
+        done = subprocess.run(command, capture_output=True, text=True, env=offline_env(tmp_path), timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert installed_version(python, needs)  # the dependency came too
+        dependency_metadata = f"/files/{needs.replace('-', '_')}-{installed_version(python, needs)}-py3-none-any.whl"
+        assert dependency_metadata + ".metadata" in server.log.read_text()
+
+
 def test_pip_and_uv_install_from_the_index(backend, tmp_path):
     """pip (its JSON or HTML simple API, PEP 658 metadata) and uv install demo
     wheels from the live server and nothing else; uv's --exclude-newer reads
