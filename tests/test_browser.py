@@ -163,7 +163,9 @@ def test_search_then_open_project_and_release(server: LiveServer, page: Page, pr
     # Project page: name, pip install line, release history.
     page.wait_for_url(re.compile(rf"/project/{re.escape(name)}/$"))
     expect(page.locator(".project-header h1")).to_contain_text(name)
-    expect(page.locator("pre.install")).to_have_text(re.compile(rf"^pip install {re.escape(name)}"))
+    # The install line names this index: not the public project of the same name.
+    pip_line = rf"^pip install --index-url http://127\.0\.0\.1:\d+/simple/ {re.escape(name)}"
+    expect(page.locator("pre.install").first).to_have_text(re.compile(pip_line))
     releases = page.locator("ul.releases li a")
     assert releases.count() > 0, "no releases listed"
     page.screenshot(path=tmp_path / "project.png", full_page=True)
@@ -271,7 +273,9 @@ def test_pages_fit_the_screen_and_copy_buttons_copy(
         section = page.locator(".description > h2").evaluate(size)
         readme = page.locator(".readme :is(h1, h2, h3, h4, h5, h6)").evaluate_all(f"(all) => all.map({size})")
         assert readme and max(readme) < section, f"README headings {readme} px, the page's {section} px"
-        copies(page.locator(".project-header .command button.copy"), f"pip install {name}")
+        install = page.locator(".project-header .command button.copy")
+        copies(install.first, f"pip install --index-url {server.base}/simple/ {name}")
+        copies(install.nth(1), f"uv pip install --index-url {server.base}/simple/ {name}")
         first_file = page.locator(".download-files li.file").first
         digest = first_file.locator("code.hash").text_content()
         assert SHA256.match(digest), digest

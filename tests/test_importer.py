@@ -218,6 +218,12 @@ def test_cli_imports_real_pypi_documents(backend, tmp_path):
                 release = res.read().decode()
             assert "This release has no files." in release and "Released" not in release
             assert "2011-02-14" not in release
+            # The bulk path stores info's Requires-Dist on its release: served, and listed by extra.
+            with urllib.request.urlopen(server.base + "/pypi/requests/json") as res:
+                info = json.load(res)["info"]
+            assert info["requires_dist"][0] == "certifi (>=2017.4.17)" and len(info["requires_dist"]) == 9
+            assert '<a href="/project/certifi/">certifi</a>' in page  # hosted here: linked
+            assert "With <code>[security]</code>" in page
             with urllib.request.urlopen(server.base + "/") as res:
                 home = res.read().decode()
             assert "<strong>96</strong> projects" in home
@@ -424,3 +430,42 @@ def test_bulk_rows_convert_datetimes_as_the_orm_does_whatever_the_zone(dbsession
     later = utc + timedelta(microseconds=1)
     assert convert((utc, cest)) == (orm(utc), orm(utc))
     assert convert((cest, later)) == (orm(utc), orm(later)) != (orm(utc), orm(utc))
+
+
+def test_the_info_versions_core_metadata_lands_on_its_release(dbsession):
+    doc = document()
+    doc["info"] |= {
+        "requires_dist": ["requests>=2", "pysocks ; extra == 'socks'"],
+        "provides_extra": ["socks"],
+        "license_expression": "MIT",
+        "license_files": ["LICENSE"],
+        "dynamic": None,
+        "platform": "any",
+        "download_url": "https://example.org/dl",
+    }
+    run_import(dbsession, doc)
+    releases = {r.version: r for r in dbsession.scalars(select(Release))}
+    r11 = releases["1.1"]
+    assert r11.requires_dist == ["requests>=2", "pysocks ; extra == 'socks'"] and r11.provides_extra == ["socks"]
+    assert (r11.license_expression, r11.license_files, r11.dynamic) == ("MIT", ["LICENSE"], None)
+    assert (r11.platform, r11.download_url) == (["any"], "https://example.org/dl")
+    assert releases["1.0"].requires_dist is None  # the document says nothing of other releases
+    before = snapshot(dbsession)
+    run_import(dbsession, doc)
+    assert snapshot(dbsession) == before  # the same again: nothing changes
+
+    doc["info"]["version"] = "1.0"  # a document of another day, its info of 1.0: 1.1's is kept
+    doc["info"]["requires_dist"] = ["httpx"]
+    run_import(dbsession, doc)
+    dbsession.expire_all()
+    releases = {r.version: r for r in dbsession.scalars(select(Release))}
+    assert releases["1.0"].requires_dist == ["httpx"]
+    assert releases["1.1"].requires_dist == ["requests>=2", "pysocks ; extra == 'socks'"]
+
+
+def test_a_bad_requires_dist_is_refused(dbsession):
+    for bad in ("requests", [1], ["a\x00b"]):
+        doc = document()
+        doc["info"]["requires_dist"] = bad
+        with pytest.raises(DocumentError):
+            parse_document(doc)

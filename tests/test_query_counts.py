@@ -41,3 +41,14 @@ def test_list_pages_are_a_fixed_number_of_statements(testapp, dbsession, count_q
     assert statements_for(testapp, count_queries, "/projects/") == 2  # total + page
     # every match (narrow rows, ranked here), the page's rows, and the classifier filters
     assert statements_for(testapp, count_queries, "/search?q=lib") == 3
+
+
+def test_project_page_looks_up_all_its_dependencies_at_once(testapp, dbsession, count_queries):
+    for name, count in (("one-dep", 1), ("many-deps", 40)):
+        package = make_package(dbsession, name, versions=["1.0"])
+        package.releases[0].requires_dist = [f"dep{i}>=1" for i in range(count)]
+    make_package(dbsession, "dep3")
+    dbsession.flush()
+    # the seven of a project page, and one for which of the dependencies are hosted here
+    assert statements_for(testapp, count_queries, "/project/one-dep/") == 8, count_queries.statements
+    assert statements_for(testapp, count_queries, "/project/many-deps/") == 8, count_queries.statements

@@ -159,7 +159,8 @@ def test_core_metadata_is_the_wheels_own(testapp, dbsession, demo):
     wheel = next(f for r in demo.releases for f in r.files if f.filename.endswith(".whl"))
     res = testapp.get(f"/files/{wheel.filename}.metadata")
     assert hashlib.sha256(res.body).hexdigest() == wheel.metadata_sha256
-    assert res.text.startswith("Metadata-Version: 2.1\nName: ")
+    # 2.4: the demo's files carry License-Expression, and their Requires-Dist (what pip reads here, PEP 658).
+    assert res.text.startswith("Metadata-Version: 2.4\nName: ") and "\nRequires-Dist: pytest>=8" in res.text
     sdist = next(f for r in demo.releases for f in r.files if f.filename.endswith(".tar.gz"))
     assert testapp.get(f"/files/{sdist.filename}.metadata", status=404)
     dbsession.expire_all()
@@ -219,6 +220,21 @@ def installed_version(python: Path, project: str) -> str:
     return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def test_pip_installs_a_dependency_hosted_here_reading_requires_dist_from_core_metadata(backend, tmp_path):
+    """A demo project needs another: pip learns it from the wheel's .metadata
+    (PEP 658, its Requires-Dist) and installs both from this index."""
+    with live_server(backend, tmp_path) as server:
+        rows = query(server.url, select(Package.name, Release.requires_dist).join(Release), all_rows=True)
+        project, needs = next((n, r[0]) for n, r in rows if r and "extra ==" not in r[0])
+        python = make_venv(tmp_path / "venv")
+        command = [str(python), "-m", "pip", "install", "--index-url", server.base + "/simple/", project]
+        done = subprocess.run(command, capture_output=True, text=True, env=offline_env(tmp_path), timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert installed_version(python, needs)  # the dependency came too
+        dependency_metadata = f"/files/{needs.replace('-', '_')}-{installed_version(python, needs)}-py3-none-any.whl"
+        assert dependency_metadata + ".metadata" in server.log.read_text()
+
+
 def test_pip_and_uv_install_from_the_index(backend, tmp_path):
     """pip (its JSON or HTML simple API, PEP 658 metadata) and uv install demo
     wheels from the live server and nothing else; uv's --exclude-newer reads
@@ -227,15 +243,16 @@ def test_pip_and_uv_install_from_the_index(backend, tmp_path):
         # A project with at least two final, non-yanked releases.
         releases = query(
             server.url,
-            select(Package.name, Release.version, Release.created)
+            select(Package.name, Release.version, Release.created, Release.requires_dist)
             .join(Release)
             .where(~Release.is_prerelease, ~Release.yanked)
             .order_by(Package.name, Release.sort_key.desc()),
             all_rows=True,
         )
         by_project: dict[str, list[tuple[str, object]]] = {}
-        for name, version, created in releases:
-            by_project.setdefault(name, []).append((version, created))
+        for name, version, created, requires in releases:
+            if all("extra ==" in r for r in requires or []):  # no dependency to fetch: pip fetches this alone
+                by_project.setdefault(name, []).append((version, created))
         project, history = next((n, h) for n, h in by_project.items() if len(h) >= 2)
         (newest, newest_time), (older, _) = history[0], history[1]
         index = server.base + "/simple/"

@@ -85,7 +85,7 @@ def test_project_page(testapp, dbsession):
     h1 = page.html.select_one("h1").text
     # 10.0 is yanked and 2.0.dev1 is a pre-release: pip would install 1.0.post1
     assert h1 == "Flask_Thing 1.0.post1"
-    assert "pip install flask-thing" in page.text
+    assert "pip install --index-url http://localhost/simple/ flask-thing" in page.text
     history = [a.text for a in page.html.select(".releases a")]
     assert history == ["10.0", "2.0.dev1", "1.0.post1", "1.0", "1.0rc1", "0.9"]
     assert page.html.select_one(".releases li.yanked a").text == "10.0"
@@ -123,9 +123,13 @@ def test_copy_buttons_wait_for_javascript(testapp, dbsession):
     for path in ("/project/tool/", "/project/tool/1.0/"):
         page = testapp.get(path)
         buttons = page.html.select("button.copy")
-        assert len(buttons) == 3, path  # the pip install line and two hashes
+        assert len(buttons) == 4, path  # the pip and uv install lines and two hashes
         assert all(b.has_attr("hidden") and b["type"] == "button" and b["data-copy"] for b in buttons)
-        assert buttons[0]["data-copy"] == ("pip install tool" if path == "/project/tool/" else "pip install tool==1.0")
+        target = "tool" if path == "/project/tool/" else "tool==1.0"
+        assert [b["data-copy"] for b in buttons[:2]] == [
+            f"pip install --index-url http://localhost/simple/ {target}",
+            f"uv pip install --index-url http://localhost/simple/ {target}",
+        ]
         scripts = page.html.select("script")
         assert [s["src"].split("?")[0] for s in scripts] == ["/static/copy.js"]
         assert all(s.string is None for s in scripts)
@@ -172,7 +176,10 @@ def test_release_page_lists_files(testapp, dbsession):
     full = rows[0].select_one("details code.hash")
     assert full.text == digest and len(full.select("wbr")) == 3
     assert rows[0].select_one("button.copy")["data-copy"] == digest
-    assert page.html.select_one(".command pre.install").text == "pip install tool==1.0"
+    assert (
+        page.html.select_one(".command pre.install").text
+        == "pip install --index-url http://localhost/simple/ tool==1.0"
+    )
     assert testapp.get("/project/Tool/1.0/", status=301).location.endswith("/project/tool/1.0/")
 
 

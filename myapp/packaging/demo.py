@@ -10,6 +10,7 @@ import tarfile
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -91,12 +92,17 @@ def _versions(rng: random.Random, count: int) -> list[str]:
     return out[:count]
 
 
-def _wheel(dist: str, version: str, summary: str) -> bytes:
+def _metadata(dist: str, version: str, summary: str, core: str) -> str:
+    """Core metadata text; with ``core`` lines (License-Expression...), of the version that has them."""
+    return f"Metadata-Version: {'2.4' if core else '2.1'}\nName: {dist}\nVersion: {version}\nSummary: {summary}\n{core}"
+
+
+def _wheel(dist: str, version: str, summary: str, core: str = "") -> bytes:
     module = dist.replace("-", "_")
     info = f"{module}-{version}.dist-info"
     files = {
         f"{module}/__init__.py": f'"""{summary}"""\n__version__ = "{version}"\n',
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\nSummary: {summary}\n",
+        f"{info}/METADATA": _metadata(dist, version, summary, core),
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: myapp-demo\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
@@ -112,11 +118,11 @@ def _wheel(dist: str, version: str, summary: str) -> bytes:
     return buf.getvalue()
 
 
-def _sdist(dist: str, version: str, summary: str) -> bytes:
+def _sdist(dist: str, version: str, summary: str, core: str = "") -> bytes:
     module = dist.replace("-", "_")
     root = f"{module}-{version}"
     files = {
-        f"{root}/PKG-INFO": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\nSummary: {summary}\n",
+        f"{root}/PKG-INFO": _metadata(dist, version, summary, core),
         f"{root}/{module}/__init__.py": f'"""{summary}"""\n__version__ = "{version}"\n',
     }
     buf = io.BytesIO()
@@ -146,13 +152,34 @@ def _license_of(picked: list[Classifier]) -> str:
     return "Apache-2.0" if apache in drawn and LICENSES["MIT"] not in drawn else "MIT"
 
 
-def _files(files_dir: Path, display: str, version: str, summary: str, when: datetime) -> list[ReleaseFile]:
+def _release_core(license: str, needs: str | None) -> dict[str, Any]:
+    """A release's dependencies and license (``Release`` columns): a test
+    extra, and another demo project (so the project page links one hosted here)."""
+    requires = [needs] if needs else []
+    return {
+        "license_expression": license,
+        "requires_dist": [*requires, "pytest>=8 ; extra == 'test'"],
+        "provides_extra": ["test"],
+    }
+
+
+def _core_text(core: dict[str, Any]) -> str:
+    """The same, as core metadata lines in the release's files."""
+    lines = [f"License-Expression: {core['license_expression']}"]
+    lines += [f"Requires-Dist: {r}" for r in core["requires_dist"]]
+    lines += [f"Provides-Extra: {e}" for e in core["provides_extra"]]
+    return "".join(line + "\n" for line in lines)
+
+
+def _files(
+    files_dir: Path, display: str, version: str, summary: str, when: datetime, core: str = ""
+) -> list[ReleaseFile]:
     """A wheel and an sdist of the release, stored (with the wheel's core metadata)."""
     module = display.replace("-", "_")
     files = []
     for filename, data, packagetype, pyver in (
-        (f"{module}-{version}-py3-none-any.whl", _wheel(display, version, summary), "bdist_wheel", "py3"),
-        (f"{module}-{version}.tar.gz", _sdist(display, version, summary), "sdist", "source"),
+        (f"{module}-{version}-py3-none-any.whl", _wheel(display, version, summary, core), "bdist_wheel", "py3"),
+        (f"{module}-{version}.tar.gz", _sdist(display, version, summary, core), "sdist", "source"),
     ):
         path, digest = _store(files_dir, filename, data)
         metadata = store_wheel_metadata(files_dir, path) if filename.endswith(".whl") else None
@@ -181,7 +208,7 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
     db.add_all(classifiers)
     names = [f"{p}-{s}" for p in PREFIXES for s in STEMS]
     rng.shuffle(names)
-    for display in names[:projects]:
+    for number, display in enumerate(names[:projects]):
         stem = display.split("-")[1]
         summary = f"{display.replace('-', ' ').title()}: {TOPICS[stem]}."
         when = START + timedelta(days=rng.randint(0, 300), minutes=rng.randint(0, 1440))
@@ -209,10 +236,12 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
             created=when,
         )
         render_into(package)
+        # Needs an earlier demo project (none for the first): no random draw, so the projects stay the same.
+        core = _release_core(license, names[number // 2] if number else None)
         for version in _versions(rng, rng.randint(1, 14)):
             when += timedelta(days=rng.randint(3, 60), minutes=rng.randint(0, 600))
-            release = new_release(version, summary=summary, requires_python=">=3.9", created=when)
-            release.files.extend(_files(files_dir, display, version, summary, when))
+            release = new_release(version, summary=summary, requires_python=">=3.9", created=when, **core)
+            release.files.extend(_files(files_dir, display, version, summary, when, _core_text(core)))
             package.releases.append(release)
         if len(package.releases) >= 4 and yanks.random() < 0.3:
             # Some history worth showing: a yanked release below the newest.

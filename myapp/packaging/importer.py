@@ -28,7 +28,7 @@ from myapp.data.bulk import RowConverter, insert_rows, row_triggers_suspended
 from myapp.data.meta import utcnow
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.names import is_valid_name, normalize
-from myapp.packaging.publish import FileFields, release_values
+from myapp.packaging.publish import RELEASE_METADATA, FileFields, release_values
 from myapp.packaging.search import index as search_index
 from myapp.packaging.services import add_to_counts, bump_serial
 
@@ -82,11 +82,18 @@ class FileData(FileFields):
         )
 
 
+# A document gives a release's own core metadata for its ``info.version``
+# only: None for the others (unknown, kept as stored).
+_RELEASE_FIELDS = RELEASE_METADATA
+_NO_CORE = dict.fromkeys(_RELEASE_FIELDS)
+
+
 @dataclass
 class ReleaseData:
     version: str
     files: list[FileData] = field(default_factory=list)
     summary: str | None = None
+    core: dict[str, Any] | None = None  # _RELEASE_FIELDS -> value, for info.version's release
     # Worked out with the rest of the document (in the importer's workers, not its writer).
     sort_key: str = ""
     is_prerelease: bool = False
@@ -108,6 +115,7 @@ class ReleaseData:
             self.requires_python,
             self.yanked,
             created,
+            *(self.core or _NO_CORE).values(),
         )
 
     @property
@@ -264,8 +272,32 @@ def parse_document(doc: Any) -> ProjectData:
             seen_files.add(f.filename)
         if version == info.get("version"):
             release.summary = fields["summary"]
+            release.core = _release_core(info)
         parsed.append(release)
     return ProjectData(normalize(display_name), fields, clean_classifiers, parsed)
+
+
+def _texts(value: Any, what: str) -> list[str] | None:
+    """A list of strings (Requires-Dist, ...), or None as PyPI serves "none"."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > 1000:
+        raise DocumentError(f"{what} must be a list of at most 1000 strings")
+    texts = [t for t in (_text(item, f"an entry of {what}", 1000) for item in value) if t]
+    return texts or None
+
+
+def _release_core(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``info`` fields that belong to its release, by ``Release`` column."""
+    core: dict[str, Any] = {
+        name: _texts(info.get(name), f"info.{name}")
+        for name in ("requires_dist", "provides_extra", "license_files", "dynamic")
+    }
+    core["license_expression"] = _text(info.get("license_expression"), "info.license_expression", 1000)
+    platform = _text(info.get("platform"), "info.platform", 1000)  # a string in PyPI's JSON
+    core["platform"] = [platform] if platform else None
+    core["download_url"] = _text(info.get("download_url"), "info.download_url", 1024)
+    return {name: core[name] for name in _RELEASE_FIELDS}
 
 
 def _project_urls(info: Mapping[str, Any]) -> dict[str, str]:
@@ -357,12 +389,13 @@ def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> I
 
     _write_classifiers(db, package.id, classifiers.ids_for(project.classifiers))
 
+    core_columns = [getattr(Release, name) for name in _RELEASE_FIELDS]
     existing = {
-        version: (release_id, yanked, summary, requires_python)
-        for release_id, version, yanked, summary, requires_python in db.execute(
-            select(Release.id, Release.version, Release.yanked, Release.summary, Release.requires_python).where(
-                Release.package_id == package.id
-            )
+        version: (release_id, yanked, summary, requires_python, dict(zip(_RELEASE_FIELDS, core, strict=True)))
+        for release_id, version, yanked, summary, requires_python, *core in db.execute(
+            select(
+                Release.id, Release.version, Release.yanked, Release.summary, Release.requires_python, *core_columns
+            ).where(Release.package_id == package.id)
         )
     }
     new_releases = [r for r in project.releases if r.version not in existing]
@@ -377,14 +410,14 @@ def _write(db: Session, project: ProjectData, classifiers: ClassifierCache) -> I
     touched = bool(new_releases)
     for r in project.releases:
         if r.version in existing:
-            _, yanked, summary, requires_python = existing[r.version]
-            wanted = (r.yanked, r.summary or summary, r.requires_python)
-            if (yanked, summary, requires_python) != wanted:
+            _, yanked, summary, requires_python, core = existing[r.version]
+            wanted = (r.yanked, r.summary or summary, r.requires_python, r.core or core)
+            if (yanked, summary, requires_python, core) != wanted:
                 touched = True
                 db.execute(
                     update(Release)
                     .where(Release.id == release_ids[r.version])
-                    .values(yanked=wanted[0], summary=wanted[1], requires_python=wanted[2])
+                    .values(yanked=wanted[0], summary=wanted[1], requires_python=wanted[2], **wanted[3])
                 )
 
     stats.new_files, files_touched = _write_files(db, project, release_ids)
@@ -526,6 +559,7 @@ _RELEASE_COLUMNS = (
     "requires_python",
     "yanked",
     "created",
+    *_RELEASE_FIELDS,
 )
 _FILE_COLUMNS = (
     "release_id",

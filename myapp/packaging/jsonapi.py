@@ -36,24 +36,40 @@ def file_json(request: Request, release: Release, file: ReleaseFile) -> dict[str
     }
 
 
+# Served as PyPI serves them where we keep no figures or links of the kind.
+_NOT_KEPT = {"bugtrack_url": None, "docs_url": None, "downloads": {"last_day": -1, "last_month": -1, "last_week": -1}}
+
+
 def info_json(request: Request, package: Package, release: Release | None) -> dict[str, Any]:
+    """PyPI's ``info``: the project's fields, and the release's own core
+    metadata (its dependencies, extras, license expression...), which PyPI
+    serves per release."""
     version = release.version if release else None
+    platforms = release.platform if release else None
     return {
+        **_NOT_KEPT,
         "author": package.author,
         "author_email": package.author_email,
         "classifiers": [c.classifier for c in package.classifiers],
         "description": package.description or "",
         "description_content_type": package.description_content_type,
+        "download_url": release.download_url if release else None,
+        "dynamic": release.dynamic if release else None,
         "home_page": package.home_page,
         "keywords": package.keywords,
         "license": package.license,
+        "license_expression": release.license_expression if release else None,
+        "license_files": release.license_files if release else None,
         "maintainer": package.maintainer,
         "maintainer_email": package.maintainer_email,
         "name": package.display_name,
         "package_url": request.route_url("project", name=package.name),
         "project_url": request.route_url("project", name=package.name),
+        "platform": ", ".join(platforms) if platforms else None,
         "project_urls": package.project_urls or None,
+        "provides_extra": release.provides_extra if release else None,
         "release_url": request.route_url("release", name=package.name, version=version) if version else None,
+        "requires_dist": release.requires_dist if release else None,
         "requires_python": (release.requires_python if release else None) or package.requires_python,
         "summary": (release.summary if release else None) or package.summary,
         "version": version,

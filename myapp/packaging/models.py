@@ -170,6 +170,15 @@ class Release(Base):
     yanked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     yanked_reason: Mapped[str | None] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Core metadata of the release's files (migration 0010), served in the
+    # JSON API's ``info`` as PyPI does: per release, None where the file says nothing.
+    requires_dist: Mapped[list[str] | None] = mapped_column(JSON)
+    provides_extra: Mapped[list[str] | None] = mapped_column(JSON)
+    license_expression: Mapped[str | None] = mapped_column(Text)
+    license_files: Mapped[list[str] | None] = mapped_column(JSON)
+    dynamic: Mapped[list[str] | None] = mapped_column(JSON)
+    platform: Mapped[list[str] | None] = mapped_column(JSON)
+    download_url: Mapped[str | None] = mapped_column(String(1024))
 
     package: Mapped[Package] = relationship(back_populates="releases")
     files: Mapped[list[ReleaseFile]] = relationship(

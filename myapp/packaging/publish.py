@@ -10,7 +10,7 @@ a release's columns from ``release_values`` all the same.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -26,6 +26,17 @@ from myapp.packaging.services import find_release, touch
 
 # Core metadata copied to the project's own columns is cut to this (the description is kept whole).
 FIELD_LIMIT = 10_000
+# A release's own core metadata: ``Release`` columns an upload (``ProjectMetadata.release``)
+# and the importer fill, and the JSON API serves in ``info`` as PyPI does, per release.
+RELEASE_METADATA = (
+    "requires_dist",
+    "provides_extra",
+    "license_expression",
+    "license_files",
+    "dynamic",
+    "platform",
+    "download_url",
+)
 
 
 def release_values(version: str) -> dict[str, Any]:
@@ -82,6 +93,9 @@ class ProjectMetadata:
     fields: dict[str, str | None]
     project_urls: dict[str, str]
     classifiers: list[str]
+    # The release's own core metadata (``Release`` columns: requires_dist,
+    # license_expression, ...), set when the release is new.
+    release: dict[str, Any] = field(default_factory=dict)
 
 
 def add_file(
@@ -109,6 +123,7 @@ def add_file(
             package_id=package.id,
             summary=metadata.fields.get("summary"),
             requires_python=metadata.fields.get("requires_python"),
+            **metadata.release,
         )
         db.add(release)
         db.flush()

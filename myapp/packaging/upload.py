@@ -267,4 +267,9 @@ def _stored_file(
 
 def _project_metadata(valid: ValidMetadata) -> publish.ProjectMetadata:
     """What the file says about its project (the form's copy was checked against it)."""
-    return publish.ProjectMetadata(fields=valid.fields, project_urls=valid.project_urls, classifiers=valid.classifiers)
+    return publish.ProjectMetadata(
+        fields=valid.fields,
+        project_urls=valid.project_urls,
+        classifiers=valid.classifiers,
+        release=valid.release_fields,
+    )

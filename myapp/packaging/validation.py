@@ -45,6 +45,10 @@ PACKAGE_FIELDS = (
     "keywords",
     "requires_python",
 )
+# Core metadata kept per release (``Release`` columns of these names), as
+# the file writes them (``parse_email``'s raw values; ``packaging`` has
+# checked them), for the JSON API and the project page.
+RELEASE_LISTS = ("requires_dist", "provides_extra", "license_files", "dynamic", "platform")
 MAX_URL_LABEL, MAX_URL = 100, 1000
 LOCAL_VERSIONS_SETTING = "myapp.allow_local_versions"
 
@@ -64,6 +68,7 @@ class ValidMetadata:
     fields: dict[str, str | None] = field(default_factory=dict)  # Package column -> value
     project_urls: dict[str, str] = field(default_factory=dict)
     classifiers: list[str] = field(default_factory=list)
+    release_fields: dict[str, Any] = field(default_factory=dict)  # Release column -> value
 
 
 def read_upload(
@@ -91,6 +96,7 @@ def read_upload(
         fields=_package_fields(metadata),
         project_urls=_project_urls(metadata),
         classifiers=check_classifiers(metadata.classifiers or []),
+        release_fields=_release_fields(raw, metadata),
     )
     _check_agrees_with_form(valid, form)
     return valid
@@ -146,6 +152,20 @@ def _package_fields(metadata: Metadata) -> dict[str, str | None]:
         if text is not None and limit is not None and len(text) > limit:
             raise InvalidUpload(f"{name.replace('_', ' ').capitalize()} is too long: at most {limit} characters.")
         fields[name] = text
+    return fields
+
+
+def _release_fields(raw: bytes, metadata: Metadata) -> dict[str, Any]:
+    """The release's own columns: lists as the file writes them (None when
+    absent, as PyPI serves them), the SPDX expression as ``packaging``
+    normalized it."""
+    written = parse_email(raw)[0]
+    lists = {"platform": "platforms"}  # parse_email's key where it differs from the column
+    fields: dict[str, Any] = {name: written.get(lists.get(name, name)) or None for name in RELEASE_LISTS}
+    fields["license_expression"] = str(metadata.license_expression) if metadata.license_expression else None
+    if metadata.download_url and len(metadata.download_url) > MAX_URL:
+        raise InvalidUpload(f"Download-URL too long: at most {MAX_URL} characters.")
+    fields["download_url"] = metadata.download_url or None
     return fields
 
 

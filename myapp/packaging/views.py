@@ -18,11 +18,12 @@ from pyramid.httpexceptions import (
 )
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
+from pyramid.settings import asbool
 from pyramid.view import view_config
 
 from myapp.accounts.services import find_user
 from myapp.data import write_after_response
-from myapp.packaging import roles, services
+from myapp.packaging import dependencies, roles, services
 from myapp.packaging.context import METADATA, project_or_404
 from myapp.packaging.models import Package, Release
 from myapp.packaging.names import is_valid_filename
@@ -140,8 +141,12 @@ def project(request: Request) -> dict[str, Any]:
     db = request.dbsession
     releases = services.release_history(db, package, limit=services.HISTORY_SHOWN + 1)
     latest = services.latest_of(db, package)
+    requirements = dependencies.grouped(latest.requires_dist if latest else None)
     return {
         "package": package,
+        "install_commands": install_commands(request, package, latest),
+        "dependencies": requirements,
+        "hosted": dependencies.hosted(db, requirements),
         "releases": releases[: services.HISTORY_SHOWN],
         "more_releases": len(releases) > services.HISTORY_SHOWN,
         "latest": latest,
@@ -150,6 +155,28 @@ def project(request: Request) -> dict[str, Any]:
         "downloads": services.downloads_by_release(db, releases),
         "description": _description(request, package),
     }
+
+
+# Set on a site that is the index pip and uv use by default: its install lines
+# need not name it. Anywhere else they do, so a private project's users never
+# install a public project of the same name instead (dependency confusion).
+DEFAULT_INDEX_SETTING = "myapp.default_index"
+
+
+def install_commands(
+    request: Request, package: Package, release: Release | None, *, pin: bool = False
+) -> list[tuple[str, str]]:
+    """(tool, command) to install ``release`` from this index: pinned if
+    asked, or if pip would not pick it on its own (yanked, a pre-release)."""
+    if release is None:
+        return []
+    pinned = pin or release.yanked or release.is_prerelease
+    target = package.name + (f"=={release.version}" if pinned else "")
+    if asbool(request.registry.settings.get(DEFAULT_INDEX_SETTING, False)):
+        index = ""
+    else:
+        index = f"--index-url {request.route_url('simple.index')} "
+    return [("pip", f"pip install {index}{target}"), ("uv", f"uv pip install {index}{target}")]
 
 
 def _description(request: Request, package: Package) -> Markup:
@@ -197,7 +224,11 @@ def release(request: Request) -> dict[str, Any]:
         found = services.find_release(request.dbsession, package, version)
     if found is None:
         raise HTTPNotFound(f"{package.display_name} has no release {version!r}.")
-    return {"package": package, "release": found}
+    return {
+        "package": package,
+        "release": found,
+        "install_commands": install_commands(request, package, found, pin=True),
+    }
 
 
 # By ending; anything else is plain bytes. (Never a Content-Encoding: clients would unpack the file.)
