@@ -24,6 +24,7 @@ from myapp.accounts import services as accounts
 from myapp.accounts import sudo
 from myapp.accounts.models import ApiToken, UserEvent
 from myapp.accounts.passwords import verify_password
+from myapp.packaging import roles
 from myapp.packaging import services as packaging
 from myapp.packaging.models import RoleName
 from tests.accounts import NEW_PASSWORD, PASSWORD, form_for, log_in, make_user
@@ -53,8 +54,8 @@ def owner(dbsession):
     """olivia owns Gizmo (1.0 and 1.1, one file each), with an API token; mark maintains it."""
     package = make_package(dbsession, "Gizmo", versions=["1.0", "1.1"])
     olivia, mark = make_user(dbsession, "olivia"), make_user(dbsession, "mark")
-    packaging.set_role(dbsession, package, olivia, RoleName.OWNER)
-    packaging.set_role(dbsession, package, mark, RoleName.MAINTAINER)
+    roles.set_role(dbsession, package, olivia, RoleName.OWNER)
+    roles.set_role(dbsession, package, mark, RoleName.MAINTAINER)
     accounts.create_token(dbsession, olivia, "laptop")
     return olivia
 
@@ -106,7 +107,7 @@ def _token_revoked(db, user) -> bool:
 def _role(db, username: str) -> str | None:
     db.expire_all()
     package = packaging.find_package(db, "gizmo")
-    return {r.user.username: r.role.value for r in packaging.maintainers(db, package)}.get(username)
+    return {r.user.username: r.role.value for r in roles.maintainers(db, package)}.get(username)
 
 
 def _has_release(db, version: str) -> bool:
@@ -138,7 +139,7 @@ ACTIONS = {
     "revoke a token": Action(
         "/account/tokens",
         lambda f: f.action.endswith("/revoke"),
-        {},
+        {"confirm_name": "laptop"},
         _token_revoked,
         "/account/tokens",  # the form's page (the browser's Referer)
     ),
@@ -180,14 +181,14 @@ ACTIONS = {
     "delete a release": Action(
         MANAGE,
         lambda f: _field("action", "delete-release")(f) and f["version"].value == "1.1",
-        {},
+        {"confirm_name": "gizmo"},
         lambda db, user: not _has_release(db, "1.1"),
         MANAGE,
     ),
     "delete a file": Action(
         MANAGE,
         lambda f: _field("action", "delete-file")(f) and f["filename"].value == "gizmo-1.0-0.tar.gz",
-        {},
+        {"confirm_name": "gizmo"},
         lambda db, user: not _has_file(db, "gizmo-1.0-0.tar.gz"),
         MANAGE,
     ),
