@@ -16,6 +16,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,18 +37,32 @@ def app_on(settings: dict, folder: Path, **extra: str) -> webtest.TestApp:
     return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
 
 
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB filesystem of its own."""
-    folder = tmp_path / "tiny"
+@contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[Path]:
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB filesystem of its own."""
+    with tmpfs(tmp_path / "tiny", "size=1m") as folder:
+        yield folder
+
+
+@pytest.fixture
+def four_inodes(tmp_path: Path) -> Iterator[Path]:
+    """Room for the root, ``.incoming`` and an upload's two temporary files
+    (the wheel, its METADATA): full when the commit makes the folders to put them in."""
+    with tmpfs(tmp_path / "inodes", "size=1m,nr_inodes=4") as folder:
+        (folder / INCOMING).mkdir()
+        yield folder
 
 
 def fill(folder: Path) -> None:
@@ -103,6 +118,14 @@ def test_a_full_disk_is_507_and_leaves_nothing(settings, dbsession, uploader, ti
     # The same upload fits once there is room: the refusal was only the disk's.
     (tiny_disk / "filler").unlink()
     assert upload(testapp, "uploader", PASSWORD, WHEEL, _wheel("Tiny-Thing", "1.0", "x")).status_int == 200
+
+
+def test_a_disk_full_at_the_commit_is_507_and_leaves_nothing(settings, dbsession, uploader, four_inodes):  # noqa: F811
+    testapp = app_on(settings, four_inodes)
+    res = upload(testapp, "uploader", PASSWORD, WHEEL, _wheel("Tiny-Thing", "1.0", "x"))
+    assert res.status_int == 507 and "has no room for this file now" in res.text
+    assert [p.name for p in four_inodes.rglob("*")] == [INCOMING]
+    assert services.find_package(dbsession, "tiny-thing") is None
 
 
 def test_simple_is_sent_whole_when_its_copy_cannot_be_saved(settings, dbsession, tiny_disk, caplog):

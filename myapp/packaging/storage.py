@@ -9,7 +9,6 @@ views use only ``incoming``, ``relative_path`` and ``place_on_commit``.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import tempfile
@@ -31,15 +30,6 @@ INCOMING = ".incoming"
 STALE_SECONDS = 3600
 SWEEP_KIND = "uploads.sweep"
 SWEEP_EVERY_SECONDS = 15 * 60
-
-
-class StoreFull(Exception):
-    """The files folder has no room (ENOSPC, or a quota: EDQUOT): a fault of
-    the server, not of the upload; the caller answers 507."""
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class FileStore:

@@ -33,8 +33,9 @@ from myapp.packaging import maintain, publish, services
 from myapp.packaging.context import ProjectContext
 from myapp.packaging.models import Package
 from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
-from myapp.packaging.storage import FileStore, is_disk_full
+from myapp.packaging.storage import FileStore
 from myapp.packaging.validation import InvalidUpload, ValidMetadata, read_upload
+from myapp.web.views import DISK_FULL, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ CHUNK = 1024 * 1024
 # PEP 527 and 625: wheels, and sdists as .tar.gz named <normalized_name>-<version>.tar.gz.
 FILETYPES = {".whl": "bdist_wheel", ".tar.gz": "sdist"}
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-DISK_FULL = "The index has no room for this file now; try again later or tell its operator."
 
 
 class Refused(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -197,6 +198,24 @@ def database_unavailable(exc: DBAPIError, request: Request) -> Response:
     )
     response.headers["Retry-After"] = "5"
     return response
+
+
+DISK_FULL = "The index has no room for this file now; try again later or tell its operator."
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """No room in a filesystem (ENOSPC, or a quota: EDQUOT): the server's fault, not the request's."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@exception_view_config(OSError)
+def storage_full(exc: OSError, request: Request) -> Response:
+    """A full disk (found as late as the commit, when stored files are put in
+    place) is a 507 that says so; any other OSError is a server error."""
+    if not is_disk_full(exc):
+        return server_error(exc, request)
+    log.error("no room to write on %s %s: %s", request.method, request.environ.get("PATH_INFO"), exc)
+    return error_page(request, 507, "Insufficient storage", DISK_FULL)
 
 
 @exception_view_config(Exception)
