@@ -193,7 +193,8 @@ def _saving(body: Iterator[str], target: Path) -> Iterator[bytes]:
                     out.write(data)
                 except OSError as exc:
                     log.warning("cannot save a copy of /simple/: %s", exc)
-                    out = _discard(out, partial)
+                    _discard(out, partial)
+                    out = None  # the rest is only sent
             yield data
     except BaseException:  # the client went away (GeneratorExit) or the database failed
         _discard(out, partial)
