@@ -3,16 +3,21 @@ and unique URLs, and a database that refuses writes, on waitress."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import requests
 from sqlalchemy import create_engine, select, text
 
+from myapp.packaging.demo import _wheel
 from myapp.packaging.models import ReleaseFile
+from tests.accounts import PASSWORD
 from tests.conftest import LiveServer, fresh_database, live_server
 from tests.test_live import fetch, query
+from tests.test_upload import add_user
 
 FLOOD = 2500
 HUGE_QUERY = 250_000
@@ -84,6 +89,7 @@ def test_a_read_only_database_still_serves_files_and_health_says_so(backend, tmp
     with fresh_database(backend, tmp_path) as url:
         writable = LiveServer(url, tmp_path)
         assert writable.initdb("--demo").returncode == 0
+        add_user(writable, "uploader")
         filename = query(url, select(ReleaseFile.filename).order_by(ReleaseFile.id).limit(1))
         ro_url = _read_only_url(backend, url)
         server = LiveServer(
@@ -95,6 +101,20 @@ def test_a_read_only_database_still_serves_files_and_health_says_so(backend, tmp
             assert fetch(server.base + "/")[0] == 200  # pages still read
             status, _, body = fetch(server.base + "/health")
             assert status == 503 and b'"write": "refused"' in body
+            # A write: 503 with Retry-After (the database is there, and may take writes again), not a 500.
+            wheel = _wheel("Tiny-Thing", "1.0", "x")
+            fields = {":action": "file_upload", "protocol_version": "1", "name": "Tiny-Thing", "version": "1.0"}
+            fields["sha256_digest"] = hashlib.sha256(wheel).hexdigest()
+            res = requests.post(
+                server.base + "/legacy/",
+                data=fields,
+                files={"content": ("tiny_thing-1.0-py3-none-any.whl", wheel)},
+                auth=("uploader", PASSWORD),
+                timeout=30,
+            )
+            assert res.status_code == 503 and res.headers["Retry-After"] == "5", res.status_code
+            assert "temporarily unavailable" in res.text
+            assert not list((tmp_path / "files" / ".incoming").glob("upload-*"))
         log = server.log.read_text()
         assert f"could not record a download of {filename}" in log
         assert "Traceback" not in log

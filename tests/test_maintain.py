@@ -72,6 +72,7 @@ def test_deleting_files_and_releases(testapp, dbsession, files_dir, published):
         for f in page.forms.values()
         if f.action == MANAGE and f.get("filename", default=None) and f["filename"].value == wheel
     )
+    delete["confirm_name"] = "Tiny-Thing"  # the name as typed: compared normalized
     assert delete.submit(status=303)
     assert not path.exists() and not path.with_name(path.name + ".metadata").exists()
     assert testapp.get(f"/files/{wheel}", status=404)
@@ -79,7 +80,7 @@ def test_deleting_files_and_releases(testapp, dbsession, files_dir, published):
     again = upload(testapp, "uploader", PASSWORD, wheel, _wheel("Tiny-Thing", "1.0", "x"))
     assert again.status_int == 400 and "was deleted" in again.status  # even the same bytes
     log_in(testapp, "uploader")
-    assert act(testapp, "1.1", "delete-release").status_int == 303
+    assert act(testapp, "1.1", "delete-release", confirm_name="tiny-thing").status_int == 303
     assert services.find_release(dbsession, published, "1.1") is None
     assert "tiny_thing-1.1-py3-none-any.whl" not in stored_files(files_dir)
     actions = [td.text for td in testapp.get(MANAGE).html.select("table.journal tbody tr td:nth-of-type(3)")]
@@ -110,3 +111,46 @@ def test_yank_api(testapp, dbsession, published):
     dbsession.flush()
     testapp.reset()
     assert testapp.post(url, headers=basic("__token__", other), status=403)
+
+
+@pytest.mark.parametrize("typed", [None, "", "tiny-thin", "other-project", "x" * 300])
+def test_deleting_asks_for_the_project_name_typed(testapp, dbsession, files_dir, published, typed):
+    """As PyPI and GitHub do: without the project's name typed, a deletion is
+    a 400 with the message beside the field, and nothing is deleted."""
+    log_in(testapp, "uploader")
+    wheel = "tiny_thing-1.0-py3-none-any.whl"
+    path = files_dir / services.find_file(dbsession, wheel).storage_path
+    for action, fields in (("delete-file", {"filename": wheel}), ("delete-release", {})):
+        if typed is not None:
+            fields = fields | {"confirm_name": typed}
+        page = testapp.get(MANAGE)
+        form = next(
+            f
+            for f in page.forms.values()
+            if f.action == MANAGE
+            and f["action"].value == action
+            and f["version"].value == "1.0"
+            and (action != "delete-file" or f["filename"].value == wheel)
+        )
+        if typed is None:
+            del form.fields["confirm_name"]
+        for key, value in fields.items():
+            form[key] = value
+        res = form.submit(status=400)
+        beside = res.html.select_one("details.danger-zone[open] .field-errors")
+        assert beside is not None and "Type the project's name, tiny-thing, to confirm" in beside.text
+        assert res.html.select_one("details.danger-zone[open] input[aria-invalid=true]") is not None
+    dbsession.expire_all()
+    assert services.find_file(dbsession, wheel) is not None and path.exists()
+    assert services.find_release(dbsession, published, "1.0") is not None
+
+
+def test_deletion_forms_look_dangerous_and_say_what_is_lost(testapp, dbsession, published):
+    log_in(testapp, "uploader")
+    page = testapp.get(MANAGE).html
+    zones = page.select("details.danger-zone")
+    assert len(zones) == 2 + 2  # a release and its file, twice
+    for zone in zones:
+        assert "This cannot be undone." in zone.text and "can never be uploaded again" in zone.text
+        assert zone.select_one("button.danger[type=submit]") is not None
+        assert zone.select_one("input[name=confirm_name][required]") is not None

@@ -138,10 +138,34 @@ def test_tokens_are_revoked_only_by_their_owner(app, testapp, dbsession, project
     theirs, _ = accounts.create_token(dbsession, owner, "server")
     log_in(testapp, "mark")
     page = testapp.get("/account/tokens")
-    assert form_for(page, f"/account/tokens/{mine.id}/revoke").submit(status=303)
+    revoke = form_for(page, f"/account/tokens/{mine.id}/revoke")
+    revoke["confirm_name"] = "laptop"
+    assert revoke.submit(status=303)
     token = form_for(page, "/account/logout")["csrf_token"].value
-    assert testapp.post(f"/account/tokens/{theirs.id}/revoke", {"csrf_token": token}, status=404)
+    refused = {"csrf_token": token, "confirm_name": "server"}
+    assert testapp.post(f"/account/tokens/{theirs.id}/revoke", refused, status=404)
     assert testapp.post("/account/tokens/%C2%B2/revoke", {"csrf_token": token}, status=404)
     dbsession.expire_all()
     assert dbsession.get(ApiToken, mine.id).revoked is not None
     assert dbsession.get(ApiToken, theirs.id).revoked is None
+
+
+@pytest.mark.parametrize("typed", [None, "", "laptop2", "lap"])
+def test_revoking_a_token_asks_for_its_name_typed(testapp, dbsession, project, typed):
+    _, _, maintainer = project
+    mine, _ = accounts.create_token(dbsession, maintainer, "Laptop")
+    log_in(testapp, "mark")
+    form = form_for(testapp.get("/account/tokens"), f"/account/tokens/{mine.id}/revoke")
+    if typed is None:
+        del form.fields["confirm_name"]
+    else:
+        form["confirm_name"] = typed
+    res = form.submit(status=400)
+    assert "Type the token's name, Laptop, to revoke it." in res.html.select_one(f"#revoke-{mine.id}-errors").text
+    dbsession.expire_all()
+    assert dbsession.get(ApiToken, mine.id).revoked is None
+    form = form_for(res, f"/account/tokens/{mine.id}/revoke")
+    form["confirm_name"] = " laptop "  # compared without case or surrounding spaces
+    form.submit(status=303)
+    dbsession.expire_all()
+    assert dbsession.get(ApiToken, mine.id).revoked is not None

@@ -138,7 +138,7 @@ ACTIONS = {
     "revoke a token": Action(
         "/account/tokens",
         lambda f: f.action.endswith("/revoke"),
-        {},
+        {"confirm_name": "laptop"},
         _token_revoked,
         "/account/tokens",  # the form's page (the browser's Referer)
     ),
@@ -180,14 +180,14 @@ ACTIONS = {
     "delete a release": Action(
         MANAGE,
         lambda f: _field("action", "delete-release")(f) and f["version"].value == "1.1",
-        {},
+        {"confirm_name": "gizmo"},
         lambda db, user: not _has_release(db, "1.1"),
         MANAGE,
     ),
     "delete a file": Action(
         MANAGE,
         lambda f: _field("action", "delete-file")(f) and f["filename"].value == "gizmo-1.0-0.tar.gz",
-        {},
+        {"confirm_name": "gizmo"},
         lambda db, user: not _has_file(db, "gizmo-1.0-0.tar.gz"),
         MANAGE,
     ),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
+from pyramid.renderers import render_to_response
 from pyramid.request import Request
+from pyramid.response import Response
 from pyramid.view import view_config
 
 from myapp.accounts import services as accounts
@@ -17,6 +20,7 @@ from myapp.data.meta import utcnow
 from myapp.packaging import journal, maintain, roles, services
 from myapp.packaging.context import ProjectContext, project_or_404
 from myapp.packaging.models import Package, RoleName
+from myapp.packaging.names import normalize
 from myapp.security import FORM_METHODS, Permission
 
 NO_STORE = "no-store"  # pages that show a secret once must not be kept by any cache
@@ -116,18 +120,53 @@ def tokens(request: Request) -> Any:
             )
             values.update(new_token=value, form=TokenForm())
             request.response.cache_control = NO_STORE
-    values["tokens"] = accounts.tokens_of(db, me)
-    values["project_names"] = {p.id: p.name for p in projects}
-    return values
+    return values | _token_list(request, projects)
+
+
+def _token_list(request: Request, projects: list[Package]) -> dict[str, Any]:
+    return {
+        "tokens": accounts.tokens_of(request.dbsession, _me(request)),
+        "project_names": {p.id: p.name for p in projects},
+        "revoke_error": None,
+    }
 
 
 @view_config(route_name="manage.token_revoke", permission=Permission.ACCOUNT, require_methods=["POST"], confirm=True)
 def revoke_token(request: Request) -> Any:
+    """Revoke one of my tokens, once its name is typed (as GitHub asks): a
+    tool that uses it stops working at once, and it cannot be undone."""
     raw = request.matchdict["token_id"]
     token_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else 0
-    if accounts.revoke_token(request.dbsession, _me(request), token_id, request.client_addr) is None:
+    db, me = request.dbsession, _me(request)
+    token = next((t for t in accounts.tokens_of(db, me) if t.id == token_id), None)
+    if token is None:
         raise HTTPNotFound("You have no such token.")
+    if not _typed(request, token.name, _casefolded):
+        projects = [role.package for role in roles.projects_of(db, me)]
+        values = {"form": TokenForm(), "projects": projects, "new_token": None} | _token_list(request, projects)
+        values["revoke_error"] = (token.id, f"Type the token's name, {token.name}, to revoke it.")
+        return render_to_response("myapp:templates/manage/tokens.jinja2", values, request=request, response=_bad())
+    accounts.revoke_token(db, me, token_id, request.client_addr)
     return HTTPSeeOther(location=request.route_path("manage.tokens"))
+
+
+CONFIRM_FIELD = "confirm_name"
+
+
+def _casefolded(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _typed(request: Request, expected: str, same: Callable[[str], str]) -> bool:
+    """Whether the person typed ``expected`` in the confirmation field (as ``same`` compares)."""
+    typed = request.POST.get(CONFIRM_FIELD, "")
+    return 0 < len(typed) <= 200 and same(typed) == same(expected)
+
+
+def _bad() -> Response:
+    response = Response()
+    response.status = 400
+    return response
 
 
 MAX_REASON = 500
@@ -159,7 +198,12 @@ def manage_project(context: ProjectContext, request: Request) -> Any:
     else:
         error = None
     releases = services.releases_with_files(db, package)
-    return {"package": package, "releases": releases, "journal": journal.entries(db, package), "error": error}
+    values = {"package": package, "releases": releases, "journal": journal.entries(db, package), "error": error}
+    # A deletion refused for want of the typed name: the message goes beside that form's field.
+    form = request.POST
+    refused = error is not None and _deleting(request) and not _typed(request, package.name, normalize)
+    failed = (form.get("action"), form.get("version"), form.get("filename")) if refused else None
+    return values | {"failed": failed, "confirm_field": CONFIRM_FIELD}
 
 
 def _release_action(request: Request, package: Package) -> str | None:
@@ -173,6 +217,8 @@ def _release_action(request: Request, package: Package) -> str | None:
     if action in ("yank", "unyank"):
         reason = form.get("reason", "").strip()[:MAX_REASON]
         maintain.set_yanked(db, package, release, action == "yank", reason, me)
+    elif action in DELETING and not _typed(request, package.name, normalize):
+        return f"Type the project's name, {package.name}, to confirm: this cannot be undone."
     elif action == "delete-release":
         store.remove_on_commit(request.tm, maintain.delete_release(db, package, release, me))
     elif action == "delete-file":

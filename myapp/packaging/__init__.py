@@ -10,7 +10,8 @@ from myapp.accounts.policy import BASIC_AUTH_ROUTES
 from myapp.data import ReadProbe
 from myapp.packaging import services
 from myapp.packaging.context import FileContext, ProjectContext
-from myapp.packaging.storage import FileStore
+from myapp.packaging.storage import SWEEP_EVERY_SECONDS, SWEEP_KIND, FileStore, sweep_incoming
+from myapp.packaging.upload import DEFAULT_MAX_BYTES
 from myapp.web.cache import PAGE_CACHE_VERSION
 
 # What pip, uv and scripts call: on a private index they are asked for basic auth.
@@ -32,7 +33,14 @@ def includeme(config: Configurator) -> None:
     config.add_route("json.project", "/pypi/{name}/json", factory=ProjectContext)
     config.add_route("json.release", "/pypi/{name}/{version}/json", factory=ProjectContext)
     config.add_route("legacy", "/legacy/")
-    config.registry["file_store"] = FileStore(Path(config.get_settings()["myapp.files_dir"]))
+    settings = config.get_settings()
+    # /health fails when the files folder could not take one more upload of the largest size.
+    settings.setdefault("myapp.min_free_bytes", settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES))
+    store = config.registry["file_store"] = FileStore(Path(config.get_settings()["myapp.files_dir"]))
+    # What a killed process left mid-upload: swept now (one directory listing)
+    # and every quarter of an hour by the job queue, for servers that run for weeks.
+    store.sweep()
+    config.add_periodic_job(SWEEP_KIND, sweep_incoming, seconds=SWEEP_EVERY_SECONDS)
     config.registry.setdefault(BASIC_AUTH_ROUTES, set()).update(TOOL_ROUTES)
     config.registry[PAGE_CACHE_VERSION] = _index_version(config.registry)
 

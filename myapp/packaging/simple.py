@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pyramid.httpexceptions import HTTPNotModified
 from pyramid.renderers import render_to_response
@@ -34,6 +36,8 @@ from myapp.packaging import services
 from myapp.packaging.context import project_or_404
 from myapp.packaging.models import Package
 from myapp.web.negotiation import negotiate as web_negotiate
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "1.1"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -168,23 +172,53 @@ def _saved_index(request: Request, etag: str) -> Path:
 def _saving(body: Iterator[str], target: Path) -> Iterator[bytes]:
     """Send the listing as it is made, and keep a copy for the next request:
     written to a temporary file, renamed into place only when complete (any
-    process may then serve it), older copies of the same kind removed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, prefix=".partial-") as out:
-        partial = Path(out.name)
-        try:
-            for chunk in body:
-                data = chunk.encode()
-                out.write(data)
-                yield data
-        except BaseException:  # the client went away (GeneratorExit) or the database failed
+    process may then serve it), older copies of the same kind removed. The
+    copy is only a cache: if it cannot be written (a full disk, a folder the
+    server may not write), the listing is still sent whole, and a warning logged."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Closed by this generator when done or abandoned (it outlives any ``with`` here).
+        out: IO[bytes] | None = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            dir=target.parent, delete=False, prefix=".partial-"
+        )
+    except OSError as exc:
+        log.warning("cannot save a copy of /simple/: %s", exc)
+        out = None
+    partial = Path(out.name) if out is not None else None
+    try:
+        for chunk in body:
+            data = chunk.encode()
+            if out is not None:
+                try:
+                    out.write(data)
+                except OSError as exc:
+                    log.warning("cannot save a copy of /simple/: %s", exc)
+                    _discard(out, partial)
+                    out = None  # the rest is only sent
+            yield data
+    except BaseException:  # the client went away (GeneratorExit) or the database failed
+        _discard(out, partial)
+        raise
+    if out is None or partial is None:
+        return
+    try:
+        out.close()  # flushes: may find the disk full too
+        kind = target.name.split("-")[1]
+        for old in target.parent.glob(f"simple-{kind}-*"):
+            old.unlink(missing_ok=True)
+        partial.replace(target)
+    except OSError as exc:  # everything was sent; only the copy is lost
+        log.warning("cannot save a copy of /simple/: %s", exc)
+        _discard(out, partial)
+
+
+def _discard(out: IO[bytes] | None, partial: Path | None) -> None:
+    """Give up the copy: close (whatever the flush says) and remove it."""
+    if out is not None:
+        with contextlib.suppress(OSError):
             out.close()
-            partial.unlink(missing_ok=True)
-            raise
-    kind = target.name.split("-")[1]
-    for old in target.parent.glob(f"simple-{kind}-*"):
-        old.unlink(missing_ok=True)
-    partial.replace(target)
+    if partial is not None:
+        partial.unlink(missing_ok=True)
 
 
 # A valid name (names.is_valid_name, checked on the way in) has nothing to

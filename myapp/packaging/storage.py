@@ -9,8 +9,10 @@ views use only ``incoming``, ``relative_path`` and ``place_on_commit``.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,7 +20,16 @@ import transaction
 from transaction.interfaces import IDataManager
 from zope.interface import implementer
 
+from myapp.data.jobs import JobContext
+
+log = logging.getLogger(__name__)
+
 INCOMING = ".incoming"
+# An upload in flight writes its temporary file within seconds to minutes; one
+# untouched for an hour was left by a process that died (kill -9, power loss).
+STALE_SECONDS = 3600
+SWEEP_KIND = "uploads.sweep"
+SWEEP_EVERY_SECONDS = 15 * 60
 
 
 class FileStore:
@@ -34,6 +45,33 @@ class FileStore:
         folder = self.root / INCOMING
         folder.mkdir(parents=True, exist_ok=True)
         return tempfile.NamedTemporaryFile(dir=folder, delete=False, prefix="upload-")
+
+    def write_incoming(self, data: bytes) -> Path:
+        """``data`` in a new temporary file (none is left behind if writing fails)."""
+        out = self.incoming()
+        try:
+            with out:
+                out.write(data)
+        except BaseException:
+            Path(out.name).unlink(missing_ok=True)
+            raise
+        return Path(out.name)
+
+    def sweep(self, older_than: float = STALE_SECONDS) -> int:
+        """Remove temporary files not modified for ``older_than`` seconds (left
+        by a process that died mid-upload); the number removed."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in (self.root / INCOMING).glob("upload-*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # its upload finished (or another sweep won) meanwhile
+                continue
+        if removed:
+            log.warning("removed %d stale temporary upload file(s) from %s", removed, self.root / INCOMING)
+        return removed
 
     def remove_on_commit(self, tm: transaction.TransactionManager, relatives: list[str]) -> None:
         """Delete stored files once ``tm`` has committed (before, a rollback would need them)."""
@@ -87,3 +125,8 @@ class _PlaceFiles:
 
     def tpc_finish(self, txn: Any) -> None:
         self.moves, self.placed = [], []
+
+
+def sweep_incoming(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """The periodic job: temporary files that no upload will finish."""
+    ctx.registry["file_store"].sweep()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
 from myapp.packaging.storage import FileStore
 from myapp.packaging.validation import InvalidUpload, ValidMetadata, read_upload
 from myapp.security import Permission
+from myapp.web.views import DISK_FULL, is_disk_full
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -72,9 +76,10 @@ def _receive(store: FileStore, field: Any, max_bytes: int) -> Received:
     """Copy the upload to a temporary file in the store, hashing it as it goes."""
     sha256, md5, blake2 = hashlib.sha256(), hashlib.md5(usedforsecurity=False), hashlib.blake2b(digest_size=32)
     size = 0
-    with store.incoming() as out:
-        path = Path(out.name)
-        try:
+    out = store.incoming()
+    path = Path(out.name)
+    try:
+        with out:  # closing flushes, and may be what finds the disk full
             field.file.seek(0)  # a retried request (pyramid_retry) reads the parsed form again
             while chunk := field.file.read(CHUNK):
                 size += len(chunk)
@@ -83,9 +88,9 @@ def _receive(store: FileStore, field: Any, max_bytes: int) -> Received:
                 for digest in (sha256, md5, blake2):
                     digest.update(chunk)
                 out.write(chunk)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return Received(path, size, sha256.hexdigest(), md5.hexdigest(), blake2.hexdigest())
 
 
@@ -196,9 +201,12 @@ def upload(request: Request) -> Response:
         if received is not None:
             received.path.unlink(missing_ok=True)
         return _answer(getattr(refused, "status", 400), str(refused))
-    except BaseException:
+    except BaseException as exc:
         if received is not None:
             received.path.unlink(missing_ok=True)
+        if is_disk_full(exc):  # the server's fault, not the file's: 507, and nothing was written
+            log.error("upload refused: the files folder is full (%s)", exc)
+            return _answer(507, DISK_FULL)
         raise
     return _answer(200, "OK")
 
@@ -246,9 +254,7 @@ def _stored_file(
     metadata_sha256 = None
     metadata = valid.raw if filetype == "bdist_wheel" else None  # PEP 658 serves a wheel's
     if metadata is not None:
-        with store.incoming() as out:
-            out.write(metadata)
-        moves.append((Path(out.name), relative + ".metadata"))
+        moves.append((store.write_incoming(metadata), relative + ".metadata"))
         metadata_sha256 = hashlib.sha256(metadata).hexdigest()
     # Joined before anything is written: from here the transaction places or removes both files.
     store.place_on_commit(request.tm, moves)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +25,9 @@ from myapp.data import database_accepts_writes, database_answers, schema_problem
 
 log = logging.getLogger(__name__)
 
+# PostgreSQL's "cannot execute ... in a read-only transaction" (a standby, or
+# default_transaction_read_only): the database is there but takes no writes.
+READ_ONLY_SQLSTATE = "25006"
 CSRF_MESSAGE = "This form has expired or did not come from this site. Reload the page and try again."
 
 
@@ -39,17 +44,27 @@ def health(request: Request) -> dict[str, Any]:
         if asbool(settings.get("myapp.health_write_check", False)):
             checks["write"] = "ok" if database_accepts_writes(db) else "refused"
     files = Path(settings["myapp.files_dir"])
-    if not files.is_dir():
+    free = shutil.disk_usage(files).free if files.is_dir() else None
+    floor = min_free_bytes(settings)
+    if free is None:
         checks["files"] = "missing"
     elif not os.access(files, os.W_OK | os.X_OK):
         checks["files"] = "not writable"
+    elif free < floor:
+        checks["files"] = f"low on space: {free} bytes free, less than myapp.min_free_bytes ({floor})"
     else:
         checks["files"] = "ok"
     healthy = all(value == "ok" for value in checks.values())
     if not healthy:
         request.response.status = 503
         log.warning("health check failed: %s", ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
-    return {"status": "ok" if healthy else "error", **checks}
+    return {"status": "ok" if healthy else "error", **checks, "files_free_bytes": free}
+
+
+def min_free_bytes(settings: dict[str, Any]) -> int:
+    """The free space under which /health fails, ``myapp.min_free_bytes``
+    (whose default the package index sets: room for its largest upload)."""
+    return int(settings.get("myapp.min_free_bytes", 0))
 
 
 ROBOTS = """User-agent: *
@@ -163,9 +178,12 @@ def _logged_retry(request: Request, exc: BaseException) -> bool:
 
 @exception_view_config(DBAPIError)
 def database_unavailable(exc: DBAPIError, request: Request) -> Response:
-    """The database refused or dropped us (down, overloaded, a serialization
-    failure that outlived its retries): a 503 the client may retry, not a 500."""
-    if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+    """The database refused or dropped us (down, overloaded, read-only, a
+    serialization failure that outlived its retries): a 503 the client may
+    retry, not a 500. (SQLite's "attempt to write a readonly database" is an
+    OperationalError; PostgreSQL's read-only transaction is not.)"""
+    read_only = getattr(exc.orig, "sqlstate", None) == READ_ONLY_SQLSTATE
+    if not exc.connection_invalidated and not isinstance(exc, OperationalError) and not read_only:
         return server_error(exc, request)
     if not _logged_retry(request, exc):
         log.error(
@@ -180,6 +198,24 @@ def database_unavailable(exc: DBAPIError, request: Request) -> Response:
     )
     response.headers["Retry-After"] = "5"
     return response
+
+
+DISK_FULL = "The index has no room for this file now; try again later or tell its operator."
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """No room in a filesystem (ENOSPC, or a quota: EDQUOT): the server's fault, not the request's."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@exception_view_config(OSError)
+def storage_full(exc: OSError, request: Request) -> Response:
+    """A full disk (found as late as the commit, when stored files are put in
+    place) is a 507 that says so; any other OSError is a server error."""
+    if not is_disk_full(exc):
+        return server_error(exc, request)
+    log.error("no room to write on %s %s: %s", request.method, request.environ.get("PATH_INFO"), exc)
+    return error_page(request, 507, "Insufficient storage", DISK_FULL)
 
 
 @exception_view_config(Exception)
