@@ -95,7 +95,12 @@ def test_health_is_503_when_the_database_is_down(tmp_path):
         status, _, body = fetch(server.base + "/health")
         assert status == 503
         # No schema check without a database; the files folder was never made (no initdb).
-        assert json.loads(body) == {"status": "error", "database": "unavailable", "files": "missing"}
+        assert json.loads(body) == {
+            "status": "error",
+            "database": "unavailable",
+            "files": "missing",
+            "files_free_bytes": None,
+        }
         status, headers, body = fetch(server.base + "/")
         assert status == 503 and b"temporarily unavailable" in body  # the site's own page, not a traceback
         assert headers["Retry-After"] == "5"
