@@ -1,4 +1,4 @@
-"""Import PyPI JSON API documents (``https://pypi.org/pypi/<project>/json``).
+"""Import PyPI JSON API documents (the public index's ``/pypi/<project>/json``).
 
 Each document is validated in full first (``parse_document``), then written
 all or nothing. Projects the database does not have yet are written many at

@@ -1,5 +1,5 @@
 """PyPI's JSON API: ``/pypi/{name}/json`` and ``/pypi/{name}/{version}/json``,
-in the shape pypi.org answers (``info``, ``releases``, ``urls``,
+in the shape the public index answers (``info``, ``releases``, ``urls``,
 ``last_serial``, ``vulnerabilities``), for scripts and tools that read it."""
 
 from __future__ import annotations
