@@ -14,17 +14,18 @@ from pyramid.httpexceptions import HTTPForbidden, HTTPSeeOther
 from pyramid.request import Request
 from pyramid.view import view_config
 
-from myapp.accounts import services, sudo, two_factor
+from myapp.accounts import services, sudo
 from myapp.accounts.forms import ConfirmForm
 from myapp.accounts.models import EventTag
 from myapp.accounts.passwords import verify_password
 from myapp.accounts.policy import safe_next
-from myapp.accounts.views import (
+from myapp.accounts.steps import (
     TWO_FACTOR_BY_USER,
-    _check_throttles,
-    _count_attempts,
-    _failed,
-    _form,
+    bound_form,
+    check_throttles,
+    count_attempts,
+    failed,
+    second_factor_accepted,
 )
 from myapp.data import write_after_response
 from myapp.security import FORM_METHODS, Permission
@@ -41,7 +42,7 @@ def confirm(request: Request) -> Any:
         raise HTTPForbidden("Sign in with the form on the login page first: only a signed-in session can confirm.")
     user = request.identity.user
     target = safe_next(request.params.get("next"), request.route_path("account"))
-    form = _form(request, ConfirmForm)
+    form = bound_form(request, ConfirmForm)
     minutes = max(1, round(request.registry.settings[sudo.SECONDS_SETTING] / 60))
     values = {"form": form, "next": target, "two_factor": user.has_two_factor, "minutes": minutes}
     if request.method != "POST":
@@ -49,15 +50,15 @@ def confirm(request: Request) -> Any:
     checks = list(services.login_checks(user.username, request.client_addr))
     if user.has_two_factor:
         checks.append((TWO_FACTOR_BY_USER, str(user.id)))
-    _check_throttles(request, *checks)
+    check_throttles(request, *checks)
     if not (form.validate() and verify_password(user.password_hash, form.password.data)):
         form.password.errors = ["That is not your password."]
-    elif user.has_two_factor and not _second_factor(request, form.code.data or ""):
+    elif user.has_two_factor and not second_factor_accepted(request, user, form.code.data or ""):
         form.code.errors = ["That code is not right (or was already used)."]
     else:
         sudo.mark_confirmed(request, user)
         return HTTPSeeOther(location=target)
-    _count_attempts(request, *checks)
+    count_attempts(request, *checks)
     user_id, address = user.id, request.client_addr
 
     def record(db: Any) -> None:
@@ -66,11 +67,4 @@ def confirm(request: Request) -> Any:
             services.record_event(db, found, EventTag.CONFIRM_FAILED, address)
 
     write_after_response(request, record, what="a failed confirmation")
-    return _failed(request, values)
-
-
-def _second_factor(request: Request, code: str) -> bool:
-    user = request.identity.user
-    return two_factor.accept_code(user, code) or services.use_recovery_code(
-        request.dbsession, user, code, request.client_addr
-    )
+    return failed(request, values)

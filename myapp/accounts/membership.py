@@ -27,7 +27,7 @@ from myapp.accounts.forms import InvitationForm, InvitedRegisterForm
 from myapp.accounts.mail import send_mail
 from myapp.accounts.models import EventTag, Invitation
 from myapp.accounts.services import Throttle
-from myapp.accounts.views import PUBLIC, _check_throttles, _count_attempts, _failed, _form, _sign_in, _user
+from myapp.accounts.steps import PUBLIC, bound_form, check_throttles, count_attempts, failed, sign_in, signed_in_user
 from myapp.data.meta import utcnow
 from myapp.security import FORM_METHODS, Permission
 
@@ -57,14 +57,14 @@ def register(request: Request) -> Any:
         if request.method == "POST":
             request.response.status = 403
         return {"mode": mode}
-    form = _form(request, InvitationForm)
+    form = bound_form(request, InvitationForm)
     if request.method != "POST":
         return {"mode": mode, "form": form}
     if not form.validate():
-        return _failed(request, {"mode": mode, "form": form})
+        return failed(request, {"mode": mode, "form": form})
     checks = ((REGISTER_BY_ADDRESS, request.client_addr or ""),)
-    _check_throttles(request, *checks)
-    _count_attempts(request, *checks)
+    check_throttles(request, *checks)
+    count_attempts(request, *checks)
     db = request.dbsession
     owner = services.find_user_by_email(db, form.email.data)
     if owner is None:
@@ -94,7 +94,7 @@ def _register_invited(request: Request, token: str) -> Any:
     if invitation is None:
         request.response.status = 400
         return {"mode": _mode(request), "invalid": True}
-    form = _form(request, InvitedRegisterForm)
+    form = bound_form(request, InvitedRegisterForm)
     form.user_inputs = (invitation.email,)
     values = {"mode": _mode(request), "form": form, "invitation": invitation, "token": token}
     if request.method != "POST":
@@ -104,7 +104,7 @@ def _register_invited(request: Request, token: str) -> Any:
         form.username.errors = [*form.username.errors, f"{invitation.email} has an account already: log in instead."]
         valid = False
     if not valid:
-        return _failed(request, values)
+        return failed(request, values)
     if not services.use_invitation(db, invitation):  # another request used it a moment ago
         request.response.status = 400
         return {"mode": _mode(request), "invalid": True}
@@ -121,12 +121,12 @@ def _register_invited(request: Request, token: str) -> Any:
             )
     except IntegrityError:
         form.username.errors = ["That username was taken a moment ago. Choose another."]
-        return _failed(request, values)  # (a 400: the invitation is not spent)
+        return failed(request, values)  # (a 400: the invitation is not spent)
     user.email_verified = True
     invitation.used_by_id = user.id
     via = "a link asked for" if invitation.self_service else "an invitation"
     services.record_event(db, user, EventTag.EMAIL_VERIFIED, request.client_addr, email=user.email, via=via)
-    return _sign_in(request, user, None)
+    return sign_in(request, user, None)
 
 
 # -- administrators: invitations --------------------------------------------------------
@@ -140,14 +140,14 @@ def _register_invited(request: Request, token: str) -> Any:
 )
 def admin_invitations(request: Request) -> Any:
     """Invite someone by email; see pending, used, expired and revoked invitations."""
-    form = _form(request, InvitationForm)
+    form = bound_form(request, InvitationForm)
     db = request.dbsession
     if request.method == "POST":
         if form.validate() and _may_invite(request, form):
             invitation, secret = services.create_invitation(
-                db, form.email.data, by=_user(request), ip_address=request.client_addr
+                db, form.email.data, by=signed_in_user(request), ip_address=request.client_addr
             )
-            _mail_link(request, invitation, secret, "invitation", inviter=_user(request))
+            _mail_link(request, invitation, secret, "invitation", inviter=signed_in_user(request))
             request.session.flash(f"Invitation sent to {invitation.email}.", "admin")
             return HTTPSeeOther(location=request.route_path("admin.invitations"))
         request.response.status = 400
@@ -173,7 +173,7 @@ def _may_invite(request: Request, form: InvitationForm) -> bool:
 @view_config(route_name="admin.invitation_revoke", permission=Permission.ADMIN, require_methods=["POST"])
 def admin_revoke_invitation(request: Request) -> Any:
     found: Invitation | None = services.revoke_invitation(
-        request.dbsession, int(request.matchdict["id"]), by=_user(request), ip_address=request.client_addr
+        request.dbsession, int(request.matchdict["id"]), by=signed_in_user(request), ip_address=request.client_addr
     )
     if found is None:
         raise HTTPNotFound("No such pending invitation.")

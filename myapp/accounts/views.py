@@ -17,12 +17,11 @@ from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden, HTTPFound, HTT
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
-from pyramid.security import NO_PERMISSION_REQUIRED, Denied, forget, remember
+from pyramid.security import Denied, forget, remember
 from pyramid.view import forbidden_view_config, view_config
 from wtforms import Form
 
 from myapp.accounts import services, sudo, two_factor
-from myapp.accounts.channels import TooManyAttempts
 from myapp.accounts.forms import (
     AppCodeForm,
     ChangeEmailForm,
@@ -40,6 +39,17 @@ from myapp.accounts.passwords import verify_password
 from myapp.accounts.policy import BASIC_AUTH_ROUTES, MEMBERS, safe_next
 from myapp.accounts.recovery import request_reset
 from myapp.accounts.services import Throttle
+from myapp.accounts.steps import (
+    PUBLIC,
+    TWO_FACTOR_BY_USER,
+    bound_form,
+    check_throttles,
+    count_attempts,
+    failed,
+    second_factor_accepted,
+    sign_in,
+    signed_in_user,
+)
 from myapp.data import write_after_response
 from myapp.data.meta import utcnow
 from myapp.security import FORM_METHODS, Permission
@@ -47,52 +57,13 @@ from myapp.web.views import error_page
 
 RESET_BY_USER = Throttle("reset-user")
 RESET_BY_ADDRESS = Throttle("reset-address")
-TWO_FACTOR_BY_USER = Throttle("two-factor-user")
-# Signing in (and out, and recovering) must work for those who may not read yet.
-PUBLIC = NO_PERMISSION_REQUIRED
 PENDING_KEY = "pending-2fa"  # session: who passed the password step, waiting for a code
 PENDING_SECONDS = 300
 SETUP_KEY = "setup-2fa"  # session: the secret being set up, until the first code confirms it
 
 
-def _user(request: Request) -> User:
-    identity = request.identity
-    if identity is None:  # views with permission=Permission.ACCOUNT never get here anonymously
-        raise HTTPForbidden()
-    return identity.user
-
-
 def _links(request: Request) -> LinkSigner:
     return request.registry["link_signer"]
-
-
-def _form(request: Request, cls: type[Form], **kwargs: Any) -> Form:
-    return cls(FormData(request.POST) if request.method == "POST" else None, **kwargs)
-
-
-def _failed(request: Request, values: dict[str, Any]) -> dict[str, Any]:
-    request.response.status = 400
-    return values
-
-
-def _check_throttles(request: Request, *checks: tuple[Throttle, str]) -> None:
-    wait = services.retry_after(request.dbsession, checks)
-    if wait is not None:
-        raise TooManyAttempts(headers={"Retry-After": str(wait)})
-
-
-def _count_attempts(request: Request, *checks: tuple[Throttle, str]) -> None:
-    """Count failed attempts even though the request itself keeps nothing."""
-
-    write_after_response(request, lambda db: services.count_attempts(db, checks), what="a throttle count")
-
-
-def _sign_in(request: Request, user: User, came_from: str | None) -> HTTPSeeOther:
-    user.last_login = utcnow()
-    services.record_event(request.dbsession, user, EventTag.LOGIN, request.client_addr)
-    remember(request, user)
-    sudo.mark_confirmed(request, user)  # signing in is a confirmation
-    return HTTPSeeOther(location=safe_next(came_from, request.route_path("account")))
 
 
 @forbidden_view_config()
@@ -153,23 +124,23 @@ def not_a_member(request: Request, permission: str | None) -> Response | None:
 )
 def login(request: Request) -> Any:
     came_from = request.params.get("came_from", "")
-    form = _form(request, LoginForm)
+    form = bound_form(request, LoginForm)
     values = {"form": form, "came_from": safe_next(came_from, ""), "notices": request.session.pop_flash("login")}
     if request.method != "POST":
         return values
     if not form.validate():
-        return _failed(request, values)
+        return failed(request, values)
     db = request.dbsession
-    _check_throttles(request, *services.login_checks(form.username.data, request.client_addr))
+    check_throttles(request, *services.login_checks(form.username.data, request.client_addr))
     user = services.authenticate(db, form.username.data, form.password.data)
     if user is None:
         _record_failed_login(request, form.username.data)
         form.password.errors = ["Wrong username or password."]
-        return _failed(request, values)
+        return failed(request, values)
     if user.has_two_factor:
         request.session[PENDING_KEY] = {"uid": user.id, "gen": user.session_generation, "at": utcnow().timestamp()}
         return HTTPSeeOther(location=request.route_path("account.two_factor", _query={"came_from": came_from}))
-    return _sign_in(request, user, came_from)
+    return sign_in(request, user, came_from)
 
 
 def _record_failed_login(request: Request, login: str) -> None:
@@ -193,18 +164,18 @@ def two_factor_login(request: Request) -> Any:
         request.session.pop(PENDING_KEY, None)
         return HTTPSeeOther(location=request.route_path("account.login"))
     came_from = request.params.get("came_from", "")
-    form = _form(request, TwoFactorForm)
+    form = bound_form(request, TwoFactorForm)
     values = {"form": form, "came_from": safe_next(came_from, "")}
     if request.method != "POST":
         return values
     checks = ((TWO_FACTOR_BY_USER, str(user.id)),)
-    _check_throttles(request, *checks)
+    check_throttles(request, *checks)
     code = (form.code.data or "") if form.validate() else ""
-    if not (two_factor.accept_code(user, code) or services.use_recovery_code(db, user, code, request.client_addr)):
-        _count_attempts(request, *checks)
+    if not second_factor_accepted(request, user, code):
+        count_attempts(request, *checks)
         form.code.errors = ["That code is not right (or was already used)."]
-        return _failed(request, values)
-    return _sign_in(request, user, came_from)
+        return failed(request, values)
+    return sign_in(request, user, came_from)
 
 
 @view_config(route_name="account.logout", permission=PUBLIC, require_methods=["POST"])
@@ -224,7 +195,7 @@ def account(request: Request) -> dict[str, Any]:
 
 
 def _account_page(request: Request, **forms: Form) -> dict[str, Any]:
-    user = _user(request)
+    user = signed_in_user(request)
     return {
         "user": user,
         "password_form": forms.get("password_form") or ChangePasswordForm(),
@@ -250,11 +221,11 @@ def _current_password_given(form: Form, user: User) -> bool:
     confirm=True,
 )
 def change_password(request: Request) -> Any:
-    user = _user(request)
+    user = signed_in_user(request)
     form = ChangePasswordForm(FormData(request.POST))
     form.user_inputs = (user.username, user.email)
     if not all([form.validate(), _current_password_given(form, user)]):  # both run: every message shows
-        return _failed(request, _account_page(request, password_form=form))
+        return failed(request, _account_page(request, password_form=form))
     services.set_password(request.dbsession, user, form.password.data, EventTag.PASSWORD_CHANGED, request.client_addr)
     remember(request, user)  # this session goes on (with the new generation); all others end
     sudo.mark_confirmed(request, user)  # it gave the current password just now
@@ -270,7 +241,7 @@ def change_password(request: Request) -> Any:
     confirm=True,
 )
 def change_email(request: Request) -> Any:
-    user = _user(request)
+    user = signed_in_user(request)
     db = request.dbsession
     form = ChangeEmailForm(FormData(request.POST))
     valid = all([form.validate(), _current_password_given(form, user)])  # both run: every message shows
@@ -279,7 +250,7 @@ def change_email(request: Request) -> Any:
         form.email.errors = [*form.email.errors, "An account with that email already exists."]
         valid = False
     if not valid:
-        return _failed(request, _account_page(request, email_form=form))
+        return failed(request, _account_page(request, email_form=form))
     old = user.email
     services.set_email(db, user, form.email.data, request.client_addr)
     send_mail(request, user, "email_changed", to=old, new=user.email)
@@ -306,7 +277,7 @@ def verify_email(request: Request) -> Any:
     route_name="account.verify_resend", permission=Permission.ACCOUNT, require_methods=["POST"], renderer="string"
 )
 def resend_verification(request: Request) -> Any:
-    user = _user(request)
+    user = signed_in_user(request)
     if not user.email_verified:
         _send_verification(request, user)
         request.session.flash(f"We sent a new link to {user.email}.", "account")
@@ -322,15 +293,15 @@ def resend_verification(request: Request) -> Any:
 def forgot_password(request: Request) -> Any:
     """Sends a reset link if the account exists; says the same, in the same
     time, either way (``myapp.accounts.recovery``)."""
-    form = _form(request, ForgotPasswordForm)
+    form = bound_form(request, ForgotPasswordForm)
     if request.method != "POST":
         return {"form": form, "sent": False}
     if not form.validate():
-        return _failed(request, {"form": form, "sent": False})
+        return failed(request, {"form": form, "sent": False})
     login = form.username.data
     checks = ((RESET_BY_USER, login.lower()), (RESET_BY_ADDRESS, request.client_addr or ""))
-    _check_throttles(request, *checks)
-    _count_attempts(request, *checks)
+    check_throttles(request, *checks)
+    count_attempts(request, *checks)
     # The same work for every login: whether the account exists is decided by the job.
     request_reset(request, login)
     return {"form": form, "sent": True}
@@ -350,13 +321,13 @@ def reset_password(request: Request) -> Any:
     if user is None or not user.is_active or not _links(request).reset_matches(user, found[1]):  # type: ignore[index]
         request.response.status = 400
         return {"form": None, "token": "", "invalid": True}
-    form = _form(request, ResetPasswordForm)
+    form = bound_form(request, ResetPasswordForm)
     form.user_inputs = (user.username, user.email)
     values = {"form": form, "token": token, "invalid": False}
     if request.method != "POST":
         return values
     if not form.validate():
-        return _failed(request, values)
+        return failed(request, values)
     services.set_password(db, user, form.password.data, EventTag.PASSWORD_RESET, request.client_addr)
     forget(request)
     request.session.flash("Your password was reset. Sign in with the new one.", "login")
@@ -373,17 +344,17 @@ def reset_password(request: Request) -> Any:
 def two_factor_setup(request: Request) -> Any:
     """Turn two-factor sign-in on (scan, confirm with a code, keep the recovery
     codes) or off (with a current code)."""
-    user = _user(request)
+    user = signed_in_user(request)
     db = request.dbsession
     request.response.cache_control = "no-store"  # a secret or recovery codes are on this page
-    form = _form(request, AppCodeForm)
+    form = bound_form(request, AppCodeForm)
     values: dict[str, Any] = {"user": user, "form": form, "codes": None, "qr": None, "secret": None}
     if user.has_two_factor:
         values["remaining"] = services.unused_recovery_codes(db, user)
         if request.method == "POST":
             if not (form.validate() and two_factor.accept_code(user, form.code.data)):
                 form.code.errors = ["That code is not right (or was already used)."]
-                return _failed(request, values)
+                return failed(request, values)
             services.remove_two_factor(db, user, request.client_addr)
             request.session.flash("Two-factor sign-in is off.", "account")
             return HTTPSeeOther(location=request.route_path("account"))
@@ -396,7 +367,7 @@ def two_factor_setup(request: Request) -> Any:
         step = two_factor.matching_step(secret, form.code.data or "") if form.validate() else None
         if step is None:
             form.code.errors = ["That code is not right. Check the time on your phone and try the next one."]
-            return _failed(request, values)
+            return failed(request, values)
         del request.session[SETUP_KEY]
         codes = services.add_two_factor(db, user, secret, step, request.client_addr)
         values.update(codes=codes, qr=None, secret=None)
@@ -417,7 +388,7 @@ def admin_set_active(request: Request) -> Any:
     if user is None:
         raise HTTPNotFound("No such user.")
     active = request.POST.get("active") == "true"
-    if user.id == _user(request).id and not active:
+    if user.id == signed_in_user(request).id and not active:
         raise HTTPBadRequest("You cannot suspend your own account.")
-    services.set_active(db, user, active, by=_user(request), ip_address=request.client_addr)
+    services.set_active(db, user, active, by=signed_in_user(request), ip_address=request.client_addr)
     return HTTPFound(location=request.route_path("admin.users"))
