@@ -146,17 +146,18 @@ def cache_key(request: Request, session_cookie: str) -> CacheKey | None:
     with a session cookie (signed in, or holding a CSRF token) or credentials
     is never answered from, nor stored in, the cache."""
     environ = request.environ
-    if (
-        environ["REQUEST_METHOD"] not in ("GET", "HEAD")
-        or session_cookie in environ.get("HTTP_COOKIE", "")
-        or "HTTP_AUTHORIZATION" in environ
-    ):
+    if environ["REQUEST_METHOD"] not in ("GET", "HEAD") or _personal(environ, session_cookie):
         return None
     try:
         query = tuple(sorted(request.GET.items()))
     except UnicodeDecodeError:
         return None  # the view answers 400
     return (request.scheme, request.host, environ.get("PATH_INFO", ""), query, environ.get("HTTP_ACCEPT", ""))
+
+
+def _personal(environ: dict[str, Any], session_cookie: str) -> bool:
+    """The request carries a session cookie or credentials: its answer may be someone's own."""
+    return session_cookie in environ.get("HTTP_COOKIE", "") or "HTTP_AUTHORIZATION" in environ
 
 
 def _storable(request: Request, key: CacheKey, response: Response) -> bool:
@@ -216,9 +217,7 @@ def cache_headers_tween_factory(handler: Callable[[Request], Response], registry
 
     def tween(request: Request) -> Response:
         response = handler(request)
-        environ = request.environ
-        credentials = "HTTP_AUTHORIZATION" in environ or session_cookie in environ.get("HTTP_COOKIE", "")
-        if not (private_index or credentials) or _is_static(request):
+        if not (private_index or _personal(request.environ, session_cookie)) or _is_static(request):
             return response
         control = response.cache_control
         if not (control.private or control.no_store):
