@@ -4,6 +4,7 @@ other hosts, absurd URLs and malformed headers is ``myapp.web.guard``.)"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -95,6 +96,18 @@ def registration(settings: dict[str, Any]) -> str:
     if value not in REGISTRATION:
         raise SettingsError(f"myapp.registration must be one of {', '.join(REGISTRATION)}, not {value!r}.")
     return value
+
+
+def basic_auth_text(header: str) -> str | None:
+    """The decoded ``username:password`` of an ``Authorization: Basic`` header,
+    or None if the header is not basic auth or not base64 of UTF-8."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error, UnicodeDecodeError
+        return None
 
 
 def derived_secret(settings: dict[str, Any], purpose: str) -> str:

@@ -29,8 +29,6 @@ credentials fail must never hold the write lock.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import os
@@ -51,6 +49,7 @@ from myapp.accounts import services
 from myapp.accounts.models import User
 from myapp.accounts.passwords import MAX_LENGTH
 from myapp.data import SAFE_METHODS, write_after_response
+from myapp.security import basic_auth_text
 
 # Registry: names of routes that tools call; refusals there are 401 + WWW-Authenticate, not a login page.
 BASIC_AUTH_ROUTES = "myapp.basic_auth_routes"
@@ -82,12 +81,8 @@ class CrossSiteRefused(HTTPClientError):
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:
     """``(username, password)`` from an ``Authorization: Basic`` header."""
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    decoded = basic_auth_text(request.headers.get("Authorization", ""))
+    if decoded is None:
         return None
     username, sep, password = decoded.partition(":")
     return (username, password) if sep else None

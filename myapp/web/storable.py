@@ -10,14 +10,14 @@ credentials; metadata read from uploaded files is checked with ``is_storable``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from pyramid.request import Request
+
+from myapp.security import basic_auth_text
 
 # NUL, and the surrogate range that no UTF-8 text may contain.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -54,13 +54,7 @@ def _query(environ: dict[str, Any]) -> list[str]:
 
 
 def _credentials(environ: dict[str, Any]) -> str:
-    scheme, _, encoded = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() != "basic":
-        return ""
-    try:
-        return base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return ""
+    return basic_auth_text(environ.get("HTTP_AUTHORIZATION", "")) or ""
 
 
 def _form(request: Request) -> list[str] | None:
