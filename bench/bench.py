@@ -8,11 +8,19 @@ points at a fresh SQLite file in a temp folder (or at --url / DATABASE_URL) that
 fills; the bare app is bench/hello.py. The load comes from ``wrk`` when it is installed, else from
 threads running http.client (--loader picks one). The exit code is 0 whatever the figures are, and 1
 if a server does not start or a URL does not answer 200 (in the warm-up or under load).
+
+Two more myapp servers share that database, so every figure comes from one run: one with the page
+cache off (what a signed-in visitor, a private index or the first view after a change gets) and one
+private (``myapp.read_access = authenticated``). Real projects (django and requests by default) are
+imported from PyPI JSON documents (--data, default ../shared/data/pypi-top-100) with ``myapp-import``.
+The same paths are measured anonymously, signed in (a session cookie from the login form) and, on the
+private server, with an API token as basic auth; the goals at the end compare them.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import configparser
 import http.client
 import json
@@ -29,10 +37,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 HERE = Path(__file__).resolve().parent
 PRODUCTION_INI = HERE.parent / "production.ini"
@@ -43,7 +51,11 @@ REQUEST_TIMEOUT = 10.0
 INITDB_TIMEOUT = 300.0
 WARMUP_REQUESTS = 20
 MAX_REQUESTS_PER_CONNECTION = 1_000_000  # the Python loader stops at this or at the deadline
-TARGET_RATIO = 0.60
+DATA = HERE.parent.parent / "shared" / "data" / "pypi-top-100"
+REAL_PROJECTS = ("django", "requests")
+BENCH_USER, BENCH_EMAIL = "bench-user", "bench-user@example.org"
+BENCH_PASSWORD = "violet kettle harbour 93"  # a throwaway account on a throwaway database
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 PROJECT_LINK = re.compile(r'href="(/project/[^/"?#]+/)"')
 WHEEL_LINK = re.compile(r'href="(/files/[^"#]+\.whl)#')
 SIMPLE_JSON = "?format=application/vnd.pypi.simple.v1%2Bjson"
@@ -74,6 +86,8 @@ class Load:
 class Target:
     name: str
     url: str
+    headers: tuple[tuple[str, str], ...] = ()  # credentials: a session cookie, basic auth
+    signs_in: bool = False  # measured with the session cookie of a fresh sign-in
 
     @property
     def path(self) -> str:
@@ -84,6 +98,25 @@ class Target:
 class Row:
     target: Target
     load: Load
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The issue's goals: ``name`` sustains at least ``at_least`` of what ``of`` does."""
+
+    name: str
+    of: str
+    at_least: float
+
+
+GOALS = (
+    Goal("home", "bare Pyramid", 0.60),
+    Goal("real project, no cache", "bare Pyramid", 0.15),
+    Goal("real project, signed in", "real project, no cache", 0.80),
+    Goal("home, signed in", "home, no cache", 0.80),
+    Goal("json, private token", "json, no cache", 0.80),
+    Goal("simple, private token", "simple, no cache", 0.80),
+)
 
 
 class RawIni(configparser.ConfigParser):
@@ -122,6 +155,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--loader", choices=("auto", "wrk", "python"), default="auto", help="load generator (default: wrk if installed)"
     )
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help=f"PyPI JSON documents of the real projects (default {DATA})"
+    )
+    parser.add_argument(
+        "--projects",
+        default=",".join(REAL_PROJECTS),
+        help="real projects to import from --data; the first is measured (default: django,requests)",
+    )
+    parser.add_argument("--only", help="measure only the targets whose name contains this text")
     args = parser.parse_args(argv)
     if args.loader == "auto":
         args.loader = "wrk" if shutil.which("wrk") else "python"
@@ -140,13 +182,15 @@ def production_ini() -> RawIni:
     return ini
 
 
-def app_settings(database_url: str, page_cache: bool = True) -> dict[str, str]:
+def app_settings(database_url: str, page_cache: bool = True, private: bool = False) -> dict[str, str]:
     """production.ini's [app:main] on another database, over plain HTTP."""
     settings = dict(production_ini()["app:main"])
     settings["sqlalchemy.url"] = database_url.replace("%", "%%")  # PasteDeploy interpolates values
     settings["myapp.secure_cookies"] = "false"
     if not page_cache:
         settings["myapp.page_cache_seconds"] = "0"
+    if private:
+        settings["myapp.read_access"] = "authenticated"
     return settings
 
 
@@ -180,11 +224,54 @@ def server_env(**extra: str) -> dict[str, str]:
     return {**env, "MYAPP_SECRET": secrets.token_urlsafe(32), "PYTHONUNBUFFERED": "1", **extra}
 
 
-def init_database(ini: Path, env: dict[str, str]) -> None:
-    command = [str(BIN / "myapp-initdb"), str(ini), "--demo"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=INITDB_TIMEOUT, check=False)
+def run_script(command: list[str], env: dict[str, str], stdin: str | None = None) -> None:
+    done = subprocess.run(
+        command, input=stdin, capture_output=True, text=True, env=env, timeout=INITDB_TIMEOUT, check=False
+    )
     if done.returncode != 0:
-        raise BenchError(f"myapp-initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        raise BenchError(f"{Path(command[0]).name} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+def init_database(ini: Path, env: dict[str, str]) -> None:
+    run_script([str(BIN / "myapp-initdb"), str(ini), "--demo"], env)
+
+
+def import_projects(ini: Path, env: dict[str, str], data: Path, names: list[str]) -> list[str]:
+    """Import the real projects whose documents are in ``data``; returns their names."""
+    documents = [data / f"{name}.json" for name in names if (data / f"{name}.json").is_file()]
+    if documents:
+        run_script([str(BIN / "myapp-import"), str(ini), *map(str, documents), "--no-progress"], env)
+    else:
+        print(f"  no documents for {', '.join(names)} in {data}: the demo project stands in", file=sys.stderr)
+    return [path.stem for path in documents]
+
+
+def add_account(ini: Path, env: dict[str, str]) -> str:
+    """A verified user (myapp-adduser) and an API token of theirs; returns the token."""
+    command = [str(BIN / "myapp-adduser"), str(ini), "--username", BENCH_USER, "--email", BENCH_EMAIL]
+    run_script([*command, "--password-stdin"], env, stdin=BENCH_PASSWORD + "\n")
+    # The token is made the way the manage page makes one, through the services, not the page:
+    # that page asks for the password again (sudo), which is not what is measured here.
+    code = (
+        "import sys\n"
+        "import myapp.models  # noqa: F401  (every table, for the foreign keys)\n"
+        "from myapp.accounts import services\n"
+        "from myapp.scripts import load_settings, managed_session\n"
+        "load_settings(sys.argv[1])\n"
+        "with managed_session() as db:\n"
+        "    print(services.create_token(db, services.find_user(db, sys.argv[2]), 'bench')[1])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ini), BENCH_USER],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=INITDB_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"making an API token failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
 
 
 @contextmanager
@@ -233,31 +320,73 @@ def connect(parts: SplitResult) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(parts.hostname or HOST, parts.port, timeout=REQUEST_TIMEOUT)
 
 
-def get(url: str) -> tuple[int, str]:
-    """Status and body, redirects not followed: a redirect is not the page we mean to measure."""
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    cookies: list[str]  # the Set-Cookie headers
+    text: str
+
+
+def send(url: str, method: str = "GET", headers: tuple[tuple[str, str], ...] = (), body: str | None = None) -> Reply:
+    """The response, redirects not followed: a redirect is not the page we mean to measure."""
     parts = urlsplit(url)
     connection = connect(parts)
     try:
-        connection.request("GET", request_path(parts))
+        connection.request(method, request_path(parts), body=body, headers=dict(headers))
         response = connection.getresponse()
-        return response.status, response.read().decode("utf-8", "replace")
+        text = response.read().decode("utf-8", "replace")
+        return Reply(response.status, response.headers.get_all("Set-Cookie") or [], text)
     except (OSError, http.client.HTTPException) as exc:
-        raise BenchError(f"GET {url} failed: {exc!r}") from exc
+        raise BenchError(f"{method} {url} failed: {exc!r}") from exc
     finally:
         connection.close()
 
 
-def get_ok(url: str) -> str:
-    status, body = get(url)
+def get(url: str, headers: tuple[tuple[str, str], ...] = ()) -> tuple[int, str]:
+    reply = send(url, headers=headers)
+    return reply.status, reply.text
+
+
+def get_ok(url: str, headers: tuple[tuple[str, str], ...] = ()) -> str:
+    status, body = get(url, headers)
     if status != 200:
         raise BenchError(f"GET {url} answered {status}, not 200")
     return body
 
 
-def warm_up(url: str) -> None:
+def warm_up(target: Target) -> None:
     """Fill the caches (templates, connection pool, SQLite pages) before measuring."""
     for _ in range(WARMUP_REQUESTS):
-        get_ok(url)
+        get_ok(target.url, target.headers)
+
+
+def session_cookie(reply: Reply) -> str:
+    """``name=value`` of the session cookie a response sets."""
+    for header in reply.cookies:
+        pair = header.split(";", 1)[0]
+        if "session=" in pair:
+            return pair
+    raise BenchError("the response set no session cookie")
+
+
+def sign_in(base: str) -> tuple[tuple[str, str], ...]:
+    """Headers of a signed-in browser: the session cookie the login form gives."""
+    page = send(f"{base}/account/login")
+    token = CSRF_FIELD.search(page.text)
+    if page.status != 200 or token is None:
+        raise BenchError(f"{base}/account/login answered {page.status} without a form")
+    cookie = session_cookie(page)
+    form = urlencode({"csrf_token": token.group(1), "username": BENCH_USER, "password": BENCH_PASSWORD})
+    headers = (("Cookie", cookie), ("Content-Type", "application/x-www-form-urlencoded"))
+    done = send(f"{base}/account/login", "POST", headers, form)
+    if done.status not in (302, 303):
+        raise BenchError(f"signing in answered {done.status}, not a redirect")
+    return (("Cookie", session_cookie(done)),)
+
+
+def basic_auth(token: str) -> tuple[tuple[str, str], ...]:
+    """Headers of pip or uv with an API token."""
+    return (("Authorization", "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode()),)
 
 
 def wheel_url(base: str, project: str) -> str:
@@ -279,9 +408,12 @@ def project_url(base: str) -> str:
 # -- load: wrk ---------------------------------------------------------------------
 
 
-def wrk_load(url: str, connections: int, duration: int) -> Load:
+def wrk_load(target: Target, connections: int, duration: int) -> Load:
+    url = target.url
     # wrk wants at least as many connections as threads.
     command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    for name, value in target.headers:
+        command[1:1] = ["-H", f"{name}: {value}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=False)
     if done.returncode != 0:
         raise BenchError(f"wrk failed on {url} ({done.returncode}):\n{done.stdout}{done.stderr}")
@@ -315,7 +447,7 @@ class Tally:
     socket_errors: int = 0
 
 
-def hammer(parts: SplitResult, deadline: float, tally: Tally) -> None:
+def hammer(parts: SplitResult, headers: dict[str, str], deadline: float, tally: Tally) -> None:
     """GETs back to back on one keep-alive connection until the deadline or the request cap."""
     path = request_path(parts)
     connection: http.client.HTTPConnection | None = None
@@ -325,7 +457,7 @@ def hammer(parts: SplitResult, deadline: float, tally: Tally) -> None:
         connection = connection or connect(parts)
         start = time.perf_counter()
         try:
-            connection.request("GET", path)
+            connection.request("GET", path, headers=headers)
             response = connection.getresponse()
             response.read()  # drained, or the connection cannot be reused
         except (OSError, http.client.HTTPException):
@@ -340,12 +472,15 @@ def hammer(parts: SplitResult, deadline: float, tally: Tally) -> None:
         connection.close()
 
 
-def python_load(url: str, connections: int, duration: int) -> Load:
+def python_load(target: Target, connections: int, duration: int) -> Load:
     tallies = [Tally() for _ in range(connections)]
     deadline = time.monotonic() + duration
-    parts = urlsplit(url)
+    parts = urlsplit(target.url)
+    headers = dict(target.headers)
     # Daemon threads: one stuck past the join deadline cannot keep the bench alive.
-    threads = [threading.Thread(target=hammer, args=(parts, deadline, tally), daemon=True) for tally in tallies]
+    threads = [
+        threading.Thread(target=hammer, args=(parts, headers, deadline, tally), daemon=True) for tally in tallies
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -371,9 +506,9 @@ def percentile(ordered: list[float], percent: int) -> float:
     return ordered[max(rank, 1) - 1]
 
 
-def measure(url: str, args: argparse.Namespace) -> Load:
+def measure(target: Target, args: argparse.Namespace) -> Load:
     load = wrk_load if args.loader == "wrk" else python_load
-    return load(url, args.connections, args.duration)
+    return load(target, args.connections, args.duration)
 
 
 # -- the run -----------------------------------------------------------------------
@@ -389,21 +524,32 @@ def backend(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> tuple[str, list[Row]]:
-    """Start both servers, measure every target, stop the servers and remove the temp folder."""
+    """Start the servers, measure every target, stop the servers and remove the temp folder."""
     with ExitStack() as stack:  # unwinds in reverse: servers stopped before their folder goes
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="myapp-bench-")))
         url = database_url(args, folder)
-        app_port, bare_port = free_ports(2)
-        app_ini = write_ini(
-            folder / "myapp.ini", app_settings(url, page_cache=not args.no_page_cache), app_port, args.threads
+        app_port, nocache_port, private_port, bare_port = free_ports(4)
+        cache = not args.no_page_cache
+        app_ini = write_ini(folder / "myapp.ini", app_settings(url, page_cache=cache), app_port, args.threads)
+        nocache_ini = write_ini(
+            folder / "myapp-nocache.ini", app_settings(url, page_cache=False), nocache_port, args.threads
+        )
+        private_ini = write_ini(
+            folder / "myapp-private.ini", app_settings(url, page_cache=cache, private=True), private_port, args.threads
         )
         bare_ini = write_ini(folder / "bare.ini", {"use": "call:hello:main"}, bare_port, args.threads)
-        env = server_env()
+        env = server_env()  # one secret for all: a session cookie from one server is good on the others
         init_database(app_ini, env)
+        real = import_projects(app_ini, env, args.data, [n for n in args.projects.split(",") if n])
+        token = add_account(app_ini, env)
         bare = stack.enter_context(serve(bare_ini, bare_port, {**env, "PYTHONPATH": str(HERE)}))
         app = stack.enter_context(serve(app_ini, app_port, env))
+        nocache = stack.enter_context(serve(nocache_ini, nocache_port, env))
+        private = stack.enter_context(serve(private_ini, private_port, env))
         project = project_url(app)
         name = project.rstrip("/").rsplit("/", 1)[-1]
+        big = real[0] if real else name
+        tool = basic_auth(token)
         targets = [  # bare Pyramid first: the ratios are to its figures
             Target("bare Pyramid", f"{bare}/"),
             Target("home", f"{app}/"),
@@ -413,13 +559,26 @@ def run(args: argparse.Namespace) -> tuple[str, list[Row]]:
             Target("simple html", f"{app}/simple/{name}/"),
             Target("simple json", f"{app}/simple/{name}/{SIMPLE_JSON}"),
             Target("download", wheel_url(app, name)),
+            # What the page cache cannot help: the same paths rendered for anyone, for a
+            # signed-in browser, and for a tool with a token on a private index.
+            Target("home, no cache", f"{nocache}/"),
+            Target("home, signed in", f"{nocache}/", signs_in=True),
+            Target("real project, no cache", f"{nocache}/project/{big}/"),
+            Target("real project, signed in", f"{nocache}/project/{big}/", signs_in=True),
+            Target("json, no cache", f"{nocache}/pypi/{big}/json"),
+            Target("json, private token", f"{private}/pypi/{big}/json", tool),
+            Target("simple, no cache", f"{nocache}/simple/{big}/"),
+            Target("simple, private token", f"{private}/simple/{big}/", tool),
         ]
-        for target in targets:
-            warm_up(target.url)
+        targets = [t for i, t in enumerate(targets) if i == 0 or not args.only or args.only in t.name]
         rows = []
         for target in targets:
+            if target.signs_in:
+                # Signed in afresh for each: an older session cookie would be reissued on every response.
+                target = replace(target, headers=sign_in(nocache))
+            warm_up(target)
             print(f"  {target.name} {target.path} ...", file=sys.stderr, flush=True)
-            rows.append(Row(target, measure(target.url, args)))
+            rows.append(Row(target, measure(target, args)))
         return backend(url), rows
 
 
@@ -427,16 +586,32 @@ def ratio(row: Row, baseline: Row) -> float:
     return row.load.requests_per_sec / baseline.load.requests_per_sec if baseline.load.requests_per_sec else 0.0
 
 
+def goal_ratios(rows: list[Row]) -> list[tuple[Goal, float]]:
+    """Each goal whose two targets were measured, with its ratio."""
+    by_name = {row.target.name: row for row in rows}
+    return [
+        (goal, ratio(by_name[goal.name], by_name[goal.of])) for goal in GOALS if {goal.name, goal.of} <= set(by_name)
+    ]
+
+
 def print_table(rows: list[Row]) -> None:
     baseline = rows[0]
-    print(f"{'target':<13} {'url':<28} {'requests/s':>11} {'p99 ms':>9} {'ratio':>6} {'errors':>7}")
+    print(f"{'target':<24} {'url':<34} {'requests/s':>11} {'p99 ms':>9} {'ratio':>6} {'errors':>7}")
     for row in rows:
         load = row.load
         errors = load.non_200 + load.socket_errors
+        path = row.target.path if len(row.target.path) <= 34 else row.target.path[:33] + "…"
         print(
-            f"{row.target.name:<13} {row.target.path:<28} {load.requests_per_sec:>11.1f} "
+            f"{row.target.name:<24} {path:<34} {load.requests_per_sec:>11.1f} "
             f"{load.p99_ms:>9.2f} {ratio(row, baseline):>6.2f} {errors:>7}"
         )
+
+
+def print_goals(rows: list[Row]) -> None:
+    print(f"\n{'goal':<52} {'ratio':>6} {'target':>8}  met")
+    for goal, value in goal_ratios(rows):
+        met = "yes" if value >= goal.at_least else "NO"
+        print(f"{goal.name + ' / ' + goal.of:<52} {value:>6.2f} {'>= ' + format(goal.at_least, '.2f'):>8}  {met}")
 
 
 def as_json(args: argparse.Namespace, database: str, rows: list[Row]) -> str:
@@ -446,7 +621,11 @@ def as_json(args: argparse.Namespace, database: str, rows: list[Row]) -> str:
         {"name": row.target.name, "path": row.target.path, **asdict(row.load), "ratio": round(ratio(row, baseline), 4)}
         for row in rows
     ]
-    return json.dumps({"settings": {**settings, "database": database}, "results": results}, indent=2)
+    goals = [
+        {"name": goal.name, "of": goal.of, "ratio": round(value, 4), "at_least": goal.at_least}
+        for goal, value in goal_ratios(rows)
+    ]
+    return json.dumps({"settings": {**settings, "database": database}, "results": results, "goals": goals}, indent=2)
 
 
 def describe(args: argparse.Namespace, database: str) -> str:
@@ -472,8 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(describe(args, database))
     print_table(rows)
-    home = next(row for row in rows if row.target.name == "home")
-    print(f"home page ratio to bare Pyramid: {ratio(home, rows[0]):.2f} (target >= {TARGET_RATIO:.2f})")
+    print_goals(rows)
     if args.json:
         print(as_json(args, database, rows))
     failed = [row.target.path for row in rows if row.load.non_200]
