@@ -192,6 +192,7 @@ def dbsession(db_url: str, app: Any, files_dir: Path) -> Iterator[Session]:
     app's request sessions share its connection through SAVEPOINTs. What the
     app derived from the rolled-back data (the saved /simple/ listing) goes too."""
     shutil.rmtree(files_dir / INDEX_CACHE, ignore_errors=True)
+    app.registry["fragment_cache"].clear()  # rendered from data another test rolled back
     use_database(db_url)
     engine, factory = DbSession.engine, DbSession.factory
     assert engine is not None and factory is not None

@@ -396,3 +396,53 @@ def test_page_cache_version_reuse_and_a_writes_own_next_request(settings, dbsess
     token = client.get("/account/login").html.select_one("input[name=csrf_token]")["value"]
     client.post("/account/logout", {"csrf_token": token}, status=303)  # a write in this process
     assert "after" in client.get("/project/tool/").text
+
+
+def test_project_article_is_kept_until_anything_it_shows_changes(testapp, dbsession, count_queries):
+    """The fragment cache: a project page's article is rendered once, then
+    served after one small statement, signed in or not; a change to the
+    index, or a download, shows on the very next view."""
+    from myapp.packaging.services import touch
+    from tests.accounts import log_in, make_user
+
+    package = make_package(dbsession, "kept", versions=["1.0"], summary="before")
+    first = testapp.get("/project/kept/")
+    count_queries.clear()
+    again = testapp.get("/project/kept/")
+    assert again.text == first.text
+    assert len(count_queries.statements) == 1 and count_queries.statements[0].startswith("SELECT downloads")
+
+    package.summary = "after"
+    touch(dbsession, package)  # any change, by any process, moves the index's serial on
+    dbsession.flush()
+    assert "after" in testapp.get("/project/kept/").text
+
+    package.downloads = 41  # a download moves no serial
+    dbsession.flush()
+    assert testapp.get("/project/kept/").html.select_one(".total-downloads strong").text == "41"
+
+    touch(dbsession, make_package(dbsession, "other"))  # another project's change: rendered again (a dependency?)
+    dbsession.flush()
+    count_queries.clear()
+    testapp.get("/project/kept/")
+    assert len(count_queries.statements) > 1
+
+    user = make_user(dbsession)
+    log_in(testapp, user.username)
+    count_queries.clear()
+    signed_in = testapp.get("/project/kept/")
+    assert user.username in signed_in.html.select_one(".account-nav").text  # the header is the visitor's own
+    assert signed_in.html.select_one(".project").decode() == again.html.select_one(".project").decode().replace(
+        "before", "after"
+    ).replace(">0<", ">41<")
+    assert [s for s in count_queries.statements if s.startswith("SELECT downloads")] and not any(
+        "FROM releases" in s for s in count_queries.statements
+    )
+
+
+def test_project_article_cache_keeps_redirects_and_404s_out(testapp, dbsession):
+    make_package(dbsession, "Kept_Name")
+    testapp.get("/project/kept-name/")
+    assert testapp.get("/project/Kept_Name/", status=301).location.endswith("/project/kept-name/")
+    testapp.get("/project/nothing-here/", status=404)
+    testapp.get("/project/nothing-here/", status=404)

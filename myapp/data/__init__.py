@@ -175,33 +175,63 @@ class ReadProbe:
     """One tiny read on every request, as cheaply as the database allows: on
     a connection of the thread's own, outside the pool (no checkout, no ping,
     no transaction: each statement commits on its own and sees the latest
-    committed data). The page cache asks it "has anything changed?".
+    committed data). The page cache asks it "has anything changed?", the
+    project page "which rendering of this project is current?".
+
+    ``sql`` may name parameters as ``:name`` (``probe.row(bind, name=...)``);
+    they are sent as the driver's own placeholders. Every probe of a thread
+    shares that thread's connection to an engine, so a process holds one
+    such connection per thread however many probes there are.
 
     Bound to a ``Connection`` instead of an ``Engine`` (tests, whose data is
     never committed), it reads on that connection. A failure drops the
     thread's connection and raises; the next call connects again.
     """
 
+    _local = threading.local()  # shared by every probe: one connection per thread
+
     def __init__(self, sql: str) -> None:
         self.sql = sql
-        self._local = threading.local()
+        self._statement = text(sql)
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
     def __call__(self, bind: Engine | Connection) -> Any:
+        """The first column of the first row (None if there is no row)."""
+        row = self.row(bind)
+        return None if row is None else row[0]
+
+    def row(self, bind: Engine | Connection, **params: Any) -> tuple[Any, ...] | None:
+        """The first row, as a tuple, or None."""
         if isinstance(bind, Connection):
-            return bind.exec_driver_sql(self.sql).scalar()
+            found = bind.execute(self._statement, params).first()
+            return None if found is None else tuple(found)
+        sql, order = self._for(bind.dialect)
+        arguments: Any = tuple(params[name] for name in order) if order is not None else params
         held = getattr(self._local, "held", None)
         if held is None or held[0] is not bind:
+            if held is not None:
+                held[1].close()
             held = self._local.held = (bind, self._connect(bind))
         try:
             cursor = held[1].cursor()
             try:
-                cursor.execute(self.sql)
-                return cursor.fetchone()[0]
+                cursor.execute(sql, arguments) if params else cursor.execute(sql)
+                found = cursor.fetchone()
+                return None if found is None else tuple(found)
             finally:
                 cursor.close()
         except Exception:
             self._local.held = None
             raise
+
+    def _for(self, dialect: Any) -> tuple[str, tuple[str, ...] | None]:
+        """The statement in the driver's paramstyle, and the order of positional parameters."""
+        done = self._compiled.get(dialect.name)
+        if done is None:
+            compiled = self._statement.compile(dialect=dialect)
+            order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+            done = self._compiled[dialect.name] = (str(compiled), order if compiled.positional else None)
+        return done
 
     @staticmethod
     def _connect(engine: Engine) -> Any:

@@ -169,7 +169,13 @@ def browse(
 
 
 # The page cache's check runs this on a raw connection (myapp.data.ReadProbe).
+# Projects are never deleted, so the highest serial only grows: a value once
+# seen never comes back with other data behind it.
 INDEX_SERIAL_SQL = "SELECT max(last_serial) FROM packages"
+# The project page's fragment key, on a raw connection too: the project's download
+# total (a download bumps no serial) and the index's serial (a change to any
+# project, such as one of its dependencies arriving here, bumps it).
+PROJECT_VERSION_SQL = "SELECT downloads, (SELECT max(last_serial) FROM packages) FROM packages WHERE name = :name"
 
 
 def index_serial(db: Session) -> int:
@@ -245,6 +251,19 @@ def release_history(db: Session, package: Package, limit: int | None = None) -> 
     """Releases, newest first (all, or the newest ``limit``): one statement."""
     stmt = select(Release).where(Release.package_id == package.id).order_by(Release.sort_key.desc())
     return list(db.scalars(stmt.limit(limit)))
+
+
+def latest_in_history(db: Session, package: Package, newest: list[Release], complete: bool) -> Release | None:
+    """``latest_of``'s answer taken from the newest releases (newest first)
+    when they settle it, with no statement: a live final release among them is
+    the newest there is, and ``complete`` (they are all the releases) settles
+    the rest. Otherwise ``latest_of`` asks the database."""
+    for release in newest:
+        if not (release.yanked or release.is_prerelease):
+            return release
+    if complete:  # latest_of's order; min() keeps the newest of equals
+        return min(newest, key=lambda r: (r.yanked, r.is_prerelease), default=None)
+    return latest_of(db, package)
 
 
 def latest_of(db: Session, package: Package) -> Release | None:

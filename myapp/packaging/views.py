@@ -16,20 +16,21 @@ from pyramid.httpexceptions import (
     HTTPNotFound,
     HTTPServiceUnavailable,
 )
-from pyramid.renderers import render_to_response
+from pyramid.renderers import render, render_to_response
 from pyramid.request import Request
 from pyramid.settings import asbool
 from pyramid.view import view_config
 
 from myapp.accounts.services import find_user
-from myapp.data import write_after_response
+from myapp.data import ReadProbe, write_after_response
 from myapp.packaging import dependencies, roles, services
 from myapp.packaging.context import METADATA, project_or_404
 from myapp.packaging.models import Package, Release
-from myapp.packaging.names import is_valid_filename
+from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
 from myapp.packaging.rendering import stored_description
 from myapp.packaging.search.ranking import SEARCH_ORDERS, SearchResults, classifier_groups, search_projects
 from myapp.web.files import serve_file
+from myapp.web.fragments import Fragment, fragment_cache
 from myapp.web.negotiation import negotiate
 from myapp.web.pagination import page_number, page_or_404
 
@@ -136,19 +137,64 @@ def search_json(request: Request, query: str, results: SearchResults | None, err
 
 @view_config(route_name="project", renderer="myapp:templates/project.jinja2", page_cache=True)
 def project(request: Request) -> dict[str, Any]:
-    """The project and its newest releases; the rest are on the history page."""
-    package = project_or_404(request)
+    """The project and its newest releases; the rest are on the history page.
+
+    The article (everything but the site's header) is the same for everyone
+    who may see it: it is kept in the fragment cache under a key read on a
+    raw connection before rendering (``project_key``), so the next view, by
+    anyone, signed in or not, on a private index too, pays one small
+    statement and the layout."""
+    key = project_key(request)
+    fragment = fragment_cache(request).get(key) if key is not None else None
+    if fragment is None:
+        package = project_or_404(request)
+        html = render(PROJECT_BODY, project_values(request, package), request=request)
+        fragment = Fragment(package.display_name, html)
+        if key is not None:
+            fragment_cache(request).put(key, fragment)
+    # Safe to mark: the article was rendered by an autoescaping template.
+    return {"title": fragment.title, "body": Markup(fragment.html)}  # noqa: S704  # nosec B704
+
+
+PROJECT_BODY = "myapp:templates/project_body.jinja2"
+_PROJECT_VERSION = ReadProbe(services.PROJECT_VERSION_SQL)
+
+
+def project_key(request: Request) -> tuple[Any, ...] | None:
+    """What the project page's article depends on: the project, its download
+    total, the index's serial (read as committed now, by any process), and
+    the site's address (its install lines name it). None when the page is
+    not one to keep: a name that is not the project's own URL (a redirect or
+    a 404 answers), a fragment cache that is off, or a database that does not
+    answer (the page is rendered, and fails or not, as without the cache)."""
+    name = request.matchdict["name"]
+    if not fragment_cache(request).enabled or not is_valid_name(name) or normalize(name) != name:
+        return None
+    try:
+        found = _PROJECT_VERSION.row(request.registry["dbsession_factory"].kw["bind"], name=name)
+    except Exception:  # any failure of the probe means: render as without the cache
+        return None
+    if found is None:
+        return None
+    downloads, index_serial = found
+    return ("project", name, index_serial, downloads, request.application_url)
+
+
+def project_values(request: Request, package: Package) -> dict[str, Any]:
+    """What the project page's article shows."""
     db = request.dbsession
-    releases = services.release_history(db, package, limit=services.HISTORY_SHOWN + 1)
-    latest = services.latest_of(db, package)
+    newest = services.release_history(db, package, limit=services.HISTORY_SHOWN + 1)
+    more = len(newest) > services.HISTORY_SHOWN
+    releases = newest[: services.HISTORY_SHOWN]
+    latest = services.latest_in_history(db, package, releases, complete=not more)
     requirements = dependencies.grouped(latest.requires_dist if latest else None)
     return {
         "package": package,
         "install_commands": install_commands(request, package, latest),
         "dependencies": requirements,
         "hosted": dependencies.hosted(db, requirements),
-        "releases": releases[: services.HISTORY_SHOWN],
-        "more_releases": len(releases) > services.HISTORY_SHOWN,
+        "releases": releases,
+        "more_releases": more,
         "latest": latest,
         "latest_files": services.files_of(db, latest),
         "maintainers": request.context.roles,
