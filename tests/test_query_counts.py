@@ -22,7 +22,8 @@ def test_project_page_statements_do_not_grow_with_releases(testapp, dbsession, c
     )
     small = statements_for(testapp, count_queries, "/project/small/")
     large = statements_for(testapp, count_queries, "/project/large/")
-    # package, classifiers, newest releases, latest release, its files, maintainers, downloads
+    # the article's key (the fragment cache), package, classifiers, newest releases (which settle the
+    # latest release: no statement of its own), its files, maintainers, downloads
     assert small == large == 7, count_queries.statements
 
 
@@ -52,3 +53,16 @@ def test_project_page_looks_up_all_its_dependencies_at_once(testapp, dbsession, 
     # the seven of a project page, and one for which of the dependencies are hosted here
     assert statements_for(testapp, count_queries, "/project/one-dep/") == 8, count_queries.statements
     assert statements_for(testapp, count_queries, "/project/many-deps/") == 8, count_queries.statements
+
+
+def test_a_project_page_seen_before_is_one_statement_and_one_more_signed_in(testapp, dbsession, count_queries):
+    """The article comes from the fragment cache after its key (one raw read);
+    a signed-in visitor's account is one raw read more, with no ORM session."""
+    from tests.accounts import log_in, make_user
+
+    make_package(dbsession, "seen", versions=[f"{i}.0" for i in range(50)], classifiers=["Topic :: A"])
+    assert statements_for(testapp, count_queries, "/project/seen/") == 7  # rendered: the seven above
+    assert statements_for(testapp, count_queries, "/project/seen/") == 1, count_queries.statements
+    log_in(testapp, make_user(dbsession).username)
+    assert statements_for(testapp, count_queries, "/project/seen/") == 2, count_queries.statements
+    assert count_queries.statements[0].startswith("SELECT id, username")

@@ -446,3 +446,23 @@ def test_project_article_cache_keeps_redirects_and_404s_out(testapp, dbsession):
     assert testapp.get("/project/Kept_Name/", status=301).location.endswith("/project/kept-name/")
     testapp.get("/project/nothing-here/", status=404)
     testapp.get("/project/nothing-here/", status=404)
+
+
+@pytest.mark.parametrize(
+    ("versions", "yanked"),
+    [
+        (["1.0", "2.0", "3.0b1"], set()),  # a final among the newest
+        ([f"1.{i}rc1" for i in range(40)] + ["0.9"], set()),  # only pre-releases shown, an older final
+        (["1.0", "2.0b1"], {"1.0"}),  # every final yanked: the pre-release
+        (["1.0", "2.0"], {"1.0", "2.0"}),  # everything yanked: the newest final
+        ([], set()),
+    ],
+)
+def test_latest_in_history_agrees_with_latest_of(dbsession, versions, yanked):
+    from myapp.packaging import services
+
+    package = make_package(dbsession, "which", versions=versions, yanked=yanked)
+    newest = services.release_history(dbsession, package, limit=services.HISTORY_SHOWN + 1)
+    shown = newest[: services.HISTORY_SHOWN]
+    found = services.latest_in_history(dbsession, package, shown, complete=len(newest) <= services.HISTORY_SHOWN)
+    assert found is services.latest_of(dbsession, package)

@@ -23,7 +23,9 @@ only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,7 +39,7 @@ from myapp.accounts import channels, services
 from myapp.accounts.channels import BASIC_AUTH_ROUTES as BASIC_AUTH_ROUTES
 from myapp.accounts.channels import basic_credentials as basic_credentials
 from myapp.accounts.models import ApiToken, User
-from myapp.data import SAFE_METHODS, write_after_response
+from myapp.data import SAFE_METHODS, ReadProbe, write_after_response
 from myapp.security import Permission
 
 SESSION_KEY = "auth"
@@ -47,18 +49,82 @@ MEMBERS = "group:members"
 
 
 @dataclass(frozen=True)
+class Account:
+    """What every request of a signed-in user needs of the account: enough
+    for the permission check and the page header."""
+
+    id: int
+    username: str
+    is_admin: bool
+    is_active: bool
+    email_verified: bool
+    session_generation: int
+
+    @classmethod
+    def of(cls, user: User) -> Account:
+        return cls(user.id, user.username, user.is_admin, user.is_active, user.email_verified, user.session_generation)
+
+
 class Identity:
-    user: User
-    token: ApiToken | None = None  # set when the request authenticated with an API token
+    """Who is asking: the account, and the API token they authenticated with
+    (if they did). ``user``, the account's ORM object in the request's
+    session, is loaded when first used: a page that only shows the username
+    opens no session for it."""
+
+    def __init__(
+        self,
+        account: Account,
+        token: ApiToken | None = None,
+        *,
+        user: User | None = None,
+        load_user: Callable[[], User | None] | None = None,
+    ) -> None:
+        self.account = account
+        self.token = token
+        if user is not None:
+            self.__dict__["user"] = user
+        self._load_user = load_user
+
+    @classmethod
+    def of(cls, user: User, token: ApiToken | None = None) -> Identity:
+        return cls(Account.of(user), token, user=user)
+
+    @cached_property
+    def user(self) -> User:
+        user = self._load_user() if self._load_user is not None else None
+        if user is None:  # accounts are disabled, never deleted: not expected
+            raise LookupError(f"user {self.account.id} has gone")
+        return user
+
+    @property
+    def username(self) -> str:
+        return self.account.username
 
     @property
     def principals(self) -> list[str]:
-        found = [f"user:{self.user.id}"]
-        if self.user.is_admin:
+        account = self.account
+        found = [f"user:{account.id}"]
+        if account.is_admin:
             found.append(ADMINS)
-        if self.user.is_active and self.user.email_verified:
+        if account.is_active and account.email_verified:
             found.append(MEMBERS)
         return found
+
+
+# The session's account, read on a raw connection (no ORM session, no
+# transaction: the latest committed row), on every request of a signed-in
+# visitor. A logout elsewhere bumps the generation, which ends this session.
+_ACCOUNT = ReadProbe(
+    "SELECT id, username, is_admin, is_active, email_verified, session_generation FROM users WHERE id = :id"
+)
+
+
+def _account(request: Request, user_id: int) -> Account | None:
+    row = _ACCOUNT.row(request.registry["dbsession_factory"].kw["bind"], id=user_id)
+    if row is None:
+        return None
+    id_, username, is_admin, is_active, email_verified, generation = row
+    return Account(id_, username, bool(is_admin), bool(is_active), bool(email_verified), generation)
 
 
 READERS = "myapp.readers"  # registry: who may view, Everyone or MEMBERS
@@ -108,13 +174,14 @@ class SecurityPolicy:
 
     def _session_identity(self, request: Request) -> Identity | None:
         auth = request.session.get(SESSION_KEY)
-        if not isinstance(auth, dict):
+        if not isinstance(auth, dict) or not isinstance(auth.get("uid"), int):
             return None
-        user = services.get_user(request.dbsession, auth.get("uid", 0))
-        if user is None or not user.is_active or user.session_generation != auth.get("gen"):
+        user_id: int = auth["uid"]
+        account = _account(request, user_id)
+        if account is None or not account.is_active or account.session_generation != auth.get("gen"):
             request.session.invalidate()  # a session from before a logout: drop it
             return None
-        return Identity(user)
+        return Identity(account, load_user=lambda: services.get_user(request.dbsession, user_id))
 
     def _basic_auth_identity(self, request: Request) -> Identity | None:
         verified = channels.check_basic_auth(request, self.recent_checks)
@@ -127,14 +194,14 @@ class SecurityPolicy:
         if user is None or user.session_generation != verified.session_generation:
             return None  # the password changed or the account was disabled meanwhile
         if verified.token_id is None:
-            return Identity(user)
+            return Identity.of(user)
         token_id = verified.token_id
         write_after_response(request, lambda s: services.mark_token_used(s, token_id), what="a token's last use")
-        return Identity(user, db.get(ApiToken, token_id))
+        return Identity.of(user, db.get(ApiToken, token_id))
 
     def authenticated_userid(self, request: Request) -> int | None:
         identity = self.identity(request)
-        return None if identity is None else identity.user.id
+        return None if identity is None else identity.account.id
 
     def permits(self, request: Request, context: Any, permission: str) -> Any:
         identity = self.identity(request)
@@ -152,7 +219,7 @@ class SecurityPolicy:
         request.session.invalidate()
         request.session[SESSION_KEY] = {"uid": user.id, "gen": user.session_generation}
         request.session.new_csrf_token()
-        request._identity = Identity(user)
+        request._identity = Identity.of(user)
         return []
 
     def forget(self, request: Request, **kw: Any) -> list[tuple[str, str]]:
