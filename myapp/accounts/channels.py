@@ -45,7 +45,7 @@ from pyramid.httpexceptions import HTTPBadRequest, HTTPClientError, HTTPExceptio
 from pyramid.request import Request
 from sqlalchemy.orm import Session
 
-from myapp.accounts import services
+from myapp.accounts import reads, services
 from myapp.accounts.models import User
 from myapp.accounts.passwords import MAX_LENGTH
 from myapp.data import SAFE_METHODS, write_after_response
@@ -168,11 +168,10 @@ class RecentChecks:
 
 @dataclass(frozen=True)
 class Verified:
-    """Whom the credentials name, as read when they were checked."""
+    """Whom a username and password name, as read when they were checked."""
 
     user_id: int
     session_generation: int
-    token_id: int | None = None
 
 
 @contextmanager
@@ -187,15 +186,16 @@ def _reading(request: Request) -> Iterator[Session]:
         yield db
 
 
-def check_basic_auth(request: Request, recent: RecentChecks) -> Verified | HTTPException:
-    """The account the request's basic auth names, or the refusal to answer."""
+def check_basic_auth(request: Request, recent: RecentChecks) -> Verified | reads.TokenGrant | HTTPException:
+    """The account the request's basic auth names (a token: the token and its
+    account), or the refusal to answer."""
     credentials = basic_credentials(request)
     if credentials is None:
         return unauthorized("The Authorization header must be HTTP basic auth.")
     username, password = credentials
+    if username == TOKEN_USERNAME:
+        return _check_token(request, password)
     with _reading(request) as db:
-        if username == TOKEN_USERNAME:
-            return _check_token(request, db, password)
         return _check_password(request, db, username, password, recent)
 
 
@@ -222,18 +222,24 @@ def _check_password(
     return unauthorized()
 
 
-def _check_token(request: Request, db: Session, value: str) -> Verified | HTTPException:
+def _check_token(request: Request, value: str) -> reads.TokenGrant | HTTPException:
+    """pip sends its token with every request: checked on a raw connection
+    (``reads``), with no ORM session and no transaction, and so taking no
+    write lock for a writing request either."""
     # Only the address is counted: the name is always __token__, and counting it
     # would let anyone lock every token out.
-    address_only = ((services.LOGIN_BY_ADDRESS, request.client_addr or ""),)
-    wait = services.retry_after(db, address_only)
-    if wait is not None:
-        return TooManyAttempts(headers={"Retry-After": str(wait)})
-    token = services.find_token(db, value)
-    if token is None:
-        _after_response(request, lambda s: services.count_attempts(s, address_only))
+    throttle, address = services.LOGIN_BY_ADDRESS, request.client_addr or ""
+    bind = request.registry["dbsession_factory"].kw["bind"]
+    if reads.attempts_reached(bind, throttle.scope, address, throttle.limit, throttle.window):
+        with _reading(request) as db:  # how long to wait: the throttle's own answer
+            wait = services.retry_after(db, ((throttle, address),))
+        if wait is not None:
+            return TooManyAttempts(headers={"Retry-After": str(wait)})
+    grant = reads.token_grant(bind, value)
+    if grant is None:
+        _after_response(request, lambda s: services.count_attempts(s, ((throttle, address),)))
         return unauthorized()
-    return Verified(token.user_id, token.user.session_generation, token.id)
+    return grant
 
 
 def _after_response(request: Request, work: Callable[[Session], object]) -> None:

@@ -24,7 +24,6 @@ only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,13 +32,14 @@ from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 from pyramid.request import Request
 from pyramid.security import Denied
 
-from myapp.accounts import channels, services
+from myapp.accounts import channels, reads, services
 
 # Where they were defined before; other packages import them from here.
 from myapp.accounts.channels import BASIC_AUTH_ROUTES as BASIC_AUTH_ROUTES
 from myapp.accounts.channels import basic_credentials as basic_credentials
-from myapp.accounts.models import ApiToken, User
-from myapp.data import SAFE_METHODS, ReadProbe, write_after_response
+from myapp.accounts.models import User
+from myapp.accounts.reads import Account, TokenGrant
+from myapp.data import SAFE_METHODS, write_after_response
 from myapp.security import Permission
 
 SESSION_KEY = "auth"
@@ -48,33 +48,16 @@ ADMINS = "group:admins"
 MEMBERS = "group:members"
 
 
-@dataclass(frozen=True)
-class Account:
-    """What every request of a signed-in user needs of the account: enough
-    for the permission check and the page header."""
-
-    id: int
-    username: str
-    is_admin: bool
-    is_active: bool
-    email_verified: bool
-    session_generation: int
-
-    @classmethod
-    def of(cls, user: User) -> Account:
-        return cls(user.id, user.username, user.is_admin, user.is_active, user.email_verified, user.session_generation)
-
-
 class Identity:
     """Who is asking: the account, and the API token they authenticated with
     (if they did). ``user``, the account's ORM object in the request's
-    session, is loaded when first used: a page that only shows the username
-    opens no session for it."""
+    session, is loaded when first used: a page that only shows the username,
+    or a tool route that only reads, opens no session for it."""
 
     def __init__(
         self,
         account: Account,
-        token: ApiToken | None = None,
+        token: TokenGrant | None = None,
         *,
         user: User | None = None,
         load_user: Callable[[], User | None] | None = None,
@@ -86,8 +69,8 @@ class Identity:
         self._load_user = load_user
 
     @classmethod
-    def of(cls, user: User, token: ApiToken | None = None) -> Identity:
-        return cls(Account.of(user), token, user=user)
+    def of(cls, user: User) -> Identity:
+        return cls(Account.of(user), user=user)
 
     @cached_property
     def user(self) -> User:
@@ -109,22 +92,6 @@ class Identity:
         if account.is_active and account.email_verified:
             found.append(MEMBERS)
         return found
-
-
-# The session's account, read on a raw connection (no ORM session, no
-# transaction: the latest committed row), on every request of a signed-in
-# visitor. A logout elsewhere bumps the generation, which ends this session.
-_ACCOUNT = ReadProbe(
-    "SELECT id, username, is_admin, is_active, email_verified, session_generation FROM users WHERE id = :id"
-)
-
-
-def _account(request: Request, user_id: int) -> Account | None:
-    row = _ACCOUNT.row(request.registry["dbsession_factory"].kw["bind"], id=user_id)
-    if row is None:
-        return None
-    id_, username, is_admin, is_active, email_verified, generation = row
-    return Account(id_, username, bool(is_admin), bool(is_active), bool(email_verified), generation)
 
 
 READERS = "myapp.readers"  # registry: who may view, Everyone or MEMBERS
@@ -177,7 +144,7 @@ class SecurityPolicy:
         if not isinstance(auth, dict) or not isinstance(auth.get("uid"), int):
             return None
         user_id: int = auth["uid"]
-        account = _account(request, user_id)
+        account = reads.account(request.registry["dbsession_factory"].kw["bind"], user_id)
         if account is None or not account.is_active or account.session_generation != auth.get("gen"):
             request.session.invalidate()  # a session from before a logout: drop it
             return None
@@ -185,19 +152,21 @@ class SecurityPolicy:
 
     def _basic_auth_identity(self, request: Request) -> Identity | None:
         verified = channels.check_basic_auth(request, self.recent_checks)
+        if isinstance(verified, TokenGrant):  # read as committed now, with its account
+            if verified.use_is_stale:
+                token_id = verified.id
+                used = "a token's last use"
+                write_after_response(request, lambda s: services.mark_token_used(s, token_id), what=used)
+            user_id = verified.account.id
+            return Identity(verified.account, verified, load_user=lambda: services.get_user(request.dbsession, user_id))
         if not isinstance(verified, channels.Verified):
             setattr(request, channels.REFUSED, verified)
             return None
         # Checked on a read; from here on, the request's own session.
-        db = request.dbsession
-        user = services.get_user(db, verified.user_id)
+        user = services.get_user(request.dbsession, verified.user_id)
         if user is None or user.session_generation != verified.session_generation:
             return None  # the password changed or the account was disabled meanwhile
-        if verified.token_id is None:
-            return Identity.of(user)
-        token_id = verified.token_id
-        write_after_response(request, lambda s: services.mark_token_used(s, token_id), what="a token's last use")
-        return Identity.of(user, db.get(ApiToken, token_id))
+        return Identity.of(user)
 
     def authenticated_userid(self, request: Request) -> int | None:
         identity = self.identity(request)

@@ -197,6 +197,11 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def token_digest(secret: str) -> str:
+    """What is stored of an API token's secret."""
+    return _digest(secret)
+
+
 def create_token(
     db: Session,
     user: User,

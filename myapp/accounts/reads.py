@@ -1,0 +1,113 @@
+"""What the security policy reads on every request that carries credentials,
+on a raw connection (``myapp.data.ReadProbe``): no ORM session, no
+transaction, the latest committed rows, so a logout, a revoked token or a
+disabled account in any process counts on the very next request.
+
+* the account a session cookie names (``account``);
+* the API token a basic-auth password is (``token_grant``), with its account;
+* whether an address has used up its attempts (``attempts_reached``).
+
+A page that shows only the username, or a tool route that only reads, then
+needs no ORM session at all for who is asking; ``Identity.user`` loads the
+account's ORM object when a view uses it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from myapp.accounts.models import User
+from myapp.accounts.services import TOKEN_PREFIX, token_digest
+from myapp.data import ReadProbe
+from myapp.data.meta import utcnow
+
+# A token's last use is written at most this often (a write per pip request
+# would take SQLite's write lock each time); the tokens page shows it to the minute.
+TOKEN_USE_PRECISION = timedelta(minutes=1)
+
+Bind = Engine | Connection
+
+
+@dataclass(frozen=True)
+class Account:
+    """What every request of a signed-in user needs of the account: enough
+    for the permission check and the page header."""
+
+    id: int
+    username: str
+    is_admin: bool
+    is_active: bool
+    email_verified: bool
+    session_generation: int
+
+    @classmethod
+    def of(cls, user: User) -> Account:
+        return cls(user.id, user.username, user.is_admin, user.is_active, user.email_verified, user.session_generation)
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Account:
+        id_, username, is_admin, is_active, email_verified, generation = row
+        return cls(id_, username, bool(is_admin), bool(is_active), bool(email_verified), generation)
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A live API token: whose it is, what it may touch, and whether its last
+    use is old enough to be written again."""
+
+    id: int
+    package_id: int | None
+    account: Account
+    use_is_stale: bool
+
+
+# Account.from_row's columns, in its order.
+_ACCOUNT = ReadProbe(
+    "SELECT u.id, u.username, u.is_admin, u.is_active, u.email_verified, u.session_generation FROM users u "
+    "WHERE u.id = :id"
+)
+_TOKEN = ReadProbe(
+    "SELECT t.id, t.digest, t.package_id, (t.last_used IS NULL OR t.last_used < :stale), "
+    "u.id, u.username, u.is_admin, u.is_active, u.email_verified, u.session_generation "
+    "FROM api_tokens t JOIN users u ON u.id = t.user_id "
+    "WHERE t.public_id = :public_id AND t.revoked IS NULL AND (t.expires IS NULL OR t.expires > :now)"
+)
+_ATTEMPTS = ReadProbe("SELECT count(*) FROM throttle_events WHERE scope = :scope AND key = :key AND created > :since")
+
+
+def stored_time(moment: datetime) -> str:
+    """A time as the database keeps it (naive UTC; SQLAlchemy's text on SQLite,
+    which compares in order; PostgreSQL casts it): for comparisons in SQL."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def account(bind: Bind, user_id: int) -> Account | None:
+    row = _ACCOUNT.row(bind, id=user_id)
+    return None if row is None else Account.from_row(row)
+
+
+def token_grant(bind: Bind, value: str) -> TokenGrant | None:
+    """The live token (not revoked, not expired, its account active) with
+    this value, as ``services.find_token`` finds it."""
+    prefix, _, rest = value.partition("-")
+    public_id, _, secret = rest.partition("-")
+    if prefix != TOKEN_PREFIX or not public_id or not secret:
+        return None
+    now = utcnow()
+    row = _TOKEN.row(bind, public_id=public_id, now=stored_time(now), stale=stored_time(now - TOKEN_USE_PRECISION))
+    if row is None or not hmac.compare_digest(row[1], token_digest(secret)):
+        return None
+    grant = TokenGrant(row[0], row[2], Account.from_row(row[4:]), bool(row[3]))
+    return grant if grant.account.is_active else None
+
+
+def attempts_reached(bind: Bind, scope: str, key: str, limit: int, window: timedelta) -> bool:
+    """Whether ``key`` has made ``limit`` attempts within ``window`` (the
+    throttle's own check then says how long to wait)."""
+    row = _ATTEMPTS.row(bind, scope=scope, key=key, since=stored_time(utcnow() - window))
+    return row is not None and row[0] >= limit
