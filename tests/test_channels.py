@@ -206,3 +206,42 @@ def test_remembered_checks_are_bounded_and_keep_no_password():
     assert all(PASSWORD.encode() not in repr(key).encode() for key in keys)
     time.sleep(0.06)
     assert recent.get(keys[-1]) is None  # and all expire
+
+
+def test_a_token_is_checked_on_every_request_and_its_use_written_once_a_minute(testapp, dbsession, owner):
+    """The token and its account are read as committed now (a raw read, no ORM
+    session): a revocation or a disabled account counts on the next request.
+    Its last use is written when it is a minute old, not on every request."""
+    from datetime import timedelta
+
+    from myapp.data.meta import utcnow
+
+    make_package(dbsession, "tokened")
+    record, token = services.create_token(dbsession, owner, "ci")
+    dbsession.flush()
+    testapp.get("/pypi/tokened/json", headers=basic("__token__", token))
+    dbsession.refresh(record)
+    first_use = record.last_used
+    assert first_use is not None
+    testapp.get("/pypi/tokened/json", headers=basic("__token__", token))
+    dbsession.refresh(record)
+    assert record.last_used == first_use  # within the minute: not written again
+    record.last_used = utcnow() - timedelta(minutes=2)
+    dbsession.flush()
+    testapp.get("/pypi/tokened/json", headers=basic("__token__", token))
+    dbsession.refresh(record)
+    assert record.last_used > utcnow() - timedelta(minutes=1)
+
+    owner.is_active = False
+    dbsession.flush()
+    testapp.get("/pypi/tokened/json", headers=basic("__token__", token), status=401)
+    owner.is_active = True
+    record.revoked = utcnow()
+    dbsession.flush()
+    testapp.get("/pypi/tokened/json", headers=basic("__token__", token), status=401)
+    record.revoked, record.expires = None, utcnow() - timedelta(seconds=1)
+    dbsession.flush()
+    testapp.get("/pypi/tokened/json", headers=basic("__token__", token), status=401)
+    record.expires = utcnow() + timedelta(days=1)
+    dbsession.flush()
+    testapp.get("/pypi/tokened/json", headers=basic("__token__", token), status=200)

@@ -66,3 +66,21 @@ def test_a_project_page_seen_before_is_one_statement_and_one_more_signed_in(test
     log_in(testapp, make_user(dbsession).username)
     assert statements_for(testapp, count_queries, "/project/seen/") == 2, count_queries.statements
     assert count_queries.statements[0].startswith("SELECT id, username")
+
+
+def test_a_token_costs_two_small_reads_and_no_orm_session(testapp, dbsession, count_queries):
+    """pip's token on a tool route: the address's attempts and the token with
+    its account, each one raw read; the page's own statements are unchanged."""
+    from myapp.accounts import services
+    from tests.accounts import make_user
+    from tests.test_accounts import basic
+
+    make_package(dbsession, "fetched", versions=["1.0", "2.0"])
+    record, token = services.create_token(dbsession, make_user(dbsession), "ci")
+    record.last_used = record.created  # used just now: nothing to write
+    dbsession.flush()
+    anonymous = statements_for(testapp, count_queries, "/pypi/fetched/json")
+    count_queries.clear()
+    testapp.get("/pypi/fetched/json", headers=basic("__token__", token))
+    assert count_queries.count == anonymous + 2, count_queries.statements
+    assert not any("FROM users WHERE" in s or "FROM api_tokens WHERE" in s for s in count_queries.statements)
