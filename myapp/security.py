@@ -138,10 +138,8 @@ def require_methods(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
 require_methods.options = ("require_methods",)  # type: ignore[attr-defined]
 
 
-def security_headers_tween_factory(handler: Callable[[Request], Response], registry: Any) -> Callable:
-    settings = registry.settings
-    # The debug toolbar's own pages need inline scripts: exempt them only where it is installed.
-    toolbar = "pyramid_debugtoolbar" in aslist(settings.get("pyramid.includes", ""))
+def security_headers(settings: dict[str, Any]) -> dict[str, str]:
+    """The headers every response gets (the page cache adds them to its hits too)."""
     csp = settings.get("myapp.csp", DEFAULT_CSP)
     hsts = asbool(settings.get("myapp.hsts", False))
     headers = {
@@ -156,6 +154,14 @@ def security_headers_tween_factory(handler: Callable[[Request], Response], regis
 
     if csp:
         headers["Content-Security-Policy"] = csp
+    return headers
+
+
+def security_headers_tween_factory(handler: Callable[[Request], Response], registry: Any) -> Callable:
+    settings = registry.settings
+    # The debug toolbar's own pages need inline scripts: exempt them only where it is installed.
+    toolbar = "pyramid_debugtoolbar" in aslist(settings.get("pyramid.includes", ""))
+    headers = security_headers(settings)
     names = {name.lower() for name in headers}
 
     def tween(request: Request) -> Response:

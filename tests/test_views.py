@@ -466,3 +466,27 @@ def test_latest_in_history_agrees_with_latest_of(dbsession, versions, yanked):
     shown = newest[: services.HISTORY_SHOWN]
     found = services.latest_in_history(dbsession, package, shown, complete=len(newest) <= services.HISTORY_SHOWN)
     assert found is services.latest_of(dbsession, package)
+
+
+def test_page_cache_hits_answered_before_the_pipeline_keep_its_answers(cached_app, dbsession):
+    """A hit is answered by the execution policy, before Pyramid makes a
+    request of it: with the same headers as the page it stored, and only where
+    the pipeline would answer the same (the guard still refuses what it refuses)."""
+    from pyramid.events import NewRequest
+
+    make_package(dbsession, "tool", versions=["1.0"])
+    first = cached_app.get("/project/tool/")
+    requests: list[object] = []
+    cached_app.app.registry.registerHandler(requests.append, (NewRequest,))
+    hit = cached_app.get("/project/tool/")
+    assert hit.headers["X-Page-Cache"] == "hit" and not requests  # no request object was made
+    skipped = {"X-Page-Cache", "Content-Length", "Set-Cookie"}
+    assert {k for k in hit.headers if k not in skipped} == {k for k in first.headers if k not in skipped}
+    head = cached_app.head("/project/tool/")
+    assert head.headers["X-Page-Cache"] == "hit" and head.body == b""
+    # What the guard refuses is still refused, never a cached page.
+    cached_app.get("/project/tool/", headers={"Range": "bytes=-"}, status=416)
+    cached_app.get("/project/tool/", headers={"Host": "evil.example"}, status=400)
+    # A query the view does not read is rendered, not answered from memory.
+    assert "X-Page-Cache" not in cached_app.get("/project/tool/?x=1").headers
+    assert requests  # ... and made a request, as every request but a hit does

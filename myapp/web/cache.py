@@ -58,16 +58,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyramid.config import Configurator
+from pyramid.interfaces import IExecutionPolicy
 from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
+from pyramid.router import default_execution_policy
+from webob.request import BaseRequest
 
-from myapp.security import read_access
+from myapp.security import read_access, security_headers
 
 CACHEABLE = "myapp.page_cache"  # environ key: the query parameters the view reads
 PRIVATE_INDEX = "myapp.private_index"  # registry: True when only signed-in users may read
 CREDENTIALS = ("Cookie", "Authorization")  # what a personal answer varies by
 PAGE_CACHE_VERSION = "myapp.page_cache_version"  # registry: () -> a value that changes when any page may
+CACHED_PAGES = "myapp.cached_pages"  # registry: CachedPages
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 _ENTRY_OVERHEAD = 400  # bytes of Python objects around each stored page, roughly
 
@@ -141,18 +145,19 @@ def _key_size(key: CacheKey) -> int:
     return len(scheme) + len(host) + len(path) + len(accept) + sum(len(k) + len(v) for k, v in query)
 
 
-def cache_key(request: Request, session_cookie: str) -> CacheKey | None:
-    """The key for an anonymous GET/HEAD, else None (never cached): a request
-    with a session cookie (signed in, or holding a CSRF token) or credentials
-    is never answered from, nor stored in, the cache."""
-    environ = request.environ
+def cache_key(environ: dict[str, Any], host: str, session_cookie: str) -> CacheKey | None:
+    """The key for an anonymous GET/HEAD to ``host`` (the Host the guard
+    accepts, normalized), else None (never cached): a request with a session
+    cookie (signed in, or holding a CSRF token) or credentials is never
+    answered from, nor stored in, the cache. The query is read as the view
+    reads it (WebOb's parsing, which Pyramid's request then reuses)."""
     if environ["REQUEST_METHOD"] not in ("GET", "HEAD") or _personal(environ, session_cookie):
         return None
     try:
-        query = tuple(sorted(request.GET.items()))
+        query = tuple(sorted(BaseRequest(environ).GET.items()))
     except UnicodeDecodeError:
         return None  # the view answers 400
-    return (request.scheme, request.host, environ.get("PATH_INFO", ""), query, environ.get("HTTP_ACCEPT", ""))
+    return (environ["wsgi.url_scheme"], host, environ.get("PATH_INFO", ""), query, environ.get("HTTP_ACCEPT", ""))
 
 
 def _personal(environ: dict[str, Any], session_cookie: str) -> bool:
@@ -170,44 +175,105 @@ def _storable(request: Request, key: CacheKey, response: Response) -> bool:
     return len(names) == len(set(names)) and set(names) <= wanted
 
 
+class CachedPages:
+    """The page cache's reads, shared by its two doors: the execution policy,
+    which answers a hit from the WSGI environ before Pyramid makes a request
+    object, opens a request context, makes the body seekable for a retry or
+    runs a tween (about half of a hit's time in the app, in a profile); and
+    the tween, which renders and stores a miss.
+
+    The policy answers only what the rest of the pipeline would answer the
+    same way: an anonymous GET or HEAD whose Host the guard accepts, without a
+    ``Range`` header (the guard refuses a malformed one), whose key is a page
+    stored from a request that passed every check with that same key. It adds
+    the security headers the outermost tween would (``security.HEADERS``)."""
+
+    def __init__(self, registry: Registry) -> None:
+        # Here, not at the top: guard imports files, which imports this module.
+        from myapp.web.guard import allowed_hosts, valid_host
+
+        self.registry = registry
+        self.cache: PageCache = registry["page_cache"]
+        settings = registry.settings
+        self.session_cookie = settings["myapp.session_cookie_name"] + "="
+        self.check_every = float(settings.get("myapp.page_cache_check_seconds", 0) or 0)
+        self.allowed = allowed_hosts(settings)
+        self.valid_host = valid_host
+        self.headers = tuple(security_headers(settings).items())
+        self._last: dict[str, Any] = {"read": float("-inf"), "version": None}  # races between threads are harmless
+
+    def version(self) -> object:
+        """What the pages depend on, read at most every ``check_every`` seconds."""
+        version_of = self.registry.get(PAGE_CACHE_VERSION)
+        if version_of is None:
+            return None
+        now = time.monotonic()
+        last = self._last
+        if now - last["read"] >= self.check_every:
+            last["version"], last["read"] = version_of(), now
+        return last["version"]
+
+    def wrote(self) -> None:
+        """This process changed something: its next request reads the version."""
+        self._last["read"] = float("-inf")
+
+    def hit(self, page: CachedPage, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+        return Response(body=page.body, headerlist=[*page.headerlist, ("X-Page-Cache", "hit"), *headers])
+
+    def answer(self, environ: dict[str, Any]) -> Response | None:
+        """The stored page for this request, if there is one (the execution policy's door)."""
+        if "HTTP_RANGE" in environ:
+            return None
+        host = self.valid_host(environ.get("HTTP_HOST", ""), self.allowed)
+        key = cache_key(environ, host, self.session_cookie) if host is not None else None
+        if key is None:
+            return None
+        try:
+            page = self.cache.get(key, self.version())
+        except Exception:  # the database is down: the view answers (503)
+            return None
+        return None if page is None else self.hit(page, self.headers)
+
+
 def page_cache_tween_factory(handler: Callable[[Request], Response], registry: Registry) -> Callable:
     cache: PageCache = registry["page_cache"]
     if cache.seconds <= 0:
         return handler
-    session_cookie = registry.settings["myapp.session_cookie_name"] + "="
-    check_every = float(registry.settings.get("myapp.page_cache_check_seconds", 0) or 0)
-    last: dict[str, Any] = {"read": float("-inf"), "version": None}  # races between threads are harmless
-
-    def current_version() -> object:
-        version_of = registry.get(PAGE_CACHE_VERSION)
-        if version_of is None:
-            return None
-        now = time.monotonic()
-        if now - last["read"] >= check_every:
-            last["version"], last["read"] = version_of(), now
-        return last["version"]
+    pages: CachedPages = registry[CACHED_PAGES]
 
     def tween(request: Request) -> Response:
-        key = cache_key(request, session_cookie)
+        key = cache_key(request.environ, request.host, pages.session_cookie)
         if key is None:
             response = handler(request)
             if request.method not in ("GET", "HEAD") and response.status_code < 400:
-                last["read"] = float("-inf")  # this process wrote: its next request reads the version
+                pages.wrote()
             return response
         try:
             # Read before rendering: a change made meanwhile makes this page stale at once.
-            version = current_version()
+            version = pages.version()
         except Exception:  # the database is down: the view answers (503), nothing is cached
             return handler(request)
         page = cache.get(key, version)
-        if page is not None:
-            return Response(body=page.body, headerlist=[*page.headerlist, ("X-Page-Cache", "hit")])
+        if page is not None:  # one the execution policy did not answer (a Range header)
+            return pages.hit(page)
         response = handler(request)
         if _storable(request, key, response):
             cache.put(key, response, version)
         return response
 
     return tween
+
+
+def _answer_hits_first(registry: Registry) -> None:
+    """Wrap the execution policy (pyramid_retry's) so that a page-cache hit is
+    answered before it runs."""
+    pages: CachedPages = registry[CACHED_PAGES]
+    policy = registry.queryUtility(IExecutionPolicy, default=default_execution_policy)
+
+    def answer_hits_first(environ: dict[str, Any], router: Any) -> Any:
+        return pages.answer(environ) or policy(environ, router)
+
+    registry.registerUtility(answer_hits_first, IExecutionPolicy)
 
 
 def cache_headers_tween_factory(handler: Callable[[Request], Response], registry: Registry) -> Callable:
@@ -262,7 +328,11 @@ def includeme(config: Configurator) -> None:
         seconds = 0  # a private index caches no page: none may reach someone not signed in
     max_bytes = int(settings.get("myapp.page_cache_bytes", DEFAULT_MAX_BYTES))
     config.registry["page_cache"] = PageCache(seconds, max_bytes)
+    config.registry[CACHED_PAGES] = CachedPages(config.registry)
     config.add_view_deriver(page_cache)
+    if seconds > 0:
+        # After pyramid_retry has set its execution policy (in the same commit).
+        config.action(("myapp.web.cache.hits",), lambda: _answer_hits_first(config.registry), order=10)
     # Below the guard (keys use the Host it has checked), above the transaction
     # manager (a hit needs no transaction at all).
     config.add_tween(
