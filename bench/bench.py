@@ -1,6 +1,7 @@
 """Requests per second of myapp's pages against a bare Pyramid app, both on waitress.
 
-    .venv/bin/python bench/bench.py [--duration 10] [--threads 4] [--connections 16] [--url URL] [--json]
+    .venv/bin/python bench/bench.py [--duration 10] [--rounds 1] [--threads 4] [--connections 16] [--url URL]
+        [--no-page-cache] [--only TEXT] [--data PATH] [--projects django,requests] [--json]
 
 Both apps run as ``pserve`` subprocesses on 127.0.0.1 from copies of production.ini that keep its
 waitress, logging and alembic settings, so the app is the only difference between them. myapp's copy
@@ -164,6 +165,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="real projects to import from --data; the first is measured (default: django,requests)",
     )
     parser.add_argument("--only", help="measure only the targets whose name contains this text")
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="measure every target this many times, interleaved, and keep each one's median (default 1): "
+        "on a shared machine, load from elsewhere then spreads over all targets instead of a few",
+    )
     args = parser.parse_args(argv)
     if args.loader == "auto":
         args.loader = "wrk" if shutil.which("wrk") else "python"
@@ -571,15 +579,28 @@ def run(args: argparse.Namespace) -> tuple[str, list[Row]]:
             Target("simple, private token", f"{private}/simple/{big}/", tool),
         ]
         targets = [t for i, t in enumerate(targets) if i == 0 or not args.only or args.only in t.name]
-        rows = []
-        for target in targets:
-            if target.signs_in:
-                # Signed in afresh for each: an older session cookie would be reissued on every response.
-                target = replace(target, headers=sign_in(nocache))
-            warm_up(target)
-            print(f"  {target.name} {target.path} ...", file=sys.stderr, flush=True)
-            rows.append(Row(target, measure(target, args)))
+        loads: list[list[Load]] = [[] for _ in targets]
+        for round_ in range(1, args.rounds + 1):
+            for target, measured in zip(targets, loads, strict=True):
+                if target.signs_in:
+                    # Signed in afresh each time: an older session cookie would be reissued on every response.
+                    target = replace(target, headers=sign_in(nocache))
+                warm_up(target)
+                print(f"  round {round_}: {target.name} {target.path} ...", file=sys.stderr, flush=True)
+                measured.append(measure(target, args))
+        rows = [Row(target, median_load(measured)) for target, measured in zip(targets, loads, strict=True)]
         return backend(url), rows
+
+
+def median_load(loads: list[Load]) -> Load:
+    """The round with the median requests/s, with every round's requests and errors."""
+    middle = sorted(loads, key=lambda load: load.requests_per_sec)[(len(loads) - 1) // 2]
+    return replace(
+        middle,
+        requests=sum(load.requests for load in loads),
+        non_200=sum(load.non_200 for load in loads),
+        socket_errors=sum(load.socket_errors for load in loads),
+    )
 
 
 def ratio(row: Row, baseline: Row) -> float:
@@ -616,7 +637,7 @@ def print_goals(rows: list[Row]) -> None:
 
 def as_json(args: argparse.Namespace, database: str, rows: list[Row]) -> str:
     baseline = rows[0]
-    settings = {key: getattr(args, key) for key in ("duration", "threads", "connections", "loader")}
+    settings = {key: getattr(args, key) for key in ("duration", "rounds", "threads", "connections", "loader")}
     results: list[dict[str, Any]] = [
         {"name": row.target.name, "path": row.target.path, **asdict(row.load), "ratio": round(ratio(row, baseline), 4)}
         for row in rows
@@ -634,8 +655,9 @@ def describe(args: argparse.Namespace, database: str) -> str:
     else:  # one process of Python threads: the client may be the bottleneck
         loader = f"Python http.client, {args.connections} connections, {args.duration} s"
     cache = "page cache off" if args.no_page_cache else "page cache on (production.ini)"
+    rounds = f", median of {args.rounds} interleaved rounds" if args.rounds > 1 else ""
     return (
-        f"waitress {args.threads} threads per server, {database} database, {cache}, load: {loader}, "
+        f"waitress {args.threads} threads per server, {database} database, {cache}, load: {loader}{rounds}, "
         f"{os.cpu_count()} CPUs"
     )
 
