@@ -98,7 +98,8 @@ class Target:
 @dataclass(frozen=True)
 class Row:
     target: Target
-    load: Load
+    load: Load  # the median round's
+    rounds: tuple[Load, ...] = ()  # every round's, in order
 
 
 @dataclass(frozen=True)
@@ -586,9 +587,12 @@ def run(args: argparse.Namespace) -> tuple[str, list[Row]]:
                     # Signed in afresh each time: an older session cookie would be reissued on every response.
                     target = replace(target, headers=sign_in(nocache))
                 warm_up(target)
-                print(f"  round {round_}: {target.name} {target.path} ...", file=sys.stderr, flush=True)
+                print(f"  round {round_}: {target.name} {target.path} ...", end="", file=sys.stderr, flush=True)
                 measured.append(measure(target, args))
-        rows = [Row(target, median_load(measured)) for target, measured in zip(targets, loads, strict=True)]
+                print(f" {measured[-1].requests_per_sec:.0f}/s", file=sys.stderr, flush=True)
+        rows = [
+            Row(target, median_load(measured), tuple(measured)) for target, measured in zip(targets, loads, strict=True)
+        ]
         return backend(url), rows
 
 
@@ -604,7 +608,12 @@ def median_load(loads: list[Load]) -> Load:
 
 
 def ratio(row: Row, baseline: Row) -> float:
-    return row.load.requests_per_sec / baseline.load.requests_per_sec if baseline.load.requests_per_sec else 0.0
+    """The median over rounds of each round's ratio: two targets measured in
+    the same round share that moment's load from elsewhere on the machine."""
+    pairs = list(zip(row.rounds, baseline.rounds, strict=True)) or [(row.load, baseline.load)]
+    ratios = sorted(a.requests_per_sec / b.requests_per_sec if b.requests_per_sec else 0.0 for a, b in pairs)
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
 
 
 def goal_ratios(rows: list[Row]) -> list[tuple[Goal, float]]:
