@@ -233,6 +233,8 @@ def postgresql_database(url: str) -> Iterator[str]:
     from sqlalchemy import create_engine, text
 
     name = f"myapp_peers_{secrets.token_hex(4)}"
+    if url.startswith("postgresql://"):  # the driver the project installs
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:

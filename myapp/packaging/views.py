@@ -23,10 +23,9 @@ from pyramid.view import view_config
 
 from myapp.accounts.services import find_user
 from myapp.data import write_after_response
-from myapp.packaging import dependencies, roles, services
+from myapp.packaging import dependencies, downloads, roles, services
 from myapp.packaging.context import METADATA, project_or_404
 from myapp.packaging.models import Package, Release
-from myapp.packaging.names import is_valid_filename
 from myapp.packaging.rendering import stored_description
 from myapp.packaging.search.ranking import SEARCH_ORDERS, SearchResults, classifier_groups, search_projects
 from myapp.web.files import serve_file
@@ -256,25 +255,29 @@ def download(request: Request) -> Any:
     address), and count a download once the response is decided. A wheel's
     core metadata is served at its name + ``.metadata``, and not counted."""
     filename = request.matchdict["filename"]
+    file = request.context.file  # found (one statement) by the context
     if filename.endswith(METADATA):
-        return _core_metadata(request, filename.removesuffix(METADATA))
-    file = services.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
+        return _core_metadata(request, file, filename.removesuffix(METADATA))
     if file is None or not (file.storage_path or file.url):
         raise HTTPNotFound(f"No file called {filename!r} is available.")
     if file.storage_path:
-        path = _stored_path(request, file.storage_path, filename)
-        served = serve_file(request, path, etag=file.sha256, content_type=_content_type(filename))
-        response, counts = served.response, served.is_download
+        response, counts = _send_stored(request, file)
     else:
         response, counts = HTTPFound(location=file.url), request.method == "GET"
     if counts:
-        file_id = file.id
-        write_after_response(request, lambda db: services.count_download(db, file_id), what=f"a download of {filename}")
+        downloads.count_when_sent(request, file)
     return response
 
 
-def _core_metadata(request: Request, filename: str) -> Any:
-    file = services.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
+def _send_stored(request: Request, file: services.StoredFile) -> tuple[Any, bool]:
+    """The stored file's response, and whether it is a download."""
+    assert file.storage_path is not None
+    path = _stored_path(request, file.storage_path, file.filename)
+    served = serve_file(request, path, etag=file.sha256, content_type=_content_type(file.filename))
+    return served.response, served.is_download
+
+
+def _core_metadata(request: Request, file: services.StoredFile | None, filename: str) -> Any:
     if file is None or not (file.storage_path and file.metadata_sha256):
         raise HTTPNotFound(f"There is no core metadata for {filename!r}.")
     path = _stored_path(request, file.storage_path + METADATA, filename + METADATA)
