@@ -52,3 +52,29 @@ def test_project_page_looks_up_all_its_dependencies_at_once(testapp, dbsession, 
     # the seven of a project page, and one for which of the dependencies are hosted here
     assert statements_for(testapp, count_queries, "/project/one-dep/") == 8, count_queries.statements
     assert statements_for(testapp, count_queries, "/project/many-deps/") == 8, count_queries.statements
+
+
+def test_simple_page_is_one_statement_once_rendered(testapp, dbsession, count_queries):
+    make_package(dbsession, "tool", versions=[f"{i}.0" for i in range(20)], files_per_release=3)
+    for accept in ("text/html", "application/vnd.pypi.simple.v1+json"):
+        headers = {"Accept": accept}
+        first = testapp.get("/simple/tool/", headers=headers)
+        count_queries.clear()
+        again = testapp.get("/simple/tool/", headers=headers)
+        # the project's serial; the page itself comes from memory
+        assert count_queries.count == 1, count_queries.statements
+        assert again.body == first.body
+        assert again.headerlist == first.headerlist
+        count_queries.clear()
+        testapp.get("/simple/tool/", headers={**headers, "If-None-Match": first.headers["ETag"]}, status=304)
+        assert count_queries.count == 1, count_queries.statements
+        assert all(s.lstrip().upper().startswith("SELECT") for s in count_queries.statements)
+
+
+def test_simple_page_reads_neither_classifiers_nor_description(testapp, dbsession, count_queries):
+    make_package(dbsession, "tool", classifiers=["Topic :: A"], description="x" * 10_000)
+    count_queries.clear()
+    testapp.get("/simple/tool/")
+    # serial, versions, files: no classifiers, and no description column read
+    assert count_queries.count == 3, count_queries.statements
+    assert not any("classifier" in s or "description" in s for s in count_queries.statements)

@@ -7,8 +7,7 @@ check, so a private index tells a stranger nothing about which projects exist.
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyramid.authorization import Allow
 from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
@@ -19,6 +18,11 @@ from myapp.packaging import roles, services
 from myapp.packaging.models import Package, Role, RoleName
 from myapp.packaging.names import is_valid_filename, is_valid_name
 from myapp.security import Permission
+
+if TYPE_CHECKING:  # the same types as cached_property, which mypy knows
+    from functools import cached_property as reify
+else:  # lock-free: functools.cached_property on 3.11 takes one lock per class, held over the query
+    from pyramid.decorator import reify
 
 METADATA = ".metadata"  # PEP 658: <file URL>.metadata is the wheel's core metadata
 LEAN_ROUTES = frozenset({"simple.project"})
@@ -33,7 +37,7 @@ class ProjectContext:
         if package is not None:
             self.__dict__["package"] = package
 
-    @cached_property
+    @reify
     def package(self) -> Package | None:
         # Found when first needed (the permission check, the view), not when the
         # route matches: credentials are checked first, and a request refused on
@@ -54,7 +58,7 @@ class ProjectContext:
         lean = request.matched_route is not None and request.matched_route.name in LEAN_ROUTES
         return services.find_package(request.dbsession, name, lean=lean)
 
-    @cached_property
+    @reify
     def roles(self) -> list[Role]:
         return roles.maintainers(self.request.dbsession, self.package) if self.package else []
 
@@ -72,7 +76,7 @@ class ProjectContext:
 class FileContext(ProjectContext):
     """A file (or its ``.metadata``) and the project it belongs to."""
 
-    @cached_property
+    @reify
     def file(self) -> services.StoredFile | None:
         """The file, as plain columns: one joined statement, which the view reuses."""
         filename = self.request.matchdict["filename"].removesuffix(METADATA)

@@ -8,6 +8,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup
 from pyramid.httpexceptions import (
@@ -274,7 +275,33 @@ def _send_stored(request: Request, file: services.StoredFile) -> tuple[Any, bool
     assert file.storage_path is not None
     path = _stored_path(request, file.storage_path, file.filename)
     served = serve_file(request, path, etag=file.sha256, content_type=_content_type(file.filename))
+    if served.response.status_code == 200:
+        _hand_to_proxy(request, served.response, file.storage_path, path)
     return served.response, served.is_download
+
+
+# A proxy in front may send the bytes itself (``myapp.files_accel``): nginx
+# from an ``internal`` location that maps ``myapp.files_accel_prefix`` to the
+# files folder (X-Accel-Redirect), Apache with mod_xsendfile (X-Sendfile).
+# Only whole files: a range (rare: a resumed download) is still sent from here.
+ACCEL_SETTING = "myapp.files_accel"
+ACCEL_PREFIX_SETTING = "myapp.files_accel_prefix"
+DEFAULT_ACCEL_PREFIX = "/_files/"
+
+
+def _hand_to_proxy(request: Request, response: Any, storage_path: str, path: Path) -> None:
+    settings = request.registry.settings
+    accel = settings.get(ACCEL_SETTING, "")
+    if accel not in ("nginx", "apache"):
+        return
+    response.app_iter.close()  # the proxy reads the file; headers (type, ETag, caching) stay ours
+    response.app_iter = [b""]
+    response.content_length = 0
+    if accel == "nginx":
+        prefix = settings.get(ACCEL_PREFIX_SETTING, DEFAULT_ACCEL_PREFIX).rstrip("/")
+        response.headers["X-Accel-Redirect"] = quote(f"{prefix}/{storage_path}")
+    else:
+        response.headers["X-Sendfile"] = str(path)
 
 
 def _core_metadata(request: Request, file: services.StoredFile | None, filename: str) -> Any:
