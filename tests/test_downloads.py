@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import webtest
+from pyramid.exceptions import ConfigurationError
 from sqlalchemy import select
 
 from myapp.config import configure
@@ -121,7 +122,7 @@ def test_whole_files_can_be_sent_by_the_proxy(settings, dbsession, files_dir, ac
 
 
 def test_files_accel_must_be_known(settings, dbsession):
-    with pytest.raises(Exception, match="myapp.files_accel must be nginx, apache or empty"):
+    with pytest.raises(ConfigurationError, match=r"myapp\.files_accel must be nginx, apache or empty"):
         make_app(settings, **{"myapp.files_accel": "lighttpd"})
 
 
