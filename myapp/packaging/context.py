@@ -7,6 +7,7 @@ check, so a private index tells a stranger nothing about which projects exist.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pyramid.authorization import Allow
@@ -14,6 +15,7 @@ from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
 from pyramid.request import Request
 
 from myapp.accounts.policy import ADMINS, site_acl
+from myapp.data.rawread import read_first
 from myapp.packaging import roles, services
 from myapp.packaging.models import Package, Role, RoleName
 from myapp.packaging.names import is_valid_filename, is_valid_name
@@ -80,7 +82,9 @@ class FileContext(ProjectContext):
     def file(self) -> services.StoredFile | None:
         """The file, as plain columns: one joined statement, which the view reuses."""
         filename = self.request.matchdict["filename"].removesuffix(METADATA)
-        return services.find_download(self.request.dbsession, filename) if is_valid_filename(filename) else None
+        if not is_valid_filename(filename):
+            return None
+        return services.find_download(partial(read_first, self.request), filename)
 
     def _find(self, request: Request) -> Package | None:
         # Only a permission that needs the project (a token scoped to one) loads it.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -253,18 +252,27 @@ def package_by_id(db: Session, package_id: int) -> Package | None:
 class ProjectVersion:
     """What says whether a project's pages changed: the serial every write
     bumps, and its creation time (a project deleted and made again under the
-    same name may get the same id and serial back on SQLite)."""
+    same name may get the same id and serial back on SQLite), as the database
+    returns it (a key, not for display)."""
 
     id: int
     name: str
     last_serial: int
-    created: datetime
+    created: Any
 
 
-def project_version(db: Session, name: str) -> ProjectVersion | None:
-    """One indexed read of four columns, no ORM object (the simple page's hot path)."""
-    stmt = select(Package.id, Package.name, Package.last_serial, Package.created).where(Package.name == normalize(name))
-    row = db.execute(stmt).first()
+# One indexed row each, for myapp.data.rawread (``?`` placeholders): the hottest reads.
+PROJECT_VERSION_SQL = "SELECT id, name, last_serial, created FROM packages WHERE name = ?"
+DOWNLOAD_SQL = (
+    "SELECT f.id, f.filename, f.storage_path, f.url, f.sha256, f.metadata_sha256, r.package_id "
+    "FROM release_files f JOIN releases r ON r.id = f.release_id WHERE f.filename = ?"
+)
+RowReader = Callable[[str, tuple[Any, ...]], tuple[Any, ...] | None]
+
+
+def project_version(read: RowReader, name: str) -> ProjectVersion | None:
+    """The project's id, name, serial and creation time: one indexed row, no ORM object."""
+    row = read(PROJECT_VERSION_SQL, (normalize(name),))
     return ProjectVersion(*row) if row is not None else None
 
 
@@ -364,22 +372,9 @@ class StoredFile:
     package_id: int
 
 
-def find_download(db: Session, filename: str) -> StoredFile | None:
-    """The file with its project's id: one joined statement, no ORM object."""
-    stmt = (
-        select(
-            ReleaseFile.id,
-            ReleaseFile.filename,
-            ReleaseFile.storage_path,
-            ReleaseFile.url,
-            ReleaseFile.sha256,
-            ReleaseFile.metadata_sha256,
-            Release.package_id,
-        )
-        .join(Release, Release.id == ReleaseFile.release_id)
-        .where(ReleaseFile.filename == filename)
-    )
-    row = db.execute(stmt).first()
+def find_download(read: RowReader, filename: str) -> StoredFile | None:
+    """The file with its project's id: one joined row, no ORM object."""
+    row = read(DOWNLOAD_SQL, (filename,))
     return StoredFile(*row) if row is not None else None
 
 

@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +36,7 @@ from pyramid.request import Request
 from pyramid.response import FileResponse, Response
 from pyramid.view import view_config
 
+from myapp.data.rawread import read_first
 from myapp.packaging import services
 from myapp.packaging.context import found_or_redirect
 from myapp.packaging.names import is_valid_name
@@ -141,7 +143,8 @@ def simple_project(request: Request) -> Response:
 def current_project(request: Request) -> services.ProjectVersion:
     """The project named in the URL, as its serial read; 404 or redirect as ``project_or_404``."""
     name = request.matchdict["name"]
-    project = services.project_version(request.dbsession, name) if is_valid_name(name) else None
+    read = partial(read_first, request)
+    project = services.project_version(read, name) if is_valid_name(name) else None
     found_or_redirect(request, project.name if project else None)
     assert project is not None
     return project
