@@ -78,3 +78,22 @@ def test_simple_page_reads_neither_classifiers_nor_description(testapp, dbsessio
     # serial, versions, files: no classifiers, and no description column read
     assert count_queries.count == 3, count_queries.statements
     assert not any("classifier" in s or "description" in s for s in count_queries.statements)
+
+
+def test_an_upload_to_a_known_project_is_a_fixed_number_of_statements(testapp, dbsession, count_queries):
+    from myapp.packaging.demo import _wheel
+    from tests.accounts import PASSWORD, make_user
+    from tests.test_upload import upload
+
+    make_user(dbsession, "uploader")
+    assert upload(testapp, "uploader", PASSWORD, "tiny_thing-1.0-py3-none-any.whl", _wheel("Tiny-Thing", "1.0", "x"))
+    counts = []
+    for version in ("1.1", "1.2"):
+        data = _wheel("Tiny-Thing", version, "x")
+        count_queries.clear()
+        res = upload(testapp, "uploader", PASSWORD, f"tiny_thing-{version}-py3-none-any.whl", data, version=version)
+        assert res.status_int == 200, res.text
+        counts.append(count_queries.count)
+    # credentials (2 throttles, user, user by id), project and its classifiers, roles, file, deleted name,
+    # release; release insert, newest release, file insert, highest serial, journal, project update
+    assert counts[0] == counts[1] == 16, count_queries.statements

@@ -186,9 +186,11 @@ def bump_serial(db: Session, package: Package) -> int:
 
 
 def touch(db: Session, package: Package) -> None:
-    """The project changed now: its update time and serial move on."""
-    package.updated = utcnow()
+    """The project changed now: its update time and serial move on (the
+    serial first: its read flushes what is pending, and then both columns
+    go out in one UPDATE)."""
     bump_serial(db, package)
+    package.updated = utcnow()
 
 
 def versions_of(db: Session, package_id: int) -> list[str]:
