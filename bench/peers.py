@@ -54,6 +54,7 @@ SMALL_BYTES = 20_000
 BIG_BYTES = 5_000_000
 WHEEL_HREF = re.compile(r'href="([^"#]+\.whl)(?:#[^"]*)?"')
 COMMAND_TIMEOUT = 600
+PEER_START_TIMEOUT = 120  # devpi-server takes a while on a busy machine
 
 
 # -- wheels --------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def serve_command(command: list[str], port: int, log: Path, env: dict[str, str] 
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
     try:
-        bench.wait_until_listening(process, port, log)
+        bench.wait_until_listening(process, port, log, PEER_START_TIMEOUT)
         yield
     finally:
         bench.stop(process)

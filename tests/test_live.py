@@ -77,6 +77,21 @@ def test_concurrent_downloads_lose_no_count(backend, tmp_path):
         assert "Traceback" not in server.log.read_text()
 
 
+def test_counts_still_in_memory_are_written_when_the_server_is_stopped(backend, tmp_path):
+    """SIGTERM (what LiveServer.stop sends, as systemd and Docker do) is a clean
+    stop: waitress finishes, and the counts not yet written are written."""
+    settings = {"myapp.download_flush_seconds": "3600"}
+    with live_server(backend, tmp_path, settings=settings) as server:
+        filename = query(server.url, select(ReleaseFile.filename).order_by(ReleaseFile.id).limit(1))
+        for _ in range(3):
+            assert fetch(f"{server.base}/files/{filename}")[0] == 200
+        stmt = select(ReleaseFile.downloads).where(ReleaseFile.filename == filename)
+        assert query(server.url, stmt) == 0  # counted in memory only
+        server.stop()
+        assert query(server.url, stmt) == 3
+        assert "Traceback" not in server.log.read_text()
+
+
 def test_initdb_twice_keeps_the_data(backend, tmp_path):
     with fresh_database(backend, tmp_path) as url:
         server = LiveServer(url, tmp_path)
