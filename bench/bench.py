@@ -296,8 +296,10 @@ def serve(ini: Path, port: int, env: dict[str, str]) -> Iterator[str]:
         stop(process)
 
 
-def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
+def wait_until_listening(
+    process: subprocess.Popen[bytes], port: int, log: Path, timeout: float = START_TIMEOUT
+) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise BenchError(f"pserve {log.stem} exited with {process.returncode}:\n{log.read_text()}")
@@ -306,7 +308,7 @@ def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path)
                 return
         except OSError:
             time.sleep(0.1)
-    raise BenchError(f"pserve {log.stem} did not listen on {HOST}:{port} in {START_TIMEOUT:.0f} s:\n{log.read_text()}")
+    raise BenchError(f"pserve {log.stem} did not listen on {HOST}:{port} in {timeout:.0f} s:\n{log.read_text()}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -41,6 +41,7 @@ from myapp.accounts import passwords
 from myapp.data import DbSession, to_url
 from myapp.data.migrations import upgrade_to_head
 from myapp.packaging.simple import INDEX_CACHE
+from myapp.packaging.simple_cache import cache_of
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -167,6 +168,9 @@ def app_settings(url: str, files_dir: Path) -> dict[str, Any]:
         "myapp.mail_folder": str(files_dir.parent / "mail"),
         "pyramid.reload_templates": "false",
         "myapp.gc_freeze": "false",  # many apps in one process: let the collector have the old ones
+        # Each download's count written as its response is decided, so a test reads it at once;
+        # tests/test_downloads.py covers the batched writer a server runs.
+        "myapp.download_flush_seconds": "0",
     }
 
 
@@ -190,9 +194,11 @@ def app(settings: dict[str, Any]) -> Any:
 def dbsession(db_url: str, app: Any, files_dir: Path) -> Iterator[Session]:
     """A session in a transaction that is rolled back after the test; the
     app's request sessions share its connection through SAVEPOINTs. What the
-    app derived from the rolled-back data (the saved /simple/ listing) goes too."""
+    app derived from the rolled-back data (the saved /simple/ listing, the
+    kept simple pages) goes too."""
     shutil.rmtree(files_dir / INDEX_CACHE, ignore_errors=True)
     app.registry["fragment_cache"].clear()  # rendered from data another test rolled back
+    cache_of(app.registry).clear()
     use_database(db_url)
     engine, factory = DbSession.engine, DbSession.factory
     assert engine is not None and factory is not None

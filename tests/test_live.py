@@ -13,7 +13,7 @@ import urllib.request
 from sqlalchemy import create_engine, func, select, text
 
 from myapp.data.migrations import head_revisions
-from myapp.packaging.models import Package, ReleaseFile
+from myapp.packaging.models import Package, Release, ReleaseFile
 from tests.conftest import ROOT, LiveServer, free_port, fresh_database, live_server
 
 THREADS = 8
@@ -45,6 +45,10 @@ def test_concurrent_downloads_lose_no_count(backend, tmp_path):
     with live_server(backend, tmp_path) as server:
         filename = query(server.url, select(ReleaseFile.filename).order_by(ReleaseFile.id).limit(1))
         expected_body = (tmp_path / "files").rglob(filename).__next__().read_bytes()
+        package_total = (
+            select(Package.downloads).join(Release).join(ReleaseFile).where(ReleaseFile.filename == filename)
+        )
+        before = query(server.url, package_total)
         barrier = threading.Barrier(THREADS)
         failures: list[str] = []
 
@@ -65,8 +69,26 @@ def test_concurrent_downloads_lose_no_count(backend, tmp_path):
         for t in threads:
             t.join(120)
         assert failures == []
+        # The server counts in memory and writes once a second, and what is left when it is stopped.
+        server.stop()
         stmt = select(ReleaseFile.downloads).where(ReleaseFile.filename == filename)
         assert query(server.url, stmt) == THREADS * REQUESTS_PER_THREAD
+        assert query(server.url, package_total) == before + THREADS * REQUESTS_PER_THREAD
+        assert "Traceback" not in server.log.read_text()
+
+
+def test_counts_still_in_memory_are_written_when_the_server_is_stopped(backend, tmp_path):
+    """SIGTERM (what LiveServer.stop sends, as systemd and Docker do) is a clean
+    stop: waitress finishes, and the counts not yet written are written."""
+    settings = {"myapp.download_flush_seconds": "3600"}
+    with live_server(backend, tmp_path, settings=settings) as server:
+        filename = query(server.url, select(ReleaseFile.filename).order_by(ReleaseFile.id).limit(1))
+        for _ in range(3):
+            assert fetch(f"{server.base}/files/{filename}")[0] == 200
+        stmt = select(ReleaseFile.downloads).where(ReleaseFile.filename == filename)
+        assert query(server.url, stmt) == 0  # counted in memory only
+        server.stop()
+        assert query(server.url, stmt) == 3
         assert "Traceback" not in server.log.read_text()
 
 

@@ -84,3 +84,48 @@ def test_a_token_costs_two_small_reads_and_no_orm_session(testapp, dbsession, co
     testapp.get("/pypi/fetched/json", headers=basic("__token__", token))
     assert count_queries.count == anonymous + 2, count_queries.statements
     assert not any("FROM users WHERE" in s or "FROM api_tokens WHERE" in s for s in count_queries.statements)
+
+
+def test_simple_page_is_one_statement_once_rendered(testapp, dbsession, count_queries):
+    make_package(dbsession, "tool", versions=[f"{i}.0" for i in range(20)], files_per_release=3)
+    for accept in ("text/html", "application/vnd.pypi.simple.v1+json"):
+        headers = {"Accept": accept}
+        first = testapp.get("/simple/tool/", headers=headers)
+        count_queries.clear()
+        again = testapp.get("/simple/tool/", headers=headers)
+        # the project's serial; the page itself comes from memory
+        assert count_queries.count == 1, count_queries.statements
+        assert again.body == first.body
+        assert again.headerlist == first.headerlist
+        count_queries.clear()
+        testapp.get("/simple/tool/", headers={**headers, "If-None-Match": first.headers["ETag"]}, status=304)
+        assert count_queries.count == 1, count_queries.statements
+        assert all(s.lstrip().upper().startswith("SELECT") for s in count_queries.statements)
+
+
+def test_simple_page_reads_neither_classifiers_nor_description(testapp, dbsession, count_queries):
+    make_package(dbsession, "tool", classifiers=["Topic :: A"], description="x" * 10_000)
+    count_queries.clear()
+    testapp.get("/simple/tool/")
+    # serial, versions, files: no classifiers, and no description column read
+    assert count_queries.count == 3, count_queries.statements
+    assert not any("classifier" in s or "description" in s for s in count_queries.statements)
+
+
+def test_an_upload_to_a_known_project_is_a_fixed_number_of_statements(testapp, dbsession, count_queries):
+    from myapp.packaging.demo import _wheel
+    from tests.accounts import PASSWORD, make_user
+    from tests.test_upload import upload
+
+    make_user(dbsession, "uploader")
+    assert upload(testapp, "uploader", PASSWORD, "tiny_thing-1.0-py3-none-any.whl", _wheel("Tiny-Thing", "1.0", "x"))
+    counts = []
+    for version in ("1.1", "1.2"):
+        data = _wheel("Tiny-Thing", version, "x")
+        count_queries.clear()
+        res = upload(testapp, "uploader", PASSWORD, f"tiny_thing-{version}-py3-none-any.whl", data, version=version)
+        assert res.status_int == 200, res.text
+        counts.append(count_queries.count)
+    # credentials (2 throttles, user, user by id), project and its classifiers, roles, file, deleted name,
+    # release; release insert, newest release, file insert, highest serial, journal, project update
+    assert counts[0] == counts[1] == 16, count_queries.statements

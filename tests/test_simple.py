@@ -12,10 +12,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import webtest
 from sqlalchemy import select
 
+from myapp.config import configure
+from myapp.packaging import services
 from myapp.packaging.demo import load_demo
 from myapp.packaging.models import Package, Release, ReleaseFile
+from myapp.packaging.simple_cache import Page, PageLRU
 from tests.conftest import BIN, live_server
 from tests.test_live import query
 
@@ -336,3 +340,51 @@ def test_the_index_listing_is_kept_until_anything_changes(testapp, dbsession, fi
     assert [p.name for p in cache.iterdir() if p.name.startswith("simple-html")] == [
         f"simple-{changed.headers['ETag'].strip(chr(34))}"
     ]  # the old copy is gone
+
+
+# -- kept pages ------------------------------------------------------------------------------
+
+
+def test_a_kept_page_is_never_stale_after_a_write_by_another_process(settings, dbsession, demo):
+    """Two apps keep pages apart, as two server processes do; a write made
+    elsewhere (here: the test's session, as an upload would) bumps the serial,
+    and both see it on their next request."""
+    apps = [webtest.TestApp(configure(settings).make_wsgi_app(), extra_environ={"HTTP_HOST": "localhost"})]
+    apps.append(webtest.TestApp(configure(settings).make_wsgi_app(), extra_environ={"HTTP_HOST": "localhost"}))
+    url = f"/simple/{demo.name}/"
+    before = [app.get(url) for app in apps]
+    assert [app.get(url).body for app in apps] == [page.body for page in before]  # kept
+    release = demo.releases[0]
+    release.files.append(
+        ReleaseFile(filename="late_arrival-9.9.tar.gz", packagetype="sdist", size=1, sha256="0" * 64, url="https://x/y")
+    )
+    services.touch(dbsession, demo)  # what every write does
+    dbsession.flush()
+    for app, old in zip(apps, before, strict=True):
+        page = app.get(url)
+        assert "late_arrival-9.9.tar.gz" in page.text and "late_arrival-9.9.tar.gz" not in old.text
+        assert page.headers["ETag"] != old.headers["ETag"]
+        assert page.headers["X-PyPI-Last-Serial"] == str(demo.last_serial)
+        assert app.get(url, headers={"If-None-Match": old.headers["ETag"]}).status_int == 200
+
+
+def test_kept_pages_depend_on_where_the_app_is_mounted(testapp, demo):
+    plain = testapp.get(f"/simple/{demo.name}/")
+    mounted = testapp.get(f"/simple/{demo.name}/", extra_environ={"SCRIPT_NAME": "/index"})
+    assert 'href="/files/' in plain.text and 'href="/files/' not in mounted.text
+    assert 'href="/index/files/' in mounted.text
+
+
+def test_kept_pages_are_bounded_by_bytes():
+    cache = PageLRU(max_bytes=800)
+    for key in range(10):
+        cache.put(key, Page(b"x" * 100, "text/html"))
+    assert cache.size == 800
+    assert cache.get(0) is None and cache.get(1) is None  # the oldest went first
+    assert cache.get(2) is not None  # ... and 2 is now the most recent
+    cache.put("next", Page(b"y" * 100, "text/html"))
+    assert cache.get(3) is None and cache.get(2) is not None
+    cache.put("huge", Page(b"z" * 101, "text/html"))  # over an eighth of the bound: never kept
+    assert cache.get("huge") is None and cache.size == 800
+    assert cache.get_or_render("r", lambda: Page(b"r", "text/html")).body == b"r"
+    assert cache.get_or_render("r", lambda: Page(b"other", "text/html")).body == b"r"

@@ -56,7 +56,9 @@ __all__ = [
     "database_answers",
     "driver_message",
     "get_tm_session",
+    "request_failed",
     "require_schema",
+    "retry_transient",
     "safe_url",
     "schema_problem",
     "take_write_lock",
@@ -122,24 +124,32 @@ def write_after_response(request: Request, work: Callable[[Session], object], *,
     factory = request.registry["dbsession_factory"]
 
     def run(request: Request, response: Response) -> None:
-        if _request_failed(request, response):
+        if request_failed(request, response):
             return
-        for attempt in range(1, BOOKKEEPING_ATTEMPTS + 1):
-            try:
-                with factory() as session, session.begin():
-                    take_write_lock(session)
-                    work(session)
-                return
-            except SQLAlchemyError as exc:
-                if attempt < BOOKKEEPING_ATTEMPTS and _is_transient(exc):
-                    continue
-                log.error("could not record %s: %s", what, type(getattr(exc, "orig", None) or exc).__name__)
-                return
+        try:
+            retry_transient(work, factory)
+        except SQLAlchemyError as exc:
+            log.error("could not record %s: %s", what, type(getattr(exc, "orig", None) or exc).__name__)
 
     request.add_response_callback(run)
 
 
-def _request_failed(request: Request, response: Response) -> bool:
+def retry_transient(work: Callable[[Session], object], factory: sessionmaker[Session]) -> None:
+    """Run ``work(session)`` in a write transaction of its own, again if the
+    failure was transient (up to three times); a lasting failure is raised."""
+    for attempt in range(1, BOOKKEEPING_ATTEMPTS + 1):
+        try:
+            with factory() as session, session.begin():
+                take_write_lock(session)
+                work(session)
+            return
+        except SQLAlchemyError as exc:
+            if attempt < BOOKKEEPING_ATTEMPTS and _is_transient(exc):
+                continue
+            raise
+
+
+def request_failed(request: Request, response: Response) -> bool:
     """An error page for an exception other than an HTTP answer (a 4xx the
     view chose, such as a form's 400 or a throttle's 429, is not a failure)."""
     exception = getattr(request, "exception", None)

@@ -4,14 +4,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pyramid.config import Configurator
+from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
 
 from myapp.accounts.policy import BASIC_AUTH_ROUTES
 from myapp.data import ReadProbe
-from myapp.packaging import services
+from myapp.packaging import downloads, services, simple_cache
 from myapp.packaging.context import FileContext, ProjectContext
 from myapp.packaging.storage import SWEEP_EVERY_SECONDS, SWEEP_KIND, FileStore, sweep_incoming
 from myapp.packaging.upload import DEFAULT_MAX_BYTES
+from myapp.packaging.views import ACCEL_SETTING
 from myapp.web.cache import PAGE_CACHE_VERSION
 
 # What pip, uv and scripts call: on a private index they are asked for basic auth.
@@ -43,6 +45,10 @@ def includeme(config: Configurator) -> None:
     config.add_periodic_job(SWEEP_KIND, sweep_incoming, seconds=SWEEP_EVERY_SECONDS)
     config.registry.setdefault(BASIC_AUTH_ROUTES, set()).update(TOOL_ROUTES)
     config.registry[PAGE_CACHE_VERSION] = _index_version(config.registry)
+    simple_cache.includeme_cache(config.registry, settings)
+    downloads.install(config.registry, settings)
+    if settings.get(ACCEL_SETTING, "") not in ("", "nginx", "apache"):
+        raise ConfigurationError(f"{ACCEL_SETTING} must be nginx, apache or empty, not {settings[ACCEL_SETTING]!r}")
 
 
 def _index_version(registry: Registry) -> Callable[[], int]:

@@ -24,6 +24,8 @@ from myapp.packaging.models import Classifier, Package, package_classifiers
 
 def set_classifiers(db: Session, package: Package, names: Collection[str]) -> None:
     """Give the project exactly these (already checked) classifiers."""
+    if sorted(c.classifier for c in package.classifiers) == sorted(set(names)):
+        return  # the usual upload: what the last one said (no statements beyond loading them)
     before = {c.id for c in package.classifiers}
     rows = _rows(db, sorted(set(names)))
     package.classifiers = rows

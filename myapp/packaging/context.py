@@ -7,20 +7,27 @@ check, so a private index tells a stranger nothing about which projects exist.
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from pyramid.authorization import Allow
 from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
 from pyramid.request import Request
 
 from myapp.accounts.policy import ADMINS, site_acl
+from myapp.data.rawread import read_first
 from myapp.packaging import roles, services
 from myapp.packaging.models import Package, Role, RoleName
 from myapp.packaging.names import is_valid_filename, is_valid_name
 from myapp.security import Permission
 
+if TYPE_CHECKING:  # the same types as cached_property, which mypy knows
+    from functools import cached_property as reify
+else:  # lock-free: functools.cached_property on 3.11 takes one lock per class, held over the query
+    from pyramid.decorator import reify
+
 METADATA = ".metadata"  # PEP 658: <file URL>.metadata is the wheel's core metadata
+LEAN_ROUTES = frozenset({"simple.project"})
 
 
 class ProjectContext:
@@ -32,7 +39,7 @@ class ProjectContext:
         if package is not None:
             self.__dict__["package"] = package
 
-    @cached_property
+    @reify
     def package(self) -> Package | None:
         # Found when first needed (the permission check, the view), not when the
         # route matches: credentials are checked first, and a request refused on
@@ -47,9 +54,13 @@ class ProjectContext:
 
     def _find(self, request: Request) -> Package | None:
         name = request.matchdict["name"]
-        return services.find_package(request.dbsession, name) if is_valid_name(name) else None
+        if not is_valid_name(name):
+            return None
+        # Tool routes read neither the classifiers nor the (long) description.
+        lean = request.matched_route is not None and request.matched_route.name in LEAN_ROUTES
+        return services.find_package(request.dbsession, name, lean=lean)
 
-    @cached_property
+    @reify
     def roles(self) -> list[Role]:
         return roles.maintainers(self.request.dbsession, self.package) if self.package else []
 
@@ -65,21 +76,36 @@ class ProjectContext:
 
 
 class FileContext(ProjectContext):
-    """The project a file (or its ``.metadata``) belongs to."""
+    """A file (or its ``.metadata``) and the project it belongs to."""
+
+    @reify
+    def file(self) -> services.StoredFile | None:
+        """The file, as plain columns: one joined statement, which the view reuses."""
+        filename = self.request.matchdict["filename"].removesuffix(METADATA)
+        if not is_valid_filename(filename):
+            return None
+        return services.find_download(partial(read_first, self.request), filename)
 
     def _find(self, request: Request) -> Package | None:
-        filename = request.matchdict["filename"].removesuffix(METADATA)
-        file = services.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
-        return file.release.package if file is not None else None
+        # Only a permission that needs the project (a token scoped to one) loads it.
+        file = self.file
+        return services.package_by_id(request.dbsession, file.package_id) if file is not None else None
 
 
 def project_or_404(request: Request) -> Package:
     """The context's project: 404 if there is none, and a redirect to its
     normalized name (one URL per project: /project/Flask_Login/ -> /project/flask-login/)."""
     package = getattr(request.context, "package", None)
-    name = request.matchdict["name"]
-    if package is None:
-        raise HTTPNotFound(f"There is no project called {name!r}.")
-    if name != package.name:
-        raise HTTPMovedPermanently(location=request.current_route_path(_query=request.GET, name=package.name))
+    found_or_redirect(request, package.name if package is not None else None)
+    assert package is not None
     return package
+
+
+def found_or_redirect(request: Request, found: str | None) -> None:
+    """404 if no project was found for the URL's name, a redirect if ``found``
+    (its normalized name) is not the name in the URL."""
+    name = request.matchdict["name"]
+    if found is None:
+        raise HTTPNotFound(f"There is no project called {name!r}.")
+    if name != found:
+        raise HTTPMovedPermanently(location=request.current_route_path(_query=request.GET, name=found))

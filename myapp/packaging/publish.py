@@ -114,9 +114,13 @@ def add_file(
     (``spelled``, as the uploader wrote it) is the same release. The project
     takes ``metadata`` when the file is for its newest release. Journalled;
     the project's update time and serial move on."""
+    release = None
     if package is None:
-        package = create_package(db, display_name, user)
-    release = find_release(db, package, version) or find_release(db, package, spelled)
+        package = create_package(db, display_name, user)  # a new project has no release to find
+    else:
+        release = find_release(db, package, version)
+        if release is None and spelled != version:
+            release = find_release(db, package, spelled)
     if release is None:
         release = new_release(
             version,

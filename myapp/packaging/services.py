@@ -20,6 +20,7 @@ from sqlalchemy import (
     ScalarSelect,
     Select,
     SQLColumnExpression,
+    bindparam,
     false,
     func,
     literal,
@@ -175,7 +176,7 @@ INDEX_SERIAL_SQL = "SELECT max(last_serial) FROM packages"
 # The project page's fragment key, on a raw connection too: the project's download
 # total (a download bumps no serial) and the index's serial (a change to any
 # project, such as one of its dependencies arriving here, bumps it).
-PROJECT_VERSION_SQL = "SELECT downloads, (SELECT max(last_serial) FROM packages) FROM packages WHERE name = :name"
+PROJECT_FRAGMENT_KEY_SQL = "SELECT downloads, (SELECT max(last_serial) FROM packages) FROM packages WHERE name = :name"
 
 
 def index_serial(db: Session) -> int:
@@ -191,23 +192,25 @@ def bump_serial(db: Session, package: Package) -> int:
 
 
 def touch(db: Session, package: Package) -> None:
-    """The project changed now: its update time and serial move on."""
-    package.updated = utcnow()
+    """The project changed now: its update time and serial move on (the
+    serial first: its read flushes what is pending, and then both columns
+    go out in one UPDATE)."""
     bump_serial(db, package)
+    package.updated = utcnow()
 
 
-def versions_of(db: Session, package: Package) -> list[str]:
+def versions_of(db: Session, package_id: int) -> list[str]:
     """The project's versions, oldest first: one statement."""
-    return list(db.scalars(select(Release.version).where(Release.package_id == package.id).order_by(Release.sort_key)))
+    return list(db.scalars(select(Release.version).where(Release.package_id == package_id).order_by(Release.sort_key)))
 
 
-def files_with_yank_reasons(db: Session, package: Package) -> list[tuple[ReleaseFile, str | None]]:
+def files_with_yank_reasons(db: Session, package_id: int) -> list[tuple[ReleaseFile, str | None]]:
     """Every file of the project, by release (oldest first) and name, with
     its release's yank reason: one statement."""
     stmt = (
         select(ReleaseFile, Release.yanked_reason)
         .join(Release)
-        .where(Release.package_id == package.id)
+        .where(Release.package_id == package_id)
         .order_by(Release.sort_key, ReleaseFile.filename)
     )
     return list(db.execute(stmt).tuples())
@@ -239,9 +242,46 @@ def listing_batches(session_factory: Callable[[], Session], sql: str) -> Iterato
             cursor.close()
 
 
-def find_package(db: Session, name: str) -> Package | None:
-    """The package by (normalized) name, with classifiers loaded."""
-    return db.scalar(select(Package).where(Package.name == normalize(name)).options(selectinload(Package.classifiers)))
+def find_package(db: Session, name: str, *, lean: bool = False) -> Package | None:
+    """The package by (normalized) name, with classifiers loaded; ``lean``:
+    without them and without the description (tool routes read neither)."""
+    stmt = select(Package).where(Package.name == normalize(name))
+    if lean:
+        return db.scalar(stmt.options(defer(Package.description), defer(Package.description_html)))
+    return db.scalar(stmt.options(selectinload(Package.classifiers)))
+
+
+def package_by_id(db: Session, package_id: int) -> Package | None:
+    """Without the description, which no tool route reads."""
+    return db.get(Package, package_id, options=[defer(Package.description), defer(Package.description_html)])
+
+
+@dataclass(frozen=True)
+class ProjectVersion:
+    """What says whether a project's pages changed: the serial every write
+    bumps, and its creation time (a project deleted and made again under the
+    same name may get the same id and serial back on SQLite), as the database
+    returns it (a key, not for display)."""
+
+    id: int
+    name: str
+    last_serial: int
+    created: Any
+
+
+# One indexed row each, read by myapp.data.rawread (a ReadProbe): the hottest reads.
+PROJECT_VERSION_SQL = "SELECT id, name, last_serial, created FROM packages WHERE name = :name"
+DOWNLOAD_SQL = (
+    "SELECT f.id, f.filename, f.storage_path, f.url, f.sha256, f.metadata_sha256, r.package_id "
+    "FROM release_files f JOIN releases r ON r.id = f.release_id WHERE f.filename = :filename"
+)
+RowReader = Callable[..., tuple[Any, ...] | None]  # (sql, **params) -> the first row
+
+
+def project_version(read: RowReader, name: str) -> ProjectVersion | None:
+    """The project's id, name, serial and creation time: one indexed row, no ORM object."""
+    row = read(PROJECT_VERSION_SQL, name=normalize(name))
+    return ProjectVersion(*row) if row is not None else None
 
 
 HISTORY_SHOWN = 30  # releases on a project page; the rest are one click away
@@ -340,13 +380,40 @@ def find_file(db: Session, filename: str) -> ReleaseFile | None:
     return db.scalar(select(ReleaseFile).where(ReleaseFile.filename == filename))
 
 
-def count_download(db: Session, file_id: int) -> None:
-    """Add one to a file's download count.
+@dataclass(frozen=True)
+class StoredFile:
+    """What serving and counting a download need, as plain columns."""
 
-    The increment is done in SQL (``downloads = downloads + 1``), so
-    concurrent downloads never lose a count on SQLite or PostgreSQL.
+    id: int
+    filename: str
+    storage_path: str | None
+    url: str | None
+    sha256: str
+    metadata_sha256: str | None
+    package_id: int
+
+
+def find_download(read: RowReader, filename: str) -> StoredFile | None:
+    """The file with its project's id: one joined row, no ORM object."""
+    row = read(DOWNLOAD_SQL, filename=filename)
+    return StoredFile(*row) if row is not None else None
+
+
+def count_downloads(db: Session, files: dict[int, int], packages: dict[int, int]) -> None:
+    """Add to download counts: file id -> downloads, project id -> downloads.
+
+    Increments are done in SQL (``downloads = downloads + n``), so processes
+    counting at the same time never lose a count on SQLite or PostgreSQL.
+    Two statements (each run for many rows at once), whatever the numbers.
     """
-    db.execute(update(ReleaseFile).where(ReleaseFile.id == file_id).values(downloads=ReleaseFile.downloads + 1))
-    # The project's total is search's popularity signal.
-    package_id = select(Release.package_id).join(ReleaseFile).where(ReleaseFile.id == file_id).scalar_subquery()
-    db.execute(update(Package).where(Package.id == package_id).values(downloads=Package.downloads + 1))
+    # On the session's connection, not through the ORM: a plain executemany.
+    connection = db.connection()
+    if files:
+        rows = [{"file_id": key, "n": n} for key, n in sorted(files.items())]  # sorted: one lock order
+        stmt = update(ReleaseFile).where(ReleaseFile.id == bindparam("file_id"))
+        connection.execute(stmt.values(downloads=ReleaseFile.downloads + bindparam("n")), rows)
+    if packages:
+        # The project's total is search's popularity signal.
+        rows = [{"package_id": key, "n": n} for key, n in sorted(packages.items())]
+        stmt = update(Package).where(Package.id == bindparam("package_id"))
+        connection.execute(stmt.values(downloads=Package.downloads + bindparam("n")), rows)

@@ -7,6 +7,9 @@
   (so ``uv --exclude-newer`` works), PEP 592 yanks, and PEP 658/714 core
   metadata (``data-core-metadata``; ``core-metadata`` in JSON).
 * ``X-PyPI-Last-Serial`` and an ETag on every page; ``If-None-Match`` gets 304.
+* A project's page is rendered once per change of the project
+  (``simple_cache``): a request reads the project's serial and is answered
+  from memory.
 * ``/simple/`` lists every project: it is streamed from a session of its own,
   so a million names never sit in memory at once, and a copy is kept on disk
   under its ETag, so the next request (from any process) is a file send.
@@ -22,6 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import IO, Any
@@ -32,9 +36,11 @@ from pyramid.request import Request
 from pyramid.response import FileResponse, Response
 from pyramid.view import view_config
 
+from myapp.data.rawread import read_first
 from myapp.packaging import services
-from myapp.packaging.context import project_or_404
-from myapp.packaging.models import Package
+from myapp.packaging.context import found_or_redirect
+from myapp.packaging.names import is_valid_name
+from myapp.packaging.simple_cache import Page, cache_of
 from myapp.web.negotiation import negotiate as web_negotiate
 
 log = logging.getLogger(__name__)
@@ -99,10 +105,10 @@ class SimpleFile:
         }
 
 
-def project_files(request: Request, package: Package) -> tuple[list[str], list[SimpleFile]]:
+def project_files(request: Request, package_id: int) -> tuple[list[str], list[SimpleFile]]:
     """The project's versions, oldest first, and every file, in one statement each."""
     db = request.dbsession
-    versions = services.versions_of(db, package)
+    versions = services.versions_of(db, package_id)
     files = [
         SimpleFile(
             filename=f.filename,
@@ -114,31 +120,51 @@ def project_files(request: Request, package: Package) -> tuple[list[str], list[S
             yanked=(reason or True) if f.yanked else False,
             core_metadata=f.metadata_sha256 if f.storage_path else None,
         )
-        for f, reason in services.files_with_yank_reasons(db, package)
+        for f, reason in services.files_with_yank_reasons(db, package_id)
     ]
     return versions, files
 
 
 @view_config(route_name="simple.project", require_methods=["GET", "HEAD"])
 def simple_project(request: Request) -> Response:
+    """From the kept rendering when the project has not changed (one read of
+    its serial); a client that has it gets 304 before anything else is read."""
     kind = negotiate(request)
-    package = project_or_404(request)
-    headers = _conditional(request, kind, package.last_serial)
-    versions, files = project_files(request, package)
+    project = current_project(request)
+    headers = _conditional(request, kind, project.last_serial)
+    key = (project.id, project.created, project.last_serial, kind, request.script_name)
+    page = cache_of(request.registry).get_or_render(key, lambda: _render_project(request, kind, project))
+    response = Response(body=page.body)
+    response.headers["Content-Type"] = page.content_type
+    response.headers.update(headers)
+    return response
+
+
+def current_project(request: Request) -> services.ProjectVersion:
+    """The project named in the URL, as its serial read; 404 or redirect as ``project_or_404``."""
+    name = request.matchdict["name"]
+    read = partial(read_first, request)
+    project = services.project_version(read, name) if is_valid_name(name) else None
+    found_or_redirect(request, project.name if project else None)
+    assert project is not None
+    return project
+
+
+def _render_project(request: Request, kind: str, project: services.ProjectVersion) -> Page:
+    versions, files = project_files(request, project.id)
     if kind == JSON:
         body = {
-            "meta": {"api-version": API_VERSION, "_last-serial": package.last_serial},
-            "name": package.name,
+            "meta": {"api-version": API_VERSION, "_last-serial": project.last_serial},
+            "name": project.name,
             "versions": versions,
             "files": [f.as_json() for f in files],
         }
         response = render_to_response("json", body, request=request)
     else:
-        values = {"package": package, "files": files, "api_version": API_VERSION}
+        values = {"package": project, "files": files, "api_version": API_VERSION}
         response = render_to_response("myapp:templates/simple/project.jinja2", values, request=request)
     response.content_type = _content_type(kind)
-    response.headers.update(headers)
-    return response
+    return Page(response.body, response.headers["Content-Type"])
 
 
 @view_config(route_name="simple.index", require_methods=["GET", "HEAD"])

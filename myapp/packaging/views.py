@@ -8,6 +8,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup
 from pyramid.httpexceptions import (
@@ -23,10 +24,10 @@ from pyramid.view import view_config
 
 from myapp.accounts.services import find_user
 from myapp.data import ReadProbe, write_after_response
-from myapp.packaging import dependencies, roles, services
+from myapp.packaging import dependencies, downloads, roles, services
 from myapp.packaging.context import METADATA, project_or_404
 from myapp.packaging.models import Package, Release
-from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
+from myapp.packaging.names import is_valid_name, normalize
 from myapp.packaging.rendering import stored_description
 from myapp.packaging.search.ranking import SEARCH_ORDERS, SearchResults, classifier_groups, search_projects
 from myapp.web.files import serve_file
@@ -157,7 +158,7 @@ def project(request: Request) -> dict[str, Any]:
 
 
 PROJECT_BODY = "myapp:templates/project_body.jinja2"
-_PROJECT_VERSION = ReadProbe(services.PROJECT_VERSION_SQL)
+_PROJECT_VERSION = ReadProbe(services.PROJECT_FRAGMENT_KEY_SQL)
 
 
 def project_key(request: Request) -> tuple[Any, ...] | None:
@@ -302,25 +303,55 @@ def download(request: Request) -> Any:
     address), and count a download once the response is decided. A wheel's
     core metadata is served at its name + ``.metadata``, and not counted."""
     filename = request.matchdict["filename"]
+    file = request.context.file  # found (one statement) by the context
     if filename.endswith(METADATA):
-        return _core_metadata(request, filename.removesuffix(METADATA))
-    file = services.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
+        return _core_metadata(request, file, filename.removesuffix(METADATA))
     if file is None or not (file.storage_path or file.url):
         raise HTTPNotFound(f"No file called {filename!r} is available.")
     if file.storage_path:
-        path = _stored_path(request, file.storage_path, filename)
-        served = serve_file(request, path, etag=file.sha256, content_type=_content_type(filename))
-        response, counts = served.response, served.is_download
+        response, counts = _send_stored(request, file)
     else:
         response, counts = HTTPFound(location=file.url), request.method == "GET"
     if counts:
-        file_id = file.id
-        write_after_response(request, lambda db: services.count_download(db, file_id), what=f"a download of {filename}")
+        downloads.count_when_sent(request, file)
     return response
 
 
-def _core_metadata(request: Request, filename: str) -> Any:
-    file = services.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
+def _send_stored(request: Request, file: services.StoredFile) -> tuple[Any, bool]:
+    """The stored file's response, and whether it is a download."""
+    assert file.storage_path is not None
+    path = _stored_path(request, file.storage_path, file.filename)
+    served = serve_file(request, path, etag=file.sha256, content_type=_content_type(file.filename))
+    if served.response.status_code == 200:
+        _hand_to_proxy(request, served.response, file.storage_path, path)
+    return served.response, served.is_download
+
+
+# A proxy in front may send the bytes itself (``myapp.files_accel``): nginx
+# from an ``internal`` location that maps ``myapp.files_accel_prefix`` to the
+# files folder (X-Accel-Redirect), Apache with mod_xsendfile (X-Sendfile).
+# Only whole files: a range (rare: a resumed download) is still sent from here.
+ACCEL_SETTING = "myapp.files_accel"
+ACCEL_PREFIX_SETTING = "myapp.files_accel_prefix"
+DEFAULT_ACCEL_PREFIX = "/_files/"
+
+
+def _hand_to_proxy(request: Request, response: Any, storage_path: str, path: Path) -> None:
+    settings = request.registry.settings
+    accel = settings.get(ACCEL_SETTING, "")
+    if accel not in ("nginx", "apache"):
+        return
+    response.app_iter.close()  # the proxy reads the file; headers (type, ETag, caching) stay ours
+    response.app_iter = [b""]
+    response.content_length = 0
+    if accel == "nginx":
+        prefix = settings.get(ACCEL_PREFIX_SETTING, DEFAULT_ACCEL_PREFIX).rstrip("/")
+        response.headers["X-Accel-Redirect"] = quote(f"{prefix}/{storage_path}")
+    else:
+        response.headers["X-Sendfile"] = str(path)
+
+
+def _core_metadata(request: Request, file: services.StoredFile | None, filename: str) -> Any:
     if file is None or not (file.storage_path and file.metadata_sha256):
         raise HTTPNotFound(f"There is no core metadata for {filename!r}.")
     path = _stored_path(request, file.storage_path + METADATA, filename + METADATA)
