@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
@@ -14,7 +13,6 @@ from pyramid.httpexceptions import (
     HTTPBadRequest,
     HTTPFound,
     HTTPNotFound,
-    HTTPServiceUnavailable,
 )
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
@@ -29,7 +27,7 @@ from myapp.packaging.models import Package, Release
 from myapp.packaging.names import is_valid_filename
 from myapp.packaging.rendering import stored_description
 from myapp.packaging.search.ranking import SEARCH_ORDERS, SearchResults, classifier_groups, search_projects
-from myapp.web.files import serve_file
+from myapp.packaging.storage import FileStore, content_type_of
 from myapp.web.negotiation import negotiate
 from myapp.web.pagination import page_number, page_or_404
 
@@ -231,25 +229,6 @@ def release(request: Request) -> dict[str, Any]:
     }
 
 
-# By ending; anything else is plain bytes. (Never a Content-Encoding: clients would unpack the file.)
-CONTENT_TYPES = {".whl": "application/zip", ".zip": "application/zip", ".tar.gz": "application/gzip"}
-
-
-def _content_type(filename: str) -> str:
-    return next((t for end, t in CONTENT_TYPES.items() if filename.endswith(end)), "application/octet-stream")
-
-
-def _stored_path(request: Request, storage_path: str, filename: str) -> Path:
-    """The stored file's path; 503 (and an error in the log) if the store has lost it."""
-    root = Path(request.registry.settings["myapp.files_dir"]).resolve()
-    path = (root / storage_path).resolve()
-    if not (path.is_relative_to(root) and path.is_file()):  # never serve outside the store
-        # The database says we have it: a lost file or an unmounted store is ours to fix.
-        log.error("stored file missing: %s (expected at %s)", filename, path)
-        raise HTTPServiceUnavailable("This file is temporarily unavailable. The site's operators have been told.")
-    return path
-
-
 @view_config(route_name="file")
 def download(request: Request) -> Any:
     """Serve the stored bytes (or send the client to the file's original
@@ -262,8 +241,9 @@ def download(request: Request) -> Any:
     if file is None or not (file.storage_path or file.url):
         raise HTTPNotFound(f"No file called {filename!r} is available.")
     if file.storage_path:
-        path = _stored_path(request, file.storage_path, filename)
-        served = serve_file(request, path, etag=file.sha256, content_type=_content_type(filename))
+        served = _store(request).serve(
+            request, file.storage_path, etag=file.sha256, content_type=content_type_of(filename)
+        )
         response, counts = served.response, served.is_download
     else:
         response, counts = HTTPFound(location=file.url), request.method == "GET"
@@ -277,5 +257,15 @@ def _core_metadata(request: Request, filename: str) -> Any:
     file = services.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
     if file is None or not (file.storage_path and file.metadata_sha256):
         raise HTTPNotFound(f"There is no core metadata for {filename!r}.")
-    path = _stored_path(request, file.storage_path + METADATA, filename + METADATA)
-    return serve_file(request, path, etag=file.metadata_sha256, content_type="text/plain; charset=utf-8").response
+    relative = file.storage_path + METADATA
+    return (
+        _store(request)
+        .serve(request, relative, etag=file.metadata_sha256, content_type=content_type_of(relative))
+        .response
+    )
+
+
+def _store(request: Request) -> FileStore:
+    """The bytes are answered by the store: a file sent, a redirect, or a stream (``myapp.files_serve``)."""
+    store: FileStore = request.registry["file_store"]
+    return store
