@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from myapp.packaging.storage.base import (
+    CHUNK,
     CONTENT_TYPES,
     INCOMING,
     METADATA,
@@ -31,6 +32,7 @@ from myapp.packaging.storage.base import (
 from myapp.packaging.storage.local import LocalFileStore
 
 __all__ = [
+    "CHUNK",
     "CONTENT_TYPES",
     "INCOMING",
     "METADATA",

@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import transaction
 from pyramid.request import Request
@@ -74,6 +74,12 @@ def is_content_path(relative: str) -> bool:
     )
 
 
+class Readable(Protocol):
+    """What a store reads bytes from: a file, or anything with ``read``."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class StoredObject:
     path: str  # relative to the store
@@ -116,7 +122,7 @@ class FileStore(ABC):
         """The object's bytes as a stream (FileNotFoundError if there is none)."""
 
     @abstractmethod
-    def write(self, relative: str, stream: IO[bytes]) -> None:
+    def write(self, relative: str, stream: Readable) -> None:
         """Store what ``stream`` holds under ``relative`` (read in chunks, never whole)."""
 
     def put_file(self, source: Path, relative: str) -> None:

@@ -18,7 +18,7 @@ from typing import IO, Any
 from pyramid.httpexceptions import HTTPServiceUnavailable
 from pyramid.request import Request
 
-from myapp.packaging.storage.base import CHUNK, INCOMING, FileStore, StoredObject, is_content_path
+from myapp.packaging.storage.base import CHUNK, INCOMING, FileStore, Readable, StoredObject, is_content_path
 from myapp.web.files import Served, serve_file
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class LocalFileStore(FileStore):
     def open(self, relative: str) -> IO[bytes]:
         return self._path(relative).open("rb")
 
-    def write(self, relative: str, stream: IO[bytes]) -> None:
+    def write(self, relative: str, stream: Readable) -> None:
         target = self._path(relative)
         folder = self.root / INCOMING
         folder.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ from pyramid.httpexceptions import HTTPFound, HTTPNotModified, HTTPRequestRangeN
 from pyramid.request import Request
 from pyramid.response import Response
 
-from myapp.packaging.storage.base import CHUNK, FileStore, StoredObject, StoreUnavailable, content_type_of
+from myapp.packaging.storage.base import CHUNK, FileStore, Readable, StoredObject, StoreUnavailable, content_type_of
 from myapp.web.cache import PRIVATE_INDEX
 from myapp.web.files import IMMUTABLE, PRIVATE_IMMUTABLE, Served, parse_range
 
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_URL_SECONDS = 300
+CONNECT_TIMEOUT = timedelta(seconds=5)
+RETRY_TIMEOUT = timedelta(seconds=15)
 SERVE_MODES = ("redirect", "proxy")
 # The environment wins over the ini (as DATABASE_URL does): (variable, setting, obstore's key).
 CONFIG = (
@@ -62,12 +64,15 @@ UNAVAILABLE = "This file is temporarily unavailable. The site's operators have b
 
 
 @contextmanager
-def _answers(relative: str = "") -> Iterator[None]:
-    """obstore's errors as ours: a missing object is FileNotFoundError,
-    anything else (network, credentials, no such bucket) StoreUnavailable."""
+def _answers(relative: str = "", *, reading: bool = True) -> Iterator[None]:
+    """obstore's errors as ours: a missing object (when reading one) is
+    FileNotFoundError; anything else (network, credentials, no such bucket)
+    StoreUnavailable."""
     try:
         yield
-    except NotFoundError as exc:
+    except (NotFoundError, FileNotFoundError) as exc:  # obstore raises either
+        if not reading:  # a write or a listing that finds nothing: the bucket is missing
+            raise StoreUnavailable(f"{type(exc).__name__}: no such bucket?") from exc
         raise FileNotFoundError(relative) from exc
     except BaseError as exc:
         raise StoreUnavailable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
@@ -107,8 +112,12 @@ class S3FileStore(FileStore):
     @classmethod
     def from_url(cls, url: str, settings: dict[str, Any], *, scratch: Any) -> S3FileStore:
         config = _settings_config(settings)
-        options = {"allow_http": True} if config.get("endpoint", "").startswith("http://") else {}
-        store = S3Store.from_url(url, config=config, client_options=options)  # type: ignore[arg-type]
+        options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
+        if config.get("endpoint", "").startswith("http://"):
+            options["allow_http"] = True
+        # A store that does not answer is a 503 in seconds, not a request that hangs for minutes.
+        retry = {"max_retries": 3, "retry_timeout": RETRY_TIMEOUT}
+        store = S3Store.from_url(url, config=config, client_options=options, retry_config=retry)  # type: ignore[arg-type]
         return cls(
             url,
             store,
@@ -137,33 +146,33 @@ class S3FileStore(FileStore):
             result = obstore.get(self.store, relative)
         return io.BufferedReader(_StreamReader(result.stream(min_chunk_size=CHUNK), relative), CHUNK)
 
-    def write(self, relative: str, stream: IO[bytes]) -> None:
-        with _answers(relative):
-            obstore.put(self.store, relative, stream, attributes={"Content-Type": content_type_of(relative)})
+    def write(self, relative: str, stream: Readable) -> None:
+        # obstore takes a seekable file whole (one PUT, or multipart over 5 MiB); anything else as chunks.
+        seekable = isinstance(stream, io.IOBase) and stream.seekable()
+        source: Any = stream if seekable else iter(lambda: stream.read(CHUNK), b"")
+        with _answers(relative, reading=False):
+            obstore.put(self.store, relative, source, attributes={"Content-Type": content_type_of(relative)})
 
     def put_file(self, source: Any, relative: str) -> None:
         try:
-            with _answers(relative):
+            with _answers(relative, reading=False):
                 obstore.put(self.store, relative, source, attributes={"Content-Type": content_type_of(relative)})
         finally:
             source.unlink(missing_ok=True)
 
     def delete(self, relative: str) -> None:
-        try:
-            with _answers(relative):
-                obstore.delete(self.store, relative)
-        except FileNotFoundError:  # S3 says nothing; other stores may
-            pass
+        with _answers(relative, reading=False):  # S3 deletes what is not there without a word
+            obstore.delete(self.store, relative)
 
     def iter_objects(self) -> Iterator[StoredObject]:
-        with _answers():
+        with _answers(reading=False):
             for page in obstore.list(self.store, chunk_size=1000):
                 yield from (_stored(meta) for meta in page)
 
     def health(self, settings: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The bucket answers a listing, and this node has room for temporary files."""
         try:
-            with _answers():
+            with _answers(reading=False):
                 next(iter(obstore.list(self.store, chunk_size=1)), None)
         except StoreUnavailable as exc:
             log.warning("the file store does not answer: %s", exc)
