@@ -319,7 +319,7 @@ def test_a_private_index_never_signs_a_url_for_a_stranger(settings, dbsession, s
     app = s3_app(settings, s3, bucket, **extra)
     uploader.email_verified = True  # a member: may publish and read
     dbsession.flush()
-    file, data = stored_wheel(app, dbsession)
+    _, data = stored_wheel(app, dbsession)
     for path in (f"/files/{WHEEL}", f"/files/{WHEEL}.metadata"):
         stranger = app.get(path, status="*", expect_errors=True)
         assert stranger.status_int in (401, 403) and "Location" not in stranger.headers
