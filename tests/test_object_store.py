@@ -21,20 +21,16 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import transaction
 import webtest
 from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from moto.server import ThreadedMotoServer
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
@@ -49,67 +45,10 @@ from myapp.packaging.storage.audit import sweep_orphans
 from tests.accounts import PASSWORD, make_user
 from tests.conftest import BIN, LiveServer, fresh_database
 from tests.factories import refuse
+from tests.s3server import KEY, REGION, S3Server
 from tests.test_accounts import basic
 from tests.test_simple import installed_version, make_venv, offline_env
 from tests.test_upload import WHEEL, add_user, twine_upload, upload
-
-REGION = "us-east-1"
-KEY = "testing"  # moto takes any credentials
-
-
-class S3Server:
-    """moto's S3 server in a thread; each test asks for a bucket of its own."""
-
-    def __init__(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
-        self.client = boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id=KEY, aws_secret_access_key=KEY
-        )
-
-    def bucket(self) -> str:
-        name = f"files-{uuid.uuid4().hex[:12]}"
-        self.client.create_bucket(Bucket=name)
-        return name
-
-    @property
-    def env(self) -> dict[str, str]:
-        """What a process is given: the standard variables."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": KEY,
-            "AWS_SECRET_ACCESS_KEY": KEY,
-        }
-
-    def settings(self, bucket: str, prefix: str = "files") -> dict[str, str]:
-        """What an in-process app is given: the same, as settings."""
-        return {
-            "myapp.files_store": f"s3://{bucket}/{prefix}",
-            "myapp.s3.endpoint_url": self.endpoint,
-            "myapp.s3.region": REGION,
-            "myapp.s3.access_key_id": KEY,
-            "myapp.s3.secret_access_key": KEY,
-        }
-
-    def keys(self, bucket: str) -> dict[str, bytes]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-        return {key: self.client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
-
-
-@pytest.fixture(scope="session")
-def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    yield server
-    server.server.stop()
-
-
-@pytest.fixture
-def bucket(s3: S3Server) -> str:
-    return s3.bucket()
 
 
 @pytest.fixture
