@@ -258,11 +258,8 @@ def _core_metadata(request: Request, filename: str) -> Any:
     if file is None or not (file.storage_path and file.metadata_sha256):
         raise HTTPNotFound(f"There is no core metadata for {filename!r}.")
     relative = file.storage_path + METADATA
-    return (
-        _store(request)
-        .serve(request, relative, etag=file.metadata_sha256, content_type=content_type_of(relative))
-        .response
-    )
+    store = _store(request)
+    return store.serve(request, relative, etag=file.metadata_sha256, content_type=content_type_of(relative)).response
 
 
 def _store(request: Request) -> FileStore:

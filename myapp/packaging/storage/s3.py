@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -94,7 +95,7 @@ class S3FileStore(FileStore):
         self,
         url: str,
         store: S3Store,
-        scratch: Any,
+        scratch: Path,
         *,
         serve: str = "redirect",
         url_seconds: int = DEFAULT_URL_SECONDS,
@@ -110,7 +111,7 @@ class S3FileStore(FileStore):
         self.base_url = base_url.rstrip("/")
 
     @classmethod
-    def from_url(cls, url: str, settings: dict[str, Any], *, scratch: Any) -> S3FileStore:
+    def from_url(cls, url: str, settings: dict[str, Any], *, scratch: Path) -> S3FileStore:
         config = _settings_config(settings)
         options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
         if config.get("endpoint", "").startswith("http://"):
@@ -153,7 +154,7 @@ class S3FileStore(FileStore):
         with _answers(relative, reading=False):
             obstore.put(self.store, relative, source, attributes={"Content-Type": content_type_of(relative)})
 
-    def put_file(self, source: Any, relative: str) -> None:
+    def put_file(self, source: Path, relative: str) -> None:
         try:
             with _answers(relative, reading=False):
                 obstore.put(self.store, relative, source, attributes={"Content-Type": content_type_of(relative)})
@@ -177,6 +178,7 @@ class S3FileStore(FileStore):
         except StoreUnavailable as exc:
             log.warning("the file store does not answer: %s", exc)
             return "store unavailable", {}
+        self.scratch.mkdir(parents=True, exist_ok=True)  # this node's own folder: made when missing
         state, free = self.scratch_space(settings)
         return state, {"files_free_bytes": free}
 
