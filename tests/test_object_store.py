@@ -21,8 +21,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -191,6 +193,28 @@ def test_the_sweep_deletes_objects_no_row_names(s3app, s3, bucket, dbsession, up
     assert sorted(k.rsplit("/", 1)[-1] for k in s3.keys(bucket)) == [WHEEL, WHEEL + ".metadata"]
 
 
+def test_the_sweep_spares_what_rows_name_in_a_local_store_too(testapp, dbsession, files_dir, uploader):
+    assert upload(testapp, "uploader", PASSWORD, WHEEL, _wheel("Tiny-Thing", "1.0", "x")).status_int == 200
+    lost = files_dir / "de" / "ad" / "lost-1.0.tar.gz"
+    lost.parent.mkdir(parents=True, exist_ok=True)
+    lost.write_bytes(b"left behind")
+    saved = files_dir / ".cache" / "simple-old"
+    saved.parent.mkdir(exist_ok=True)
+    saved.write_bytes(b"a saved listing")
+    for path in (lost, saved):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    registry = testapp.app.registry
+    registry.settings["myapp.files_orphan_grace_seconds"] = "3600"
+    try:
+        sweep_orphans(JobContext(dbsession, registry, None), {})  # type: ignore[arg-type]
+    finally:
+        del registry.settings["myapp.files_orphan_grace_seconds"]
+    assert not lost.exists()
+    file = services.find_file(dbsession, WHEEL)
+    assert (files_dir / file.storage_path).exists() and (files_dir / (file.storage_path + ".metadata")).exists()
+    assert saved.exists()  # hidden folders (.cache, .incoming) are the node's, not the store's
+
+
 # -- downloads -------------------------------------------------------------------------
 
 
@@ -208,13 +232,14 @@ def signed_for(url: str, seconds: int) -> bool:
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     if query.get("X-Amz-Expires") != str(seconds):
         return False
-    signed_at = time.mktime(time.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")) - time.timezone
-    if abs(signed_at - time.time()) > 60:
+    signed_at = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    if abs(signed_at.replace(tzinfo=UTC).timestamp() - time.time()) > 60:
         return False
     unsigned = {k: v for k, v in query.items() if not k.startswith("X-Amz-")}
     request = AWSRequest("GET", f"{parts.scheme}://{parts.netloc}{parts.path}", params=unsigned)
-    request.context["timestamp"] = query["X-Amz-Date"]
-    S3SigV4QueryAuth(Credentials(KEY, KEY), "s3", REGION, expires=seconds).add_auth(request)
+    # botocore signs at "now"; the verifier signs again at the URL's own time.
+    with patch("botocore.auth.get_current_datetime", return_value=signed_at):
+        S3SigV4QueryAuth(Credentials(KEY, KEY), "s3", REGION, expires=seconds).add_auth(request)
     again = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
     return again["X-Amz-Signature"] == query["X-Amz-Signature"]
 
@@ -275,12 +300,15 @@ def test_proxy_mode_streams_the_bytes_with_ranges(settings, dbsession, s3, bucke
     file, data = stored_wheel(app, dbsession)
     res = app.get(f"/files/{WHEEL}", status=200)
     assert res.body == data and res.headers["Content-Type"] == "application/zip"
+    assert res.headers["Content-Length"] == str(len(data))
     assert res.headers["ETag"] == f'"{file.sha256}"' and res.headers["Accept-Ranges"] == "bytes"
     part = app.get(f"/files/{WHEEL}", headers={"Range": "bytes=10-19"}, status=206)
     assert part.body == data[10:20] and part.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
     assert app.get(f"/files/{WHEEL}", headers={"Range": "bytes=-5"}, status=206).body == data[-5:]
     assert app.get(f"/files/{WHEEL}", headers={"Range": "bytes=0-3"}, status=206).body == data[:4]
     app.get(f"/files/{WHEEL}", headers={"Range": f"bytes={len(data)}-"}, status=416)
+    head = app.head(f"/files/{WHEEL}", status=200)
+    assert head.headers["Content-Length"] == str(len(data)) and not head.body
     assert app.get(f"/files/{WHEEL}.metadata").body.startswith(b"Metadata-Version")
     s3.client.delete_object(Bucket=bucket, Key=f"files/{file.storage_path}")
     assert "temporarily unavailable" in app.get(f"/files/{WHEEL}", status=503).text

@@ -234,11 +234,11 @@ class S3FileStore(FileStore):
             span = ranged
             response.status = 206
             response.content_range = (span[0], span[1], size)
-        response.content_length = span[1] - span[0]
         if request.method == "HEAD" or span[1] == span[0]:
             response.app_iter = []
         else:
             response.app_iter = self._stream(relative, span)
+        response.content_length = span[1] - span[0]  # after app_iter, whose setter clears it
         return Served(response, is_download=is_get and span[0] == 0)
 
     def _stream(self, relative: str, span: tuple[int, int]) -> Iterator[bytes]:
