@@ -69,6 +69,8 @@ def test_copy_moves_a_local_store_to_a_bucket_and_back(backend, tmp_path, s3, bu
         assert local.initdb("--demo").returncode == 0
         rows = stored_rows(url)
         target = f"s3://{bucket}/files"
+        checked = files(local, "check", str(local.ini))  # the local store checks out too
+        assert checked.returncode == 0 and "orphan" not in checked.stderr, checked.stdout + checked.stderr
 
         done = files(local, "copy", str(local.ini), "--to", target, "--quiet")
         assert done.returncode == 0, done.stdout + done.stderr
@@ -102,6 +104,14 @@ def test_copy_moves_a_local_store_to_a_bucket_and_back(backend, tmp_path, s3, bu
             tmp_path / "local" / "files" / storage_path
         ).read_bytes()
         assert sorted(_tree(tmp_path / "back")) == sorted(_tree(tmp_path / "local" / "files"))
+
+        # Verified as it goes: a damaged object is reported and not copied.
+        damaged = tmp_path / "local" / "files" / storage_path
+        damaged.write_bytes(b"\0" * damaged.stat().st_size)
+        again = files(local, "copy", str(local.ini), "--to", f"s3://{bucket}/again", "--quiet")
+        assert again.returncode == 2 and f"damaged, not copied: {storage_path}: sha256" in again.stderr
+        keys = {item["Key"] for item in s3.client.list_objects_v2(Bucket=bucket, Prefix="again/")["Contents"]}
+        assert len(keys) == objects - 1 and f"again/{storage_path}" not in keys
 
 
 def _tree(root: Path) -> list[str]:
