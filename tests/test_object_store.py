@@ -280,6 +280,7 @@ def test_a_public_index_may_send_clients_to_a_cdn(settings, dbsession, s3, bucke
 def test_a_private_index_never_signs_a_url_for_a_stranger(settings, dbsession, s3, bucket, uploader):
     """Only signed, short-lived URLs, only after the permission check (the base URL is ignored)."""
     extra = {"myapp.read_access": "authenticated", "myapp.files_base_url": "https://cdn.example.org/files/"}
+    extra["myapp.files_url_seconds"] = "604800"  # a week: capped at 15 minutes here
     app = s3_app(settings, s3, bucket, **extra)
     uploader.email_verified = True  # a member: may publish and read
     dbsession.flush()
@@ -291,7 +292,7 @@ def test_a_private_index_never_signs_a_url_for_a_stranger(settings, dbsession, s
         wrong = app.get(path, headers=basic("uploader", "not the password"), status="*", expect_errors=True)
         assert wrong.status_int in (401, 403) and "Location" not in wrong.headers
     res = app.get(f"/files/{WHEEL}", headers=basic("uploader", PASSWORD), status=302)
-    assert "cdn.example.org" not in res.location and signed_for(res.location, 300)
+    assert "cdn.example.org" not in res.location and signed_for(res.location, 900)
     assert fetch(res.location) == (200, data)
 
 

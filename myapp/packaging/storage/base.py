@@ -64,14 +64,12 @@ def relative_path(sha256: str, filename: str) -> str:
 
 
 def is_content_path(relative: str) -> bool:
-    """What a store may hold: no absolute path, no ``..``, no hidden folder
-    (``.incoming`` and ``.cache`` live beside the objects in a local store)."""
-    parts = relative.split("/")
-    return (
-        bool(relative)
-        and all(p and p not in (".", "..") and not p.startswith(".") for p in parts[:-1])
-        and (bool(parts[-1]) and not parts[-1].startswith(".") and "\\" not in relative and "\x00" not in relative)
-    )
+    """What a store may hold: a relative path of plain names (no ``..``, no
+    backslash or NUL, nothing hidden: ``.incoming`` and ``.cache`` live
+    beside the objects in a local store)."""
+    if not relative or "\\" in relative or "\x00" in relative:
+        return False
+    return all(part and not part.startswith(".") for part in relative.split("/"))
 
 
 class Readable(Protocol):

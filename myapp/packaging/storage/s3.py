@@ -13,7 +13,8 @@ Downloads (``myapp.files_serve``):
   ``myapp.files_url_seconds`` (300), or, on a public index with
   ``myapp.files_base_url`` set (a CDN in front of a public bucket), to that
   base + the object's path. A private index only ever hands out signed,
-  short-lived URLs, and only after the view's permission check.
+  short-lived URLs (at most 15 minutes), and only after the view's
+  permission check.
 * ``proxy``: the bytes are streamed through the app (a store the clients
   cannot reach), with ``Range`` honoured.
 
@@ -41,7 +42,15 @@ from pyramid.httpexceptions import HTTPFound, HTTPNotModified, HTTPRequestRangeN
 from pyramid.request import Request
 from pyramid.response import Response
 
-from myapp.packaging.storage.base import CHUNK, FileStore, Readable, StoredObject, StoreUnavailable, content_type_of
+from myapp.packaging.storage.base import (
+    CHUNK,
+    FileStore,
+    Readable,
+    StoredObject,
+    StoreUnavailable,
+    content_type_of,
+    is_content_path,
+)
 from myapp.web.cache import PRIVATE_INDEX
 from myapp.web.files import IMMUTABLE, PRIVATE_IMMUTABLE, Served, parse_range
 
@@ -51,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_URL_SECONDS = 300
+# A private index's signed URLs live no longer than this, whatever myapp.files_url_seconds says.
+PRIVATE_MAX_URL_SECONDS = 900
 CONNECT_TIMEOUT = timedelta(seconds=5)
 RETRY_TIMEOUT = timedelta(seconds=15)
 SERVE_MODES = ("redirect", "proxy")
@@ -148,6 +159,7 @@ class S3FileStore(FileStore):
         return io.BufferedReader(_StreamReader(result.stream(min_chunk_size=CHUNK), relative), CHUNK)
 
     def write(self, relative: str, stream: Readable) -> None:
+        _check(relative)
         # obstore takes a seekable file whole (one PUT, or multipart over 5 MiB); anything else as chunks.
         seekable = isinstance(stream, io.IOBase) and stream.seekable()
         source: Any = stream if seekable else iter(lambda: stream.read(CHUNK), b"")
@@ -155,6 +167,7 @@ class S3FileStore(FileStore):
             obstore.put(self.store, relative, source, attributes={"Content-Type": content_type_of(relative)})
 
     def put_file(self, source: Path, relative: str) -> None:
+        _check(relative)
         try:
             with _answers(relative, reading=False):
                 obstore.put(self.store, relative, source, attributes={"Content-Type": content_type_of(relative)})
@@ -162,6 +175,7 @@ class S3FileStore(FileStore):
             source.unlink(missing_ok=True)
 
     def delete(self, relative: str) -> None:
+        _check(relative)
         with _answers(relative, reading=False):  # S3 deletes what is not there without a word
             obstore.delete(self.store, relative)
 
@@ -200,8 +214,9 @@ class S3FileStore(FileStore):
             response = HTTPFound(location=f"{self.base_url}/{quote(relative)}")
             response.cache_control = "public, max-age=86400"
         else:
+            seconds = min(self.url_seconds, PRIVATE_MAX_URL_SECONDS) if private else self.url_seconds
             try:
-                response = HTTPFound(location=self.signed_url(relative))
+                response = HTTPFound(location=self.signed_url(relative, seconds))
             except StoreUnavailable as exc:
                 log.error("cannot sign a URL for %s: %s", relative, exc)
                 raise _unavailable() from exc
@@ -246,6 +261,12 @@ class S3FileStore(FileStore):
             result = obstore.get(self.store, relative, options={"range": span})
         for chunk in result.stream(min_chunk_size=CHUNK):
             yield bytes(chunk)
+
+
+def _check(relative: str) -> None:
+    """The same paths as a local store takes (a key is written, deleted, signed only for these)."""
+    if not is_content_path(relative):
+        raise ValueError(f"not a stored file's path: {relative!r}")
 
 
 def _unavailable() -> HTTPServiceUnavailable:
