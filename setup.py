@@ -9,6 +9,8 @@ requires = [
     "argon2-cffi>=23.1",
     "email-validator>=2.1",
     "itsdangerous>=2.1",
+    # S3 (and later GCS/Azure) file stores: faster to sign and read than boto3 (bench/store_clients.py).
+    "obstore>=0.12",
     "packaging>=24",
     "Paste>=3.5",
     "plaster_pastedeploy",
@@ -44,6 +46,8 @@ tests_require = [
     "hatch>=1.16",
     "hatchling==1.33.0",
     "hypothesis>=6.100",
+    # A real S3 server on 127.0.0.1 for the object-store tests (tests/test_object_store.py).
+    "moto[server]>=5.0",
     "playwright>=1.40",
     "pytest>=8",
     # make test runs the suite on every core (per-worker databases: tests/conftest.py).
@@ -86,6 +90,7 @@ setup(
             "myapp-invite = myapp.scripts.invite:main",
             "myapp-rerender = myapp.scripts.rerender:main",
             "myapp-worker = myapp.scripts.worker:main",
+            "myapp-files = myapp.scripts.files:main",
         ],
         # pshell's runner with a short banner ([pshell] default_shell = myapp in the ini files).
         "pyramid.pshell_runner": ["myapp = myapp.pshell:python_shell"],

@@ -417,3 +417,22 @@ class LiveServer:
 def live_server(backend: str, folder: Path, **kwargs: Any) -> Iterator[LiveServer]:
     with fresh_database(backend, folder) as url, LiveServer(url, folder, **kwargs) as server:
         yield server
+
+
+# -- an S3 server (moto) for the object-store tests ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[Any]:
+    """moto's S3 server on 127.0.0.1, one per session (tests/s3server.py)."""
+    from tests.s3server import S3Server
+
+    server = S3Server()
+    yield server
+    server.server.stop()
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    """A new bucket of the session's S3 server, for one test."""
+    return s3.bucket()

@@ -1,7 +1,6 @@
 """The package index: projects, releases, files."""
 
 from collections.abc import Callable
-from pathlib import Path
 
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
@@ -11,12 +10,23 @@ from myapp.accounts.policy import BASIC_AUTH_ROUTES
 from myapp.data import ReadProbe
 from myapp.packaging import downloads, services, simple_cache
 from myapp.packaging.context import FileContext, ProjectContext
-from myapp.packaging.storage import SWEEP_EVERY_SECONDS, SWEEP_KIND, FileStore, sweep_incoming
+from myapp.packaging.storage import cache_dir, make_store
+from myapp.packaging.storage.accel import ACCEL_SETTING
+from myapp.packaging.storage.audit import (
+    ORPHAN_SWEEP_EVERY_SECONDS,
+    ORPHAN_SWEEP_KIND,
+    REFERENCES,
+    ReleaseFileReferences,
+    sweep_incoming,
+    sweep_orphans,
+)
 from myapp.packaging.upload import DEFAULT_MAX_BYTES
-from myapp.packaging.views import ACCEL_SETTING
 from myapp.web.cache import PAGE_CACHE_VERSION
+from myapp.web.views import HEALTH_CHECKS
 
 # What pip, uv and scripts call: on a private index they are asked for basic auth.
+SWEEP_KIND = "uploads.sweep"
+SWEEP_EVERY_SECONDS = 15 * 60
 TOOL_ROUTES = ("file", "simple.index", "simple.project", "json.project", "json.release", "legacy")
 
 
@@ -38,11 +48,17 @@ def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     # /health fails when the files folder could not take one more upload of the largest size.
     settings.setdefault("myapp.min_free_bytes", settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES))
-    store = config.registry["file_store"] = FileStore(Path(config.get_settings()["myapp.files_dir"]))
+    # This node's own folder (the saved /simple/ listing, temporary files): see storage/__init__.py.
+    settings["myapp.cache_dir"] = str(cache_dir(settings))
+    store = config.registry["file_store"] = make_store(settings)
+    config.registry.setdefault(REFERENCES, []).append(ReleaseFileReferences())
+    config.registry.setdefault(HEALTH_CHECKS, {})["files"] = lambda: store.health(settings)
     # What a killed process left mid-upload: swept now (one directory listing)
-    # and every quarter of an hour by the job queue, for servers that run for weeks.
+    # and every quarter of an hour by the job queue, for servers that run for weeks;
+    # objects no row names (an abort or a deletion that could not reach the store), daily.
     store.sweep()
     config.add_periodic_job(SWEEP_KIND, sweep_incoming, seconds=SWEEP_EVERY_SECONDS)
+    config.add_periodic_job(ORPHAN_SWEEP_KIND, sweep_orphans, seconds=ORPHAN_SWEEP_EVERY_SECONDS)
     config.registry.setdefault(BASIC_AUTH_ROUTES, set()).update(TOOL_ROUTES)
     config.registry[PAGE_CACHE_VERSION] = _index_version(config.registry)
     simple_cache.includeme_cache(config.registry, settings)

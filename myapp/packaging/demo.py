@@ -21,7 +21,7 @@ from myapp.packaging.models import Classifier, Package, ReleaseFile
 from myapp.packaging.publish import new_package, new_release
 from myapp.packaging.rendering import render_into
 from myapp.packaging.services import bump_serial
-from myapp.packaging.storage import FileStore
+from myapp.packaging.storage import FileStore, LocalFileStore, relative_path
 
 PREFIXES = ["aero", "blue", "quick", "tiny", "deep", "py", "smart", "open", "fast", "micro", "hyper", "lazy"]
 STEMS = [
@@ -135,14 +135,18 @@ def _sdist(dist: str, version: str, summary: str, core: str = "") -> bytes:
     return buf.getvalue()
 
 
-def _store(files_dir: Path, filename: str, data: bytes) -> tuple[str, str]:
-    """Write the bytes under their hash; return (storage path, sha256)."""
+def _store(store: FileStore, filename: str, data: bytes) -> tuple[str, str, str | None]:
+    """Store the bytes under their hash (and a wheel's core metadata beside
+    them); return (storage path, sha256, the metadata's sha256)."""
     digest = hashlib.sha256(data).hexdigest()
-    relative = FileStore.relative_path(digest, filename)
-    path = files_dir / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return relative, digest
+    relative = relative_path(digest, filename)
+    source = store.write_incoming(data)
+    try:
+        metadata = store_wheel_metadata(store, source, relative) if filename.endswith(".whl") else None
+        store.put_file(source, relative)
+    finally:
+        source.unlink(missing_ok=True)
+    return relative, digest, metadata
 
 
 def _license_of(picked: list[Classifier]) -> str:
@@ -172,7 +176,7 @@ def _core_text(core: dict[str, Any]) -> str:
 
 
 def _files(
-    files_dir: Path, display: str, version: str, summary: str, when: datetime, core: str = ""
+    store: FileStore, display: str, version: str, summary: str, when: datetime, core: str = ""
 ) -> list[ReleaseFile]:
     """A wheel and an sdist of the release, stored (with the wheel's core metadata)."""
     module = display.replace("-", "_")
@@ -181,8 +185,7 @@ def _files(
         (f"{module}-{version}-py3-none-any.whl", _wheel(display, version, summary, core), "bdist_wheel", "py3"),
         (f"{module}-{version}.tar.gz", _sdist(display, version, summary, core), "sdist", "source"),
     ):
-        path, digest = _store(files_dir, filename, data)
-        metadata = store_wheel_metadata(files_dir, path) if filename.endswith(".whl") else None
+        path, digest, metadata = _store(store, filename, data)
         files.append(
             ReleaseFile(
                 filename=filename,
@@ -199,8 +202,10 @@ def _files(
     return files
 
 
-def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2024) -> int:
-    """Add demo projects; returns how many. Deterministic for a given seed."""
+def load_demo(db: Session, files: FileStore | Path, *, projects: int = 36, seed: int = 2024) -> int:
+    """Add demo projects, their files written to ``files`` (a store, or a
+    local folder); returns how many. Deterministic for a given seed."""
+    store = files if isinstance(files, FileStore) else LocalFileStore(files)
     rng = random.Random(seed)
     yanks = random.Random(seed + 1)  # its own stream, so the projects stay the same
     classifiers = [Classifier(classifier=c) for c in CLASSIFIERS]
@@ -241,7 +246,7 @@ def load_demo(db: Session, files_dir: Path, *, projects: int = 36, seed: int = 2
         for version in _versions(rng, rng.randint(1, 14)):
             when += timedelta(days=rng.randint(3, 60), minutes=rng.randint(0, 600))
             release = new_release(version, summary=summary, requires_python=">=3.9", created=when, **core)
-            release.files.extend(_files(files_dir, display, version, summary, when, _core_text(core)))
+            release.files.extend(_files(store, display, version, summary, when, _core_text(core)))
             package.releases.append(release)
         if len(package.releases) >= 4 and yanks.random() < 0.3:
             # Some history worth showing: a yanked release below the newest.

@@ -12,7 +12,8 @@
   from memory.
 * ``/simple/`` lists every project: it is streamed from a session of its own,
   so a million names never sit in memory at once, and a copy is kept on disk
-  under its ETag, so the next request (from any process) is a file send.
+  under its ETag (in this node's ``myapp.cache_dir``), so the next request
+  (from any process on the node) is a file send.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ OFFERS = {
     "application/vnd.pypi.simple.latest+json": JSON,
 }
 FORMATS = {"text/html": "text/html", HTML: HTML, JSON: JSON}
-INDEX_CACHE = ".cache"  # under myapp.files_dir: the last full /simple/ listing of each kind
+INDEX_CACHE = ".cache"  # under myapp.cache_dir (this node's own): the last full /simple/ listing of each kind
 
 
 def negotiate(request: Request) -> str:
@@ -192,7 +193,7 @@ def simple_index(request: Request) -> Response:
 
 def _saved_index(request: Request, etag: str) -> Path:
     """Where the listing for this ETag is kept (the ETag changes with any project)."""
-    return Path(request.registry.settings["myapp.files_dir"]) / INDEX_CACHE / f"simple-{etag}"
+    return Path(request.registry.settings["myapp.cache_dir"]) / INDEX_CACHE / f"simple-{etag}"
 
 
 def _saving(body: Iterator[str], target: Path) -> Iterator[bytes]:

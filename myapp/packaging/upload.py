@@ -35,7 +35,7 @@ from myapp.packaging import maintain, publish, services
 from myapp.packaging.context import ProjectContext
 from myapp.packaging.models import Package
 from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
-from myapp.packaging.storage import FileStore
+from myapp.packaging.storage import FileStore, StoreUnavailable
 from myapp.packaging.validation import InvalidUpload, ValidMetadata, read_upload
 from myapp.security import Permission
 from myapp.web.views import DISK_FULL, is_disk_full
@@ -207,6 +207,11 @@ def upload(request: Request) -> Response:
         if is_disk_full(exc):  # the server's fault, not the file's: 507, and nothing was written
             log.error("upload refused: the files folder is full (%s)", exc)
             return _answer(507, DISK_FULL)
+        if isinstance(exc, StoreUnavailable):  # the object store did not answer: nothing was written
+            log.error("upload refused: the file store is unavailable (%s)", exc)
+            response = _answer(503, "The file store is unavailable; try again in a moment.")
+            response.headers["Retry-After"] = "30"
+            return response
         raise
     return _answer(200, "OK")
 

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from markupsafe import Markup
 from pyramid.httpexceptions import (
     HTTPBadRequest,
     HTTPFound,
     HTTPNotFound,
-    HTTPServiceUnavailable,
 )
 from pyramid.renderers import render, render_to_response
 from pyramid.request import Request
@@ -30,7 +27,7 @@ from myapp.packaging.models import Package, Release
 from myapp.packaging.names import is_valid_name, normalize
 from myapp.packaging.rendering import stored_description
 from myapp.packaging.search.ranking import SEARCH_ORDERS, SearchResults, classifier_groups, search_projects
-from myapp.web.files import serve_file
+from myapp.packaging.storage import FileStore, content_type_of
 from myapp.web.fragments import Fragment, fragment_cache
 from myapp.web.negotiation import negotiate
 from myapp.web.pagination import page_number, page_or_404
@@ -278,25 +275,6 @@ def release(request: Request) -> dict[str, Any]:
     }
 
 
-# By ending; anything else is plain bytes. (Never a Content-Encoding: clients would unpack the file.)
-CONTENT_TYPES = {".whl": "application/zip", ".zip": "application/zip", ".tar.gz": "application/gzip"}
-
-
-def _content_type(filename: str) -> str:
-    return next((t for end, t in CONTENT_TYPES.items() if filename.endswith(end)), "application/octet-stream")
-
-
-def _stored_path(request: Request, storage_path: str, filename: str) -> Path:
-    """The stored file's path; 503 (and an error in the log) if the store has lost it."""
-    root = Path(request.registry.settings["myapp.files_dir"]).resolve()
-    path = (root / storage_path).resolve()
-    if not (path.is_relative_to(root) and path.is_file()):  # never serve outside the store
-        # The database says we have it: a lost file or an unmounted store is ours to fix.
-        log.error("stored file missing: %s (expected at %s)", filename, path)
-        raise HTTPServiceUnavailable("This file is temporarily unavailable. The site's operators have been told.")
-    return path
-
-
 @view_config(route_name="file")
 def download(request: Request) -> Any:
     """Serve the stored bytes (or send the client to the file's original
@@ -309,7 +287,10 @@ def download(request: Request) -> Any:
     if file is None or not (file.storage_path or file.url):
         raise HTTPNotFound(f"No file called {filename!r} is available.")
     if file.storage_path:
-        response, counts = _send_stored(request, file)
+        served = _store(request).serve(
+            request, file.storage_path, etag=file.sha256, content_type=content_type_of(filename)
+        )
+        response, counts = served.response, served.is_download
     else:
         response, counts = HTTPFound(location=file.url), request.method == "GET"
     if counts:
@@ -317,42 +298,15 @@ def download(request: Request) -> Any:
     return response
 
 
-def _send_stored(request: Request, file: services.StoredFile) -> tuple[Any, bool]:
-    """The stored file's response, and whether it is a download."""
-    assert file.storage_path is not None
-    path = _stored_path(request, file.storage_path, file.filename)
-    served = serve_file(request, path, etag=file.sha256, content_type=_content_type(file.filename))
-    if served.response.status_code == 200:
-        _hand_to_proxy(request, served.response, file.storage_path, path)
-    return served.response, served.is_download
-
-
-# A proxy in front may send the bytes itself (``myapp.files_accel``): nginx
-# from an ``internal`` location that maps ``myapp.files_accel_prefix`` to the
-# files folder (X-Accel-Redirect), Apache with mod_xsendfile (X-Sendfile).
-# Only whole files: a range (rare: a resumed download) is still sent from here.
-ACCEL_SETTING = "myapp.files_accel"
-ACCEL_PREFIX_SETTING = "myapp.files_accel_prefix"
-DEFAULT_ACCEL_PREFIX = "/_files/"
-
-
-def _hand_to_proxy(request: Request, response: Any, storage_path: str, path: Path) -> None:
-    settings = request.registry.settings
-    accel = settings.get(ACCEL_SETTING, "")
-    if accel not in ("nginx", "apache"):
-        return
-    response.app_iter.close()  # the proxy reads the file; headers (type, ETag, caching) stay ours
-    response.app_iter = [b""]
-    response.content_length = 0
-    if accel == "nginx":
-        prefix = settings.get(ACCEL_PREFIX_SETTING, DEFAULT_ACCEL_PREFIX).rstrip("/")
-        response.headers["X-Accel-Redirect"] = quote(f"{prefix}/{storage_path}")
-    else:
-        response.headers["X-Sendfile"] = str(path)
-
-
 def _core_metadata(request: Request, file: services.StoredFile | None, filename: str) -> Any:
     if file is None or not (file.storage_path and file.metadata_sha256):
         raise HTTPNotFound(f"There is no core metadata for {filename!r}.")
-    path = _stored_path(request, file.storage_path + METADATA, filename + METADATA)
-    return serve_file(request, path, etag=file.metadata_sha256, content_type="text/plain; charset=utf-8").response
+    relative = file.storage_path + METADATA
+    store = _store(request)
+    return store.serve(request, relative, etag=file.metadata_sha256, content_type=content_type_of(relative)).response
+
+
+def _store(request: Request) -> FileStore:
+    """The bytes are answered by the store: a file sent, a redirect, or a stream (``myapp.files_serve``)."""
+    store: FileStore = request.registry["file_store"]
+    return store

@@ -1,16 +1,16 @@
 """``myapp-initdb CONFIG [--demo]``: migrate the database to the newest schema,
-make the files folder, and with ``--demo`` load demo data if the database has
+make the files folder (of a local store), and with ``--demo`` load demo data if the database has
 no projects yet."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from myapp.data import DbSession, require_schema, safe_url
 from myapp.data.migrations import head_revisions, revision_names, upgrade_to_head
 from myapp.packaging.demo import is_empty, load_demo
+from myapp.packaging.storage import LocalFileStore, make_store
 from myapp.scripts import OPTIONS, command, load_settings, managed_session
 
 
@@ -32,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     head = revision_names(head_revisions())
     change = "is at" if before == head_revisions() else f"migrated from {revision_names(before)} to"
     print(f"myapp: database at {safe_url(engine.url)} {change} revision {head} (head)")
-    files_dir = Path(settings["myapp.files_dir"])
-    files_dir.mkdir(parents=True, exist_ok=True)
+    store = make_store(settings)
+    if isinstance(store, LocalFileStore):
+        store.root.mkdir(parents=True, exist_ok=True)
     if args.demo:
         with managed_session() as db:
             if is_empty(db):
-                count = load_demo(db, files_dir)
+                count = load_demo(db, store)
                 print(f"Loaded {count} demo projects.")
             else:
                 print("The database already has projects; demo data not loaded.")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +26,9 @@ log = logging.getLogger(__name__)
 # PostgreSQL's "cannot execute ... in a read-only transaction" (a standby, or
 # default_transaction_read_only): the database is there but takes no writes.
 READ_ONLY_SQLSTATE = "25006"
+# registry: {name: check}; each domain adds what it needs (the package index: its file store).
+# A check answers ("ok" or what is wrong, extra facts to show beside it).
+HEALTH_CHECKS = "health_checks"
 CSRF_MESSAGE = "This form has expired or did not come from this site. Reload the page and try again."
 
 
@@ -35,7 +36,8 @@ CSRF_MESSAGE = "This form has expired or did not come from this site. Reload the
 def health(request: Request) -> dict[str, Any]:
     """What the site needs to work: a database that answers, with the schema
     this code expects (and, with ``myapp.health_write_check``, that accepts a
-    write), and a files folder it can write to. 503 with the reasons if not."""
+    write), and what the domains add to ``registry[HEALTH_CHECKS]`` (a store
+    for files that answers). 503 with the reasons if not."""
     settings = request.registry.settings
     db = request.dbsession
     checks: dict[str, str] = {"database": "ok" if database_answers(db) else "unavailable"}
@@ -43,28 +45,15 @@ def health(request: Request) -> dict[str, Any]:
         checks["schema"] = schema_problem(db.connection()) or "ok"
         if asbool(settings.get("myapp.health_write_check", False)):
             checks["write"] = "ok" if database_accepts_writes(db) else "refused"
-    files = Path(settings["myapp.files_dir"])
-    free = shutil.disk_usage(files).free if files.is_dir() else None
-    floor = min_free_bytes(settings)
-    if free is None:
-        checks["files"] = "missing"
-    elif not os.access(files, os.W_OK | os.X_OK):
-        checks["files"] = "not writable"
-    elif free < floor:
-        checks["files"] = f"low on space: {free} bytes free, less than myapp.min_free_bytes ({floor})"
-    else:
-        checks["files"] = "ok"
+    facts: dict[str, Any] = {}
+    for name, check in request.registry.get(HEALTH_CHECKS, {}).items():
+        checks[name], extra = check()
+        facts.update(extra)
     healthy = all(value == "ok" for value in checks.values())
     if not healthy:
         request.response.status = 503
         log.warning("health check failed: %s", ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
-    return {"status": "ok" if healthy else "error", **checks, "files_free_bytes": free}
-
-
-def min_free_bytes(settings: dict[str, Any]) -> int:
-    """The free space under which /health fails, ``myapp.min_free_bytes``
-    (whose default the package index sets: room for its largest upload)."""
-    return int(settings.get("myapp.min_free_bytes", 0))
+    return {"status": "ok" if healthy else "error", **checks, **facts}
 
 
 ROBOTS = """User-agent: *
