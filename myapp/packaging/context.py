@@ -13,6 +13,7 @@ from typing import Any
 from pyramid.authorization import Allow
 from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
 from pyramid.request import Request
+from pyramid.response import Response
 
 from myapp.accounts.policy import ADMINS, site_acl
 from myapp.packaging import roles, services
@@ -21,6 +22,9 @@ from myapp.packaging.names import is_valid_filename, is_valid_name
 from myapp.security import Permission
 
 METADATA = ".metadata"  # PEP 658: <file URL>.metadata is the wheel's core metadata
+# Registry: {route name: view(request) -> Response | None}, filled by a higher
+# layer (myapp.upstream, the proxy of a public index) for names not hosted here.
+MISSING_PROJECT_VIEWS = "packaging.missing_project_views"
 
 
 class ProjectContext:
@@ -83,3 +87,15 @@ def project_or_404(request: Request) -> Package:
     if name != package.name:
         raise HTTPMovedPermanently(location=request.current_route_path(_query=request.GET, name=package.name))
     return package
+
+
+def missing_project_view(request: Request) -> Response | None:
+    """For a name with no project here: a higher layer's answer (the proxy's
+    page of the upstream project), or None (the view then answers 404). Asked
+    after the permission check, so a private index guards proxied names as
+    it guards its own."""
+    views = request.registry.get(MISSING_PROJECT_VIEWS)
+    if not views or getattr(request.context, "package", None) is not None:
+        return None
+    view = views.get(request.matched_route.name)
+    return view(request) if view is not None else None

@@ -12,7 +12,7 @@ from pyramid.request import Request
 from pyramid.view import view_config
 
 from myapp.packaging import services
-from myapp.packaging.context import project_or_404
+from myapp.packaging.context import missing_project_view, project_or_404
 from myapp.packaging.models import Package, Release, ReleaseFile
 
 
@@ -79,7 +79,9 @@ def info_json(request: Request, package: Package, release: Release | None) -> di
 
 
 @view_config(route_name="json.project", renderer="json")
-def project_json(request: Request) -> dict[str, Any]:
+def project_json(request: Request) -> Any:
+    if (proxied := missing_project_view(request)) is not None:
+        return proxied
     package = project_or_404(request)
     releases = services.releases_with_files(request.dbsession, package)
     latest = services.latest_release(releases)

@@ -26,6 +26,7 @@ from html import escape
 from pathlib import Path
 from typing import IO, Any
 
+from packaging.version import InvalidVersion, Version
 from pyramid.httpexceptions import HTTPNotModified
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
@@ -33,7 +34,7 @@ from pyramid.response import FileResponse, Response
 from pyramid.view import view_config
 
 from myapp.packaging import services
-from myapp.packaging.context import project_or_404
+from myapp.packaging.context import missing_project_view, project_or_404
 from myapp.packaging.models import Package
 from myapp.web.negotiation import negotiate as web_negotiate
 
@@ -52,6 +53,10 @@ OFFERS = {
     "application/vnd.pypi.simple.latest+json": JSON,
 }
 FORMATS = {"text/html": "text/html", HTML: HTML, JSON: JSON}
+# Registry: (request, package) -> HostedExtra | None, set by a higher layer
+# (myapp.upstream) to list its files beside a hosted project's own.
+HOSTED_EXTRA = "packaging.simple.hosted_extra"
+PEP_708_VERSION = "1.2"  # the API version of a page that carries tracks/alternate-locations
 INDEX_CACHE = ".cache"  # under myapp.files_dir: the last full /simple/ listing of each kind
 
 
@@ -79,24 +84,53 @@ class SimpleFile:
     url: str
     sha256: str
     requires_python: str | None
-    size: int
-    upload_time: datetime
+    size: int | None  # None: not known (a proxied file whose upstream gave none)
+    upload_time: datetime | None  # None: not known (likewise)
     yanked: str | bool  # False, or the reason (True when none was given)
     core_metadata: str | None  # its sha256
 
     def as_json(self) -> dict[str, Any]:
         metadata = {"sha256": self.core_metadata} if self.core_metadata else False
-        return {
+        doc: dict[str, Any] = {
             "filename": self.filename,
             "url": self.url,
             "hashes": {"sha256": self.sha256},
             "requires-python": self.requires_python,
-            "size": self.size,
-            "upload-time": self.upload_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "yanked": self.yanked,
             "core-metadata": metadata,
             "dist-info-metadata": metadata,
         }
+        if self.size is not None:
+            doc["size"] = self.size
+        if self.upload_time is not None:
+            doc["upload-time"] = self.upload_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return doc
+
+
+@dataclass(frozen=True)
+class SimplePage:
+    """What a project's simple page shows, whoever supplies it: the index
+    for its own projects, a higher layer (the proxy) for the others."""
+
+    name: str
+    serial: int
+    versions: list[str]
+    files: list[SimpleFile]
+    etag: str = ""  # distinguishes this page's ETag from a hosted project's of the same serial
+    tracks: tuple[str, ...] = ()  # PEP 708
+    alternate_locations: tuple[str, ...] = ()  # PEP 708
+
+
+@dataclass(frozen=True)
+class HostedExtra:
+    """Files a higher layer lists beside a hosted project's own (ours win a
+    filename clash), with the PEP 708 metadata that says whose they are."""
+
+    serial: int  # changes when these files do: part of the page's ETag
+    versions: list[str]
+    files: list[SimpleFile]
+    tracks: tuple[str, ...] = ()
+    alternate_locations: tuple[str, ...] = ()
 
 
 def project_files(request: Request, package: Package) -> tuple[list[str], list[SimpleFile]]:
@@ -121,20 +155,53 @@ def project_files(request: Request, package: Package) -> tuple[list[str], list[S
 
 @view_config(route_name="simple.project", require_methods=["GET", "HEAD"])
 def simple_project(request: Request) -> Response:
+    if (proxied := missing_project_view(request)) is not None:
+        return proxied
     kind = negotiate(request)
     package = project_or_404(request)
-    headers = _conditional(request, kind, package.last_serial)
+    hook = request.registry.get(HOSTED_EXTRA)
+    extra: HostedExtra | None = hook(request, package) if hook is not None else None
+    headers = _conditional(request, kind, package.last_serial, f"-u{extra.serial}" if extra else "")
     versions, files = project_files(request, package)
+    page = SimplePage(package.name, package.last_serial, versions, files)
+    return render_page(request, kind, with_extra(page, extra) if extra else page, headers)
+
+
+def with_extra(page: SimplePage, extra: HostedExtra) -> SimplePage:
+    """The hosted page with a higher layer's files beside its own: ours win a clash."""
+    ours = {f.filename for f in page.files}
+    files = sorted([*page.files, *(f for f in extra.files if f.filename not in ours)], key=lambda f: f.filename)
+    versions = sorted(set(page.versions) | set(extra.versions), key=_version_key)
+    return SimplePage(page.name, page.serial, versions, files, page.etag, extra.tracks, extra.alternate_locations)
+
+
+def _version_key(version: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:  # a legacy version: first, as the index sorts them
+        return (0, version)
+
+
+def page_headers(request: Request, kind: str, page: SimplePage) -> dict[str, str]:
+    """A page's ETag and serial headers; raises 304 when the client has it."""
+    return _conditional(request, kind, page.serial, page.etag)
+
+
+def render_page(request: Request, kind: str, page: SimplePage, headers: dict[str, str]) -> Response:
+    """A project's simple page in the negotiated format (PEP 691 JSON or PEP 503 HTML)."""
+    pep708 = bool(page.tracks or page.alternate_locations)
+    api_version = PEP_708_VERSION if pep708 else API_VERSION
     if kind == JSON:
-        body = {
-            "meta": {"api-version": API_VERSION, "_last-serial": package.last_serial},
-            "name": package.name,
-            "versions": versions,
-            "files": [f.as_json() for f in files],
-        }
+        meta: dict[str, Any] = {"api-version": api_version, "_last-serial": page.serial}
+        if page.tracks:
+            meta["tracks"] = list(page.tracks)
+        body: dict[str, Any] = {"meta": meta, "name": page.name, "versions": page.versions}
+        if page.alternate_locations:
+            body["alternate-locations"] = list(page.alternate_locations)
+        body["files"] = [f.as_json() for f in page.files]
         response = render_to_response("json", body, request=request)
     else:
-        values = {"package": package, "files": files, "api_version": API_VERSION}
+        values = {"page": page, "files": page.files, "api_version": api_version}
         response = render_to_response("myapp:templates/simple/project.jinja2", values, request=request)
     response.content_type = _content_type(kind)
     response.headers.update(headers)

@@ -24,7 +24,7 @@ from pyramid.view import view_config
 from myapp.accounts.services import find_user
 from myapp.data import write_after_response
 from myapp.packaging import dependencies, roles, services
-from myapp.packaging.context import METADATA, project_or_404
+from myapp.packaging.context import METADATA, missing_project_view, project_or_404
 from myapp.packaging.models import Package, Release
 from myapp.packaging.names import is_valid_filename
 from myapp.packaging.rendering import stored_description
@@ -135,8 +135,10 @@ def search_json(request: Request, query: str, results: SearchResults | None, err
 
 
 @view_config(route_name="project", renderer="myapp:templates/project.jinja2", page_cache=True)
-def project(request: Request) -> dict[str, Any]:
+def project(request: Request) -> Any:
     """The project and its newest releases; the rest are on the history page."""
+    if (proxied := missing_project_view(request)) is not None:
+        return proxied
     package = project_or_404(request)
     db = request.dbsession
     releases = services.release_history(db, package, limit=services.HISTORY_SHOWN + 1)
