@@ -126,7 +126,7 @@ class HostedExtra:
     """Files a higher layer lists beside a hosted project's own (ours win a
     filename clash), with the PEP 708 metadata that says whose they are."""
 
-    serial: int  # changes when these files do: part of the page's ETag
+    etag: str  # changes when these files do: added to the page's ETag
     versions: list[str]
     files: list[SimpleFile]
     tracks: tuple[str, ...] = ()
@@ -161,7 +161,7 @@ def simple_project(request: Request) -> Response:
     package = project_or_404(request)
     hook = request.registry.get(HOSTED_EXTRA)
     extra: HostedExtra | None = hook(request, package) if hook is not None else None
-    headers = _conditional(request, kind, package.last_serial, f"-u{extra.serial}" if extra else "")
+    headers = _conditional(request, kind, package.last_serial, extra.etag if extra else "")
     versions, files = project_files(request, package)
     page = SimplePage(package.name, package.last_serial, versions, files)
     return render_page(request, kind, with_extra(page, extra) if extra else page, headers)

@@ -4,14 +4,25 @@ Above ``packaging`` in the layers: packaging never imports this package; its
 simple, JSON and project views offer hooks (registry entries) that this
 package's ``includeme`` fills when ``myapp.upstream`` is set. Unset, nothing
 here is registered and the index is as before.
+
+* ``settings``: the settings; ``client``: the careful HTTP client;
+  ``parse``: upstream pages in, validated; ``store``: into the tables
+  (``models``); ``fetch``: single-flight fetching, freshness, the job;
+  ``policy``: the cooldown's one decision; ``pages``: our pages of proxied
+  projects; ``views``: the owner's switch and the admin page; ``urls``:
+  where proxied files live on this index (the files part serves them).
 """
 
 from __future__ import annotations
 
 from pyramid.config import Configurator
 
-from myapp.upstream import urls
+from myapp.packaging.context import MISSING_PROJECT_VIEWS
+from myapp.packaging.simple import HOSTED_EXTRA
+from myapp.upstream import pages, urls, views
+from myapp.upstream.fetch import PROXY_KEY, REFRESH_KIND, Proxy, refresh_job
 from myapp.upstream.settings import REGISTRY_KEY, read_settings
+from myapp.web.views import HEALTH_REPORTS
 
 
 def includeme(config: Configurator) -> None:
@@ -19,5 +30,13 @@ def includeme(config: Configurator) -> None:
     config.registry[REGISTRY_KEY] = upstream
     if upstream is None:
         return
+    config.registry[PROXY_KEY] = Proxy(upstream)
     # The files part's download view answers here (see urls.py for the layout).
     config.add_route(urls.ROUTE, urls.PATTERN)
+    views.add_views(config)
+    config.registry.setdefault(MISSING_PROJECT_VIEWS, {}).update(
+        {"simple.project": pages.simple_view, "json.project": pages.json_view, "project": pages.project_view}
+    )
+    config.registry[HOSTED_EXTRA] = pages.hosted_extra
+    config.registry.setdefault(HEALTH_REPORTS, {})["upstream"] = views.health_report
+    config.add_job_handler(REFRESH_KIND, refresh_job)

@@ -12,6 +12,7 @@
 ``myapp.upstream_cache_bytes``  byte budget of cached upstream files (0 = unbounded)
 ``myapp.upstream_timeout``      seconds to connect and between reads (``10``)
 ``myapp.upstream_max_page_bytes``  the largest simple page read (``20000000``)
+``myapp.upstream_retry_after``  after a failed fetch, how long before asking again (``30s``)
 ==============================  ==========================================================
 
 Durations are a number with an optional unit: ``s``, ``m``, ``h``, ``d``, ``w``.
@@ -59,6 +60,12 @@ class UpstreamSettings:
     cache_bytes: int = 0
     timeout: float = DEFAULT_TIMEOUT
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    retry_after: timedelta = timedelta(seconds=30)
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim to fetch a page holds: longer than any fetch may take."""
+        return timedelta(seconds=self.timeout * 3 + 5)
 
     def project_url(self, name: str) -> str:
         """The upstream's page for a normalized name."""
@@ -145,4 +152,5 @@ def read_settings(settings: Mapping[str, Any], environ: Mapping[str, str] = os.e
         max_page_bytes=parse_size(
             settings.get("myapp.upstream_max_page_bytes", DEFAULT_MAX_PAGE_BYTES), "myapp.upstream_max_page_bytes"
         ),
+        retry_after=parse_duration(settings.get("myapp.upstream_retry_after", "30s"), "myapp.upstream_retry_after"),
     )

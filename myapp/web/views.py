@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 # PostgreSQL's "cannot execute ... in a read-only transaction" (a standby, or
 # default_transaction_read_only): the database is there but takes no writes.
 READ_ONLY_SQLSTATE = "25006"
+# Registry: {name: report(request) -> dict}, added by domain packages (the
+# proxy's upstream state); shown in /health's answer, informational (they do
+# not fail the check: the site serves without them).
+HEALTH_REPORTS = "web.health_reports"
 CSRF_MESSAGE = "This form has expired or did not come from this site. Reload the page and try again."
 
 
@@ -58,7 +62,8 @@ def health(request: Request) -> dict[str, Any]:
     if not healthy:
         request.response.status = 503
         log.warning("health check failed: %s", ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
-    return {"status": "ok" if healthy else "error", **checks, "files_free_bytes": free}
+    reports = {name: report(request) for name, report in request.registry.get(HEALTH_REPORTS, {}).items()}
+    return {"status": "ok" if healthy else "error", **checks, "files_free_bytes": free, **reports}
 
 
 def min_free_bytes(settings: dict[str, Any]) -> int:
