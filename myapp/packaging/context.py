@@ -25,6 +25,8 @@ METADATA = ".metadata"  # PEP 658: <file URL>.metadata is the wheel's core metad
 # Registry: {route name: view(request) -> Response | None}, filled by a higher
 # layer (myapp.upstream, the proxy of a public index) for names not hosted here.
 MISSING_PROJECT_VIEWS = "packaging.missing_project_views"
+# Registry: view(request) -> Response for a ``/packages/...`` file not hosted here (the proxy's).
+MISSING_FILE_VIEW = "packaging.missing_file_view"
 
 
 class ProjectContext:
@@ -99,3 +101,8 @@ def missing_project_view(request: Request) -> Response | None:
         return None
     view = views.get(request.matched_route.name)
     return view(request) if view is not None else None
+
+
+def packages_path_parts(sha256: str, filename: str) -> dict[str, str]:
+    """The route ``packages.file``'s parts for a file: PyPI's layout, its sha256 in three."""
+    return {"h1": sha256[:2], "h2": sha256[2:4], "rest": sha256[4:], "filename": filename}

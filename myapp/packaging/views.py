@@ -24,7 +24,7 @@ from pyramid.view import view_config
 from myapp.accounts.services import find_user
 from myapp.data import write_after_response
 from myapp.packaging import dependencies, roles, services
-from myapp.packaging.context import METADATA, missing_project_view, project_or_404
+from myapp.packaging.context import METADATA, MISSING_FILE_VIEW, missing_project_view, project_or_404
 from myapp.packaging.models import Package, Release
 from myapp.packaging.names import is_valid_filename
 from myapp.packaging.rendering import stored_description
@@ -273,6 +273,26 @@ def download(request: Request) -> Any:
         file_id = file.id
         write_after_response(request, lambda db: services.count_download(db, file_id), what=f"a download of {filename}")
     return response
+
+
+@view_config(route_name="packages.file")
+def download_by_hash(request: Request) -> Any:
+    """``/packages/<h1>/<h2>/<rest>/<filename>``: a file (or its ``.metadata``) in
+    PyPI's path layout, the hash in the path split in three. A file hosted here
+    is served as at ``/files/``, if the path names its sha256; any other name is
+    a higher layer's (the proxy's files), or a 404."""
+    filename = request.matchdict["filename"]
+    name = filename.removesuffix(METADATA)
+    file = services.find_file(request.dbsession, name) if is_valid_filename(name) else None
+    if file is None:
+        hook = request.registry.get(MISSING_FILE_VIEW)
+        if hook is not None:
+            return hook(request)
+        raise HTTPNotFound(f"No file called {name!r} is available.")
+    wanted = "".join(request.matchdict[part] for part in ("h1", "h2", "rest")).lower()
+    if wanted != file.sha256:
+        raise HTTPNotFound(f"No file called {name!r} has that hash.")
+    return download(request)
 
 
 def _core_metadata(request: Request, filename: str) -> Any:

@@ -15,12 +15,15 @@ here is registered and the index is as before.
 
 from __future__ import annotations
 
+import atexit
+
 from pyramid.config import Configurator
 
 from myapp.packaging.context import MISSING_PROJECT_VIEWS
 from myapp.packaging.simple import HOSTED_EXTRA
-from myapp.upstream import pages, urls, views
+from myapp.upstream import eviction, files, pages, urls, views
 from myapp.upstream.fetch import PROXY_KEY, REFRESH_KIND, Proxy, refresh_job
+from myapp.upstream.filefetch import FileFetcher
 from myapp.upstream.settings import REGISTRY_KEY, read_settings
 from myapp.web.views import HEALTH_REPORTS
 
@@ -40,3 +43,7 @@ def includeme(config: Configurator) -> None:
     config.registry[HOSTED_EXTRA] = pages.hosted_extra
     config.registry.setdefault(HEALTH_REPORTS, {})["upstream"] = views.health_report
     config.add_job_handler(REFRESH_KIND, refresh_job)
+    # The files part: downloads at /packages/... (packaging's route asks files.download).
+    downloads = files.downloads_log(config.get_settings())
+    files.add_files(config, FileFetcher(upstream, config.registry[PROXY_KEY].client, downloads))
+    atexit.register(eviction.flush_at_exit, config.registry, downloads)

@@ -106,6 +106,11 @@ class UpstreamFile(Base):
     last_downloaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     quarantined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     downloads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The files part's single flight (migration 0012): whoever set this (in the
+    # future) is fetching the bytes; the last failed fetch and why.
+    fetching_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fetch_error: Mapped[str | None] = mapped_column(Text)
+    fetch_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     project: Mapped[UpstreamProject] = relationship(back_populates="files")
 
