@@ -63,20 +63,24 @@ def download(request: Request) -> Response:
     file = filecache.find_file(request.dbsession, name) if is_valid_filename(name) else None
     if file is None or urls.sha256_in_path(request.matchdict) != file.sha256:
         raise HTTPNotFound(f"No file called {name!r} is available.")
-    check_allowed(request, file)
+    refused = check_allowed(request, file)
+    if refused is not None:
+        return refused
     if filename != name:
         return metadata.serve(request, file)
     return serve_or_fetch(request, file)
 
 
-def check_allowed(request: Request, file: UpstreamFile) -> None:
-    """404 for a removed file (quarantining its bytes) or a hosted name's; 403 for the cooldown."""
+def check_allowed(request: Request, file: UpstreamFile) -> Response | None:
+    """404 (raised) for a removed file (quarantining its bytes) or a hosted name's;
+    the 403 for the cooldown, returned: raised, the forbidden view would send an
+    anonymous client to the sign-in page, which no signing in can change."""
     db = request.dbsession
     factory: sessionmaker[Session] = request.registry["dbsession_factory"]
     name = file.project.name
     if file.removed_at is not None or file.quarantined_at is not None:
         if file.storage_path is not None:
-            quarantine(factory, filestore.store_of(request), [file.id])
+            _quarantine_after(request, factory, file.id)
         raise HTTPNotFound(f"{file.filename} was removed from the upstream index.")
     policy_row = services.find_policy(db, name)
     hosted = packaging_services.find_package(db, canonicalize_name(name)) is not None
@@ -85,7 +89,21 @@ def check_allowed(request: Request, file: UpstreamFile) -> None:
     settings = fetcher_of(request).settings
     allowed, reason = visible(file, services.project_policy(db, settings, name, policy_row), utcnow())
     if not allowed:
-        raise HTTPForbidden(reason)
+        return HTTPForbidden(reason)
+    return None
+
+
+def _quarantine_after(request: Request, factory: sessionmaker[Session], file_id: int) -> None:
+    """Once the request's own transaction is over (it answers 404, so it writes nothing)."""
+    store = filestore.store_of(request)
+
+    def run(request: Request, response: Response) -> None:
+        try:
+            quarantine(factory, store, [file_id])
+        except Exception:  # the periodic job will; the 404 goes out as it is
+            log.warning("could not quarantine upstream file %s now", file_id, exc_info=True)
+
+    request.add_response_callback(run)
 
 
 def serve_or_fetch(request: Request, file: UpstreamFile) -> Response:
