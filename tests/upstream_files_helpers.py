@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,17 +36,39 @@ class Published:
         return f"/packages/{s[:2]}/{s[2:4]}/{s[4:]}/{self.filename}"
 
 
+def build_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = (), padding: int = 0) -> Path:
+    """A small real wheel (``make_wheel``'s), with ``Requires-Dist`` lines and
+    ``padding`` random bytes (incompressible: the file really is that large)."""
+    wheel = make_wheel(folder, name, version)
+    if not requires and not padding:
+        return wheel
+    dist = normalize(name).replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    lines = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    with zipfile.ZipFile(wheel) as old:
+        members = {n: old.read(n) for n in old.namelist()}
+    members[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{lines}".encode()
+    if padding:
+        members[f"{dist}/padding.bin"] = os.urandom(padding)
+    with zipfile.ZipFile(wheel, "w") as new:
+        for member, data in members.items():
+            new.writestr(member, data)
+    return wheel
+
+
 def publish_wheel(
-    server: LiveServer, name: str, version: str, uploaded: datetime | None = None, padding: int = 0
+    server: LiveServer,
+    name: str,
+    version: str,
+    uploaded: datetime | None = None,
+    padding: int = 0,
+    requires: tuple[str, ...] = (),
 ) -> Published:
-    """A real wheel of ``name`` ``version`` stored on the upstream (with its PEP 658
+    """A real wheel of ``name`` ``version`` stored on ``server`` (with its PEP 658
     metadata), listed on its pages. ``padding`` adds that many bytes to the wheel."""
     scratch = server.folder / "wheels"
     scratch.mkdir(exist_ok=True)
-    wheel = make_wheel(scratch, name, version)
-    if padding:
-        with zipfile.ZipFile(wheel, "a") as archive:
-            archive.writestr(f"{normalize(name).replace('-', '_')}/padding.bin", b"\0" * padding)
+    wheel = build_wheel(scratch, name, version, requires, padding)
     data = wheel.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     relative = f"{sha256[:2]}/{sha256[2:4]}/{wheel.name}"

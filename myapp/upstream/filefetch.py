@@ -78,10 +78,13 @@ class FileFacts:
     url: str
     sha256: str
     size: int | None
+    storage_path: str | None = None
+    yanked: bool = False
+    yanked_reason: str | None = None
 
     @classmethod
     def of(cls, row: UpstreamFile) -> FileFacts:
-        return cls(row.id, row.filename, row.url, row.sha256, row.size)
+        return cls(row.id, row.filename, row.url, row.sha256, row.size, row.storage_path, row.yanked, row.yanked_reason)
 
     @property
     def relative(self) -> str:

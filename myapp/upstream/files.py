@@ -109,34 +109,46 @@ def _quarantine_after(request: Request, factory: sessionmaker[Session], file_id:
 def serve_or_fetch(request: Request, file: UpstreamFile) -> Response:
     fetcher = fetcher_of(request)
     factory: sessionmaker[Session] = request.registry["dbsession_factory"]
-    content_type = content_type_of(file.filename)
-    facts = FileFacts.of(file)
-    stored_path = file.storage_path
+    facts = FileFacts.of(file)  # plain values: the request's session may end below
+    content_type = content_type_of(facts.filename)
+    stored_path = facts.storage_path
     for _ in range(2):  # the cached bytes; else fetched (or stored by another process meanwhile)
         if stored_path is not None:
-            served = filestore.serve(request, stored_path, etag=file.sha256, content_type=content_type)
+            served = filestore.serve(request, stored_path, etag=facts.sha256, content_type=content_type)
             if served is not None:
                 if served.is_download:
-                    _note_download(request, fetcher, file.id)
-                return _marked(served.response, file)
+                    _note_download(request, fetcher, facts.id)
+                return _marked(served.response, facts)
             # The row says cached but the store has no such object (evicted meanwhile, or
             # lost): forget it and fetch again rather than fail the download.
-            log.warning("cached upstream file %s missing from the store; fetching it again", file.filename)
+            log.warning("cached upstream file %s missing from the store; fetching it again", facts.filename)
             with factory() as db:
-                filecache.forget_bytes(db, file.id, stored_path)
+                filecache.forget_bytes(db, facts.id, stored_path)
                 db.commit()
-        if request.method == "HEAD" or file.sha256 in request.if_none_match:
-            return _without_fetching(request, file, content_type)
+        if request.method == "HEAD" or facts.sha256 in request.if_none_match:
+            return _without_fetching(request, facts, content_type)
+        _end_read_transaction(request)
         response = fetcher.first_download(request, facts, content_type)
         if response is not None:
-            return _marked(response, file)
+            return _marked(response, facts)
         with factory() as db:  # another process stored it while we waited
-            row = filecache.get_file(db, file.id)
+            row = filecache.get_file(db, facts.id)
             stored_path = row.storage_path if row is not None else None
-    raise HTTPNotFound(f"{file.filename} is not available right now.")
+    raise HTTPNotFound(f"{facts.filename} is not available right now.")
 
 
-def _without_fetching(request: Request, file: UpstreamFile, content_type: str) -> Response:
+def _end_read_transaction(request: Request) -> None:
+    """Give the request's database connection back before a fetch or a wait that
+    may take long: so far the request has only read (the checks above), so its
+    transaction is ended (aborted: there is nothing to commit) and a fresh one
+    begun for whatever runs after. Otherwise 20 clients waiting for one file
+    would hold 20 connections, and the pool runs dry before the leader can
+    record its verdict."""
+    request.tm.abort()
+    request.tm.begin()
+
+
+def _without_fetching(request: Request, file: FileFacts, content_type: str) -> Response:
     """What a HEAD, or a client that has the file, needs to know: no upstream request."""
     cache_control = PRIVATE_IMMUTABLE if request.registry[PRIVATE_INDEX] else IMMUTABLE
     if file.sha256 in request.if_none_match:
@@ -149,15 +161,11 @@ def _without_fetching(request: Request, file: UpstreamFile, content_type: str) -
     return _marked(response, file)
 
 
-def _marked(response: Any, file: UpstreamFile) -> Any:
+def _marked(response: Any, file: FileFacts) -> Any:
+    """PEP 592: a yanked file is still served (a pinned install may want it), with the yank said."""
     if file.yanked:
-        response.headers["X-Yanked"] = (
-            (file.yanked_reason or "yanked upstream")[:200]
-            .encode("ascii", "replace")
-            .decode("ascii")
-            .replace("\r", " ")
-            .replace("\n", " ")
-        )
+        reason = (file.yanked_reason or "yanked upstream")[:200]
+        response.headers["X-Yanked"] = " ".join(reason.encode("ascii", "replace").decode("ascii").split())
     return response
 
 
