@@ -38,6 +38,9 @@ requires = [
 
 tests_require = [
     "aiosmtpd>=1.4",
+    # The proxy's tests: bandersnatch mirrors this index (api-method = simple); pypiserver is
+    # an HTML-only upstream without upload times.
+    "bandersnatch>=6.8",
     "bandit>=1.7",
     "build>=1.0",
     # Real clients in tests: hatchling 1.33 writes Metadata-Version 2.5; hatch publishes.
@@ -45,6 +48,7 @@ tests_require = [
     "hatchling==1.33.0",
     "hypothesis>=6.100",
     "playwright>=1.40",
+    "pypiserver>=2.3",
     "pytest>=8",
     # make test runs the suite on every core (per-worker databases: tests/conftest.py).
     "pytest-xdist>=3.5",
