@@ -8,7 +8,7 @@ files in a temp folder): the upstream, an instance of this app holding
 ``--projects`` projects of one real wheel each (with PEP 658 metadata), and
 the proxy, ``myapp.upstream`` pointing at it. The proxy is warmed by one
 install of everything (the cold figure is reported too); then, in interleaved
-rounds, each client installs all the projects into a fresh ``--target``
+rounds (which index goes first alternates), each client installs all the projects into a fresh ``--target``
 folder with no client cache (``--no-cache-dir``, ``--no-cache``), once from
 the upstream and once from the proxy, each with that index as its only
 ``--index-url``. Reported: the median wall time of each, and proxy/upstream.
@@ -37,9 +37,8 @@ from pathlib import Path
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.bench import BIN, BenchError, app_settings, free_ports, serve, server_env, write_ini
+# bench/bench.py's servers and ini files (this folder is first on sys.path when run as a script).
+from bench import BIN, BenchError, app_settings, free_ports, serve, server_env, write_ini
 from myapp.packaging.models import ReleaseFile
 from myapp.packaging.publish import new_package, new_release
 from myapp.packaging.services import bump_serial
@@ -51,7 +50,7 @@ WHEEL = "Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-n
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--projects", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--padding", type=int, default=200_000, help="random bytes added to each wheel")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser.parse_args(argv)
@@ -162,9 +161,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
         cold = {client: install(client, indexes["proxy"], names, folder) for client in ("pip", "uv")}
         times: dict[str, dict[str, list[float]]] = {c: {"upstream": [], "proxy": []} for c in ("pip", "uv")}
-        for _ in range(args.rounds):
+        for round_number in range(args.rounds):
+            # Which index goes first alternates: a machine that slows down for a while
+            # (this one is shared) then costs both the same.
+            order = ("upstream", "proxy") if round_number % 2 == 0 else ("proxy", "upstream")
             for client in ("pip", "uv"):
-                for where in ("upstream", "proxy"):
+                for where in order:
                     times[client][where].append(install(client, indexes[where], names, folder))
         upstream_stack.close()  # the upstream stops: the warm proxy alone
         down = {client: install(client, indexes["proxy"], names, folder) for client in ("pip", "uv")}
