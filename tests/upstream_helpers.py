@@ -8,7 +8,7 @@ import http.server
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,10 +122,8 @@ class Hostile:
                 if "Content-Length" not in headers:
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                try:
+                with suppress(OSError):  # the client hung up on purpose (a cap reached)
                     self.wfile.write(body)
-                except OSError:
-                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass
