@@ -45,6 +45,8 @@ tests_require = [
     "hatchling==1.33.0",
     "hypothesis>=6.100",
     "playwright>=1.40",
+    # An HTML-only upstream (PEP 503, no upload-time) for the proxy's tests.
+    "pypiserver>=2.4",
     "pytest>=8",
     # make test runs the suite on every core (per-worker databases: tests/conftest.py).
     "pytest-xdist>=3.5",
