@@ -21,7 +21,6 @@ from myapp.config import configure
 from tests.conftest import BIN, free_port
 from tests.upstream_helpers import HTML, JSON, make_wheel
 
-
 HASHES = ("--hash-algo", "sha256")
 
 
