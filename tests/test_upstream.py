@@ -104,6 +104,9 @@ def test_json_api_and_project_page_mark_proxied_projects(proxy, upstream):
     assert doc["upstream"]["project"] == f"{upstream.base}/simple/{name}/"
     assert doc["info"]["version"] in doc["releases"]
     assert all(f["url"].startswith("http://localhost/packages/") for f in doc["urls"])
+    one = proxy.get(f"/pypi/{name}/{doc['info']['version']}/json").json
+    assert one["urls"] == doc["urls"] and "releases" not in one
+    assert proxy.get(f"/pypi/{name}/0.0.0.dev0/json", status=404)
     page = proxy.get(f"/project/{name}/")
     assert "From the upstream index." in page.text
     assert f"{upstream.base}/simple/{name}/" in page.text
@@ -292,3 +295,18 @@ def test_a_conditional_refresh_sends_the_etag(settings, dbsession, upstream):
     row = dbsession.scalar(select(UpstreamProject).where(UpstreamProject.name == name))
     assert row.page_status == 304
     assert timedelta(0) <= row.fetched_at - row.created
+
+
+def test_the_index_lists_hosted_and_fetched_proxied_names(proxy, upstream, dbsession):
+    name = demo_name(upstream)
+    hosted = unique_name("listed")
+    make_package(dbsession, hosted, versions=["1.0"])
+    before = proxy.get("/simple/", headers={"Accept": JSON})
+    names = [p["name"] for p in before.json["projects"]]
+    assert hosted in names and name not in names  # not asked for yet: not known
+    proxy.get(f"/simple/{name}/")
+    after = proxy.get("/simple/", headers={"Accept": JSON})
+    assert after.headers["ETag"] != before.headers["ETag"]
+    names = [p["name"] for p in after.json["projects"]]
+    assert name in names and names == sorted(names)
+    assert f'<a href="/simple/{name}/">' in proxy.get("/simple/").text

@@ -153,3 +153,32 @@ def last_attempt(db: Session) -> tuple[datetime, bool] | None:
         assert ok is not None
         return ok, True
     return failed, False
+
+
+# /simple/ lists the hosted projects and the proxied ones fetched and found
+# upstream (not every upstream name: we know only those asked for). A hosted
+# name is listed once, as ours. Both in name order (C collation on PostgreSQL).
+LISTING_HTML = (
+    "SELECT name, display_name FROM ("
+    " SELECT name, display_name FROM packages"
+    " UNION ALL SELECT name, display_name FROM upstream_projects"
+    " WHERE fetched_at IS NOT NULL AND NOT missing AND name NOT IN (SELECT name FROM packages)"
+    ") AS listing ORDER BY name"
+)
+LISTING_JSON = (
+    "SELECT display_name, serial FROM ("
+    " SELECT name, display_name, last_serial AS serial FROM packages"
+    " UNION ALL SELECT name, display_name, serial FROM upstream_projects"
+    " WHERE fetched_at IS NOT NULL AND NOT missing AND name NOT IN (SELECT name FROM packages)"
+    ") AS listing ORDER BY name"
+)
+
+
+def listing_version(db: Session) -> str:
+    """Changes whenever a proxied name is listed or not, or its serial moves."""
+    count, serials = db.execute(
+        select(func.count(UpstreamProject.id), func.coalesce(func.sum(UpstreamProject.serial), 0)).where(
+            UpstreamProject.fetched_at.isnot(None), UpstreamProject.missing.is_(False)
+        )
+    ).one()
+    return f"-u{count}.{serials}"
