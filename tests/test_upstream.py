@@ -257,7 +257,7 @@ def test_health_and_admin_page_report_the_upstream(proxy, upstream, dbsession):
 
 
 def test_refresh_follows_yanks_and_removals(settings, dbsession, upstream):
-    from myapp.upstream.fetch import refresh_job  # noqa: F401 (the job the stale page queues)
+    from myapp.data.jobs import Worker
     from tests.upstream_helpers import remove, yank
 
     name = unique_name("follow")
@@ -266,15 +266,14 @@ def test_refresh_follows_yanks_and_removals(settings, dbsession, upstream):
     assert len(files_of(app, name)) == 3
     yank(upstream, name, "2.0", "broken")
     remove(upstream, name, "3.0")
-    proxy = proxy_of(app)
     # Past the TTL (0 s): served at once as stored, and a refresh queued ...
     assert len(files_of(app, name)) == 3
     from myapp.data.jobs import Job
 
     job = dbsession.scalar(select(Job).where(Job.kind == "upstream.refresh").order_by(Job.id.desc()))
     assert job is not None and job.payload == {"name": name}
-    # ... which the worker runs (here, its handler directly, on this test's transaction).
-    proxy.refresh(app.app.registry["dbsession_factory"], name)
+    # ... which the worker runs (as myapp-worker --drain would, in this test's transaction).
+    assert Worker(app.app.registry).drain()["done"] >= 1
     doc = app.get(f"/simple/{name}/", headers={"Accept": JSON}).json
     files = {f["filename"]: f for f in doc["files"]}
     assert set(files) == {wheel_name(name, "1.0"), wheel_name(name, "2.0")}
@@ -290,7 +289,10 @@ def test_a_conditional_refresh_sends_the_etag(settings, dbsession, upstream):
     files_of(app, name)
     row = dbsession.scalar(select(UpstreamProject).where(UpstreamProject.name == name))
     assert row.etag and row.page_status == 200
-    proxy_of(app).refresh(app.app.registry["dbsession_factory"], name)
+    from myapp.data.jobs import Worker
+
+    files_of(app, name)  # past the TTL: a refresh queued
+    Worker(app.app.registry).drain()
     dbsession.expire_all()
     row = dbsession.scalar(select(UpstreamProject).where(UpstreamProject.name == name))
     assert row.page_status == 304

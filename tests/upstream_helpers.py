@@ -86,6 +86,8 @@ def remove(server: LiveServer, name: str, version: str) -> None:
         assert package is not None
         release = db.scalar(select(Release).where(Release.package_id == package.id, Release.version == version))
         assert release is not None
+        for file in release.files:  # this engine has SQLite's foreign keys off: no cascade to count on
+            db.delete(file)
         db.delete(release)
         bump_serial(db, package)
 
