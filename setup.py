@@ -38,8 +38,7 @@ requires = [
 
 tests_require = [
     "aiosmtpd>=1.4",
-    # The proxy's tests: bandersnatch mirrors this index (api-method = simple); pypiserver is
-    # an HTML-only upstream without upload times.
+    # The proxy's tests: bandersnatch mirrors this index (api-method = simple).
     "bandersnatch>=6.8",
     "bandit>=1.7",
     "build>=1.0",
@@ -48,7 +47,8 @@ tests_require = [
     "hatchling==1.33.0",
     "hypothesis>=6.100",
     "playwright>=1.40",
-    "pypiserver>=2.3",
+    # An HTML-only upstream (PEP 503, no upload-time) for the proxy's tests.
+    "pypiserver>=2.4",
     "pytest>=8",
     # make test runs the suite on every core (per-worker databases: tests/conftest.py).
     "pytest-xdist>=3.5",

@@ -8,7 +8,7 @@ import http.server
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,8 @@ def remove(server: LiveServer, name: str, version: str) -> None:
         assert package is not None
         release = db.scalar(select(Release).where(Release.package_id == package.id, Release.version == version))
         assert release is not None
+        for file in release.files:  # this engine has SQLite's foreign keys off: no cascade to count on
+            db.delete(file)
         db.delete(release)
         bump_serial(db, package)
 
@@ -112,7 +114,7 @@ class Hostile:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the library's name)
+            def do_GET(self) -> None:
                 outer.hits.append(self.path)
                 route = outer.routes.get(self.path)
                 status, headers, body = route() if route else (404, {}, b"not here")
@@ -122,10 +124,8 @@ class Hostile:
                 if "Content-Length" not in headers:
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                try:
+                with suppress(OSError):  # the client hung up on purpose (a cap reached)
                     self.wfile.write(body)
-                except OSError:
-                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -154,6 +154,8 @@ def make_wheel(folder: Path, name: str, version: str) -> Path:
     with zipfile.ZipFile(path, "w") as wheel:
         wheel.writestr(f"{dist}/__init__.py", f"VERSION = {version!r}\n")
         wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         wheel.writestr(f"{info}/RECORD", "")
     return path

@@ -99,7 +99,9 @@ def project_json(request: Request) -> Any:
 
 
 @view_config(route_name="json.release", renderer="json")
-def release_json(request: Request) -> dict[str, Any]:
+def release_json(request: Request) -> Any:
+    if (proxied := missing_project_view(request)) is not None:
+        return proxied
     package = project_or_404(request)
     version = request.matchdict["version"]
     release = services.find_release(request.dbsession, package, version) if len(version) <= 100 else None

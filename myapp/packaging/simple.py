@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -56,6 +56,9 @@ FORMATS = {"text/html": "text/html", HTML: HTML, JSON: JSON}
 # Registry: (request, package) -> HostedExtra | None, set by a higher layer
 # (myapp.upstream) to list its files beside a hosted project's own.
 HOSTED_EXTRA = "packaging.simple.hosted_extra"
+# Registry: an IndexListing, set by a higher layer (myapp.upstream) whose
+# projects /simple/ lists too.
+INDEX_LISTING = "packaging.simple.index_listing"
 PEP_708_VERSION = "1.2"  # the API version of a page that carries tracks/alternate-locations
 INDEX_CACHE = ".cache"  # under myapp.files_dir: the last full /simple/ listing of each kind
 
@@ -119,6 +122,17 @@ class SimplePage:
     etag: str = ""  # distinguishes this page's ETag from a hosted project's of the same serial
     tracks: tuple[str, ...] = ()  # PEP 708
     alternate_locations: tuple[str, ...] = ()  # PEP 708
+
+
+@dataclass(frozen=True)
+class IndexListing:
+    """What /simple/ lists besides the hosted projects: statements that
+    replace ``services.LISTING_HTML``/``LISTING_JSON`` (same columns, same
+    order), and what to add to the ETag so that it changes with their rows."""
+
+    html_sql: str
+    json_sql: str
+    version: Callable[[Request], str]
 
 
 @dataclass(frozen=True)
@@ -214,18 +228,19 @@ def simple_index(request: Request) -> Response:
     # O(1) reads: the kept count (a deletion need not move the highest serial) and the serial index.
     count = services.counts(request.dbsession).projects
     serial = services.index_serial(request.dbsession)
-    headers = _conditional(request, kind, serial, f"-{count}")
+    listing: IndexListing | None = request.registry.get(INDEX_LISTING)
+    headers = _conditional(request, kind, serial, f"-{count}" + (listing.version(request) if listing else ""))
     saved = _saved_index(request, headers["ETag"].strip('"'))
     if saved.is_file():  # rendered before, and nothing has changed since
         response = FileResponse(str(saved), request=request, content_type=_content_type(kind))
     else:
         factory = request.registry["dbsession_factory"]
         if kind == JSON:
-            body = _index_json(services.listing_batches(factory, services.LISTING_JSON), serial)
+            sql = listing.json_sql if listing else services.LISTING_JSON
+            body = _index_json(services.listing_batches(factory, sql), serial)
         else:
-            body = _index_html(
-                request.route_path("simple.index"), services.listing_batches(factory, services.LISTING_HTML)
-            )
+            sql = listing.html_sql if listing else services.LISTING_HTML
+            body = _index_html(request.route_path("simple.index"), services.listing_batches(factory, sql))
         response = Response(app_iter=_saving(body, saved), content_type=_content_type(kind))
     response.headers.update(headers)
     return response

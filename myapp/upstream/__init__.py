@@ -20,8 +20,8 @@ import atexit
 from pyramid.config import Configurator
 
 from myapp.packaging.context import MISSING_PROJECT_VIEWS
-from myapp.packaging.simple import HOSTED_EXTRA
-from myapp.upstream import eviction, files, pages, urls, views
+from myapp.packaging.simple import HOSTED_EXTRA, INDEX_LISTING, IndexListing
+from myapp.upstream import eviction, files, pages, services, urls, views
 from myapp.upstream.fetch import PROXY_KEY, REFRESH_KIND, Proxy, refresh_job
 from myapp.upstream.filefetch import FileFetcher
 from myapp.upstream.settings import REGISTRY_KEY, read_settings
@@ -38,9 +38,17 @@ def includeme(config: Configurator) -> None:
     config.add_route(urls.ROUTE, urls.PATTERN)
     views.add_views(config)
     config.registry.setdefault(MISSING_PROJECT_VIEWS, {}).update(
-        {"simple.project": pages.simple_view, "json.project": pages.json_view, "project": pages.project_view}
+        {
+            "simple.project": pages.simple_view,
+            "json.project": pages.json_view,
+            "json.release": pages.json_view,
+            "project": pages.project_view,
+        }
     )
     config.registry[HOSTED_EXTRA] = pages.hosted_extra
+    config.registry[INDEX_LISTING] = IndexListing(
+        services.LISTING_HTML, services.LISTING_JSON, lambda request: services.listing_version(request.dbsession)
+    )
     config.registry.setdefault(HEALTH_REPORTS, {})["upstream"] = views.health_report
     config.add_job_handler(REFRESH_KIND, refresh_job)
     # The files part: downloads at /packages/... (packaging's route asks files.download).

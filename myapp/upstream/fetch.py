@@ -101,9 +101,9 @@ class Proxy:
             if fresh:
                 self.stats.add("hit")
                 raise HTTPNotFound(f"There is no project called {name!r} here or on the upstream index.")
-        self.fetch_now(factory, name)
+        snapshot = self.fetch_now(factory, name)
         self.stats.add("miss")
-        return self._read(factory, name)
+        return snapshot if snapshot is not None else self._read(factory, name)
 
     def _read(self, factory: sessionmaker[Session], name: str) -> Snapshot:
         with factory() as db:
@@ -126,16 +126,18 @@ class Proxy:
 
     # -- single flight ------------------------------------------------------------------
 
-    def fetch_now(self, factory: sessionmaker[Session], name: str) -> None:
-        """Fetch ``name`` unless another process is doing so; then wait for it (bounded)."""
+    def fetch_now(self, factory: sessionmaker[Session], name: str) -> Snapshot | None:
+        """Fetch ``name`` unless another process is doing so; then wait for it
+        (bounded). The fetcher gets the project as stored; a waiter None (it reads it)."""
         started = utcnow()
         with factory() as db:
-            services.ensure_project(db, name, started)
-            claimed = services.claim(db, name, started, self.settings)
+            claimed = services.create_claimed(db, name, started, self.settings) or services.claim(
+                db, name, started, self.settings
+            )
+            etag = services.stored_etag(db, name) if claimed else None
             db.commit()
         if claimed:
-            self.refresh(factory, name)
-            return
+            return self.refresh(factory, name, etag)
         deadline = time.monotonic() + self.settings.lease.total_seconds()
         pause = POLL_FIRST
         while time.monotonic() < deadline:
@@ -143,15 +145,16 @@ class Proxy:
                 row = services.find_project(db, name)
                 now = utcnow()
                 if row is None:
-                    return
+                    return None
                 done = (row.fetched_at is not None and row.fetched_at >= started) or (
                     row.last_error_at is not None and row.last_error_at >= started
                 )
                 busy = row.refreshing_until is not None and row.refreshing_until > now
                 if done or not busy:
-                    return  # fetched (or failed: the caller reads which), or backing off after a failure
+                    return None  # fetched (or failed: the caller reads which), or backing off after a failure
             time.sleep(pause)
             pause = min(pause * 2, POLL_MAX)
+        return None
 
     def schedule(self, factory: sessionmaker[Session], name: str) -> bool:
         """Queue one background refresh of a stale page (whoever claims it first)."""
@@ -168,12 +171,10 @@ class Proxy:
 
     # -- asking the upstream ------------------------------------------------------------
 
-    def refresh(self, factory: sessionmaker[Session], name: str) -> None:
-        """Ask the upstream (we hold the claim) and store the answer; never raises
-        for the upstream's faults (they are recorded on the row)."""
-        with factory() as db:
-            row = services.find_project(db, name)
-            etag = row.etag if row is not None and row.fetched_at is not None and not row.missing else None
+    def refresh(self, factory: sessionmaker[Session], name: str, etag: str | None) -> Snapshot | None:
+        """Ask the upstream (we hold the claim; ``etag``: the page we keep) and
+        store the answer; never raises for the upstream's faults (they are
+        recorded on the row). Returns the project as now stored, if it is there."""
         headers = {"Accept": ACCEPT}
         if etag:
             headers["If-None-Match"] = etag
@@ -188,7 +189,7 @@ class Proxy:
         with factory() as db:
             row = services.find_project(db, name)
             if row is None:
-                return
+                return None
             if answer is None:
                 store.apply_failure(row, now, error or "no answer", None)
             elif answer.status == 304:
@@ -201,8 +202,13 @@ class Proxy:
                 self._store_page(db, row, answer.body, answer.headers, answer.url, now)
             problem = row.last_error
             db.commit()
+            snapshot = None
+            if row.fetched_at is not None and not row.missing:  # read again after the commit, here
+                snapshot = Snapshot(row, services.live_files(db, row.id), "miss")
+                db.expunge_all()
         if problem:
             log.warning("upstream page of %s: %s", name, problem)
+        return snapshot
 
     def _store_page(
         self, db: Session, row: UpstreamProject, body: bytes, headers: dict[str, str], url: str, now: datetime
@@ -229,8 +235,9 @@ def refresh_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     with factory() as db:
         row = services.find_project(db, name)
         fresh = row is not None and row.fetched_at is not None and utcnow() - row.fetched_at < proxy.settings.ttl
-    if not fresh:  # another job (a claim that outlived its lease) did it already
-        proxy.refresh(factory, name)
+        etag = services.stored_etag(db, name)
+    if not fresh:  # else another job (a claim that outlived its lease) did it already
+        proxy.refresh(factory, name, etag)
 
 
 PROXY_KEY = "upstream.proxy"  # registry: the Proxy, when myapp.upstream is set

@@ -178,11 +178,17 @@ def _is_pre(version: str) -> bool:
 
 
 def json_view(request: Request) -> Response:
-    """``/pypi/<name>/json`` for a proxied project, in PyPI's shape, marked as proxied."""
+    """``/pypi/<name>/json`` (and ``/pypi/<name>/<version>/json``) for a
+    proxied project, in PyPI's shape, marked as proxied."""
     name, snapshot, files = _snapshot(request)
     releases = _releases(files)
     latest = _latest(releases)
     proxy = _proxy(request)
+    version = request.matchdict.get("version")
+    if version is not None:
+        if version not in releases:
+            raise HTTPNotFound(f"{name} has no release {version[:100]!r} here.")
+        latest, releases = version, {version: releases[version]}
     info = {
         "name": snapshot.project.display_name,
         "version": latest,
@@ -194,10 +200,10 @@ def json_view(request: Request) -> Response:
         "yanked": False,
         "yanked_reason": None,
     }
-    body = {
-        "info": info,
-        "last_serial": snapshot.project.serial,
-        "releases": {v: [file_json(request, f) for f in fs] for v, fs in reversed(releases.items())},
+    body: dict[str, Any] = {"info": info, "last_serial": snapshot.project.serial}
+    if version is None:
+        body["releases"] = {v: [file_json(request, f) for f in fs] for v, fs in reversed(releases.items())}
+    body |= {
         "urls": [file_json(request, f) for f in releases.get(latest or "", [])],
         "vulnerabilities": [],
         "upstream": {"note": MARK, "index": proxy.settings.url, "project": proxy.settings.project_url(name)},

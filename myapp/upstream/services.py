@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from myapp.upstream.models import UpstreamFile, UpstreamPolicy, UpstreamProject, UpstreamRelease
@@ -66,17 +65,31 @@ def _insert(db: Session) -> Any:
     return pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-def ensure_project(db: Session, name: str, now: datetime) -> None:
-    """A row for ``name`` (the single-flight claim needs one to update); a concurrent insert is fine."""
-    stmt = _insert(db)(UpstreamProject).values(name=name, display_name=name, serial=0, created=now)
-    db.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+def create_claimed(db: Session, name: str, now: datetime, settings: UpstreamSettings) -> bool:
+    """A row for a name never asked about, claimed by us; False when it exists
+    (another request made it first: then ``claim`` decides)."""
+    stmt = _insert(db)(UpstreamProject).values(
+        name=name, display_name=name, serial=0, created=now, refreshing_until=now + settings.lease
+    )
+    # RETURNING, not rowcount: an ORM insert's rowcount is not reliable on every driver.
+    made = db.scalar(stmt.on_conflict_do_nothing(index_elements=["name"]).returning(UpstreamProject.id))
+    return made is not None
+
+
+def stored_etag(db: Session, name: str) -> str | None:
+    """The upstream's ETag of the page we keep (for If-None-Match), if we keep one."""
+    return db.scalar(
+        select(UpstreamProject.etag).where(
+            UpstreamProject.name == name, UpstreamProject.fetched_at.isnot(None), UpstreamProject.missing.is_(False)
+        )
+    )
 
 
 def claim(db: Session, name: str, now: datetime, settings: UpstreamSettings) -> bool:
     """Become the one process that asks the upstream about ``name`` now: a
     conditional UPDATE, so of any number of threads and processes exactly one
     succeeds; none does while a recent failure is backing off."""
-    result: CursorResult[Any] = db.execute(  # type: ignore[assignment]
+    claimed = db.scalar(
         update(UpstreamProject)
         .where(
             UpstreamProject.name == name,
@@ -84,9 +97,10 @@ def claim(db: Session, name: str, now: datetime, settings: UpstreamSettings) -> 
             or_(UpstreamProject.last_error_at.is_(None), UpstreamProject.last_error_at < now - settings.retry_after),
         )
         .values(refreshing_until=now + settings.lease)
+        .returning(UpstreamProject.id)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return claimed is not None
 
 
 # -- for operators ------------------------------------------------------------------------
@@ -153,3 +167,32 @@ def last_attempt(db: Session) -> tuple[datetime, bool] | None:
         assert ok is not None
         return ok, True
     return failed, False
+
+
+# /simple/ lists the hosted projects and the proxied ones fetched and found
+# upstream (not every upstream name: we know only those asked for). A hosted
+# name is listed once, as ours. Both in name order (C collation on PostgreSQL).
+LISTING_HTML = (
+    "SELECT name, display_name FROM ("
+    " SELECT name, display_name FROM packages"
+    " UNION ALL SELECT name, display_name FROM upstream_projects"
+    " WHERE fetched_at IS NOT NULL AND NOT missing AND name NOT IN (SELECT name FROM packages)"
+    ") AS listing ORDER BY name"
+)
+LISTING_JSON = (
+    "SELECT display_name, serial FROM ("
+    " SELECT name, display_name, last_serial AS serial FROM packages"
+    " UNION ALL SELECT name, display_name, serial FROM upstream_projects"
+    " WHERE fetched_at IS NOT NULL AND NOT missing AND name NOT IN (SELECT name FROM packages)"
+    ") AS listing ORDER BY name"
+)
+
+
+def listing_version(db: Session) -> str:
+    """Changes whenever a proxied name is listed or not, or its serial moves."""
+    count, serials = db.execute(
+        select(func.count(UpstreamProject.id), func.coalesce(func.sum(UpstreamProject.serial), 0)).where(
+            UpstreamProject.fetched_at.isnot(None), UpstreamProject.missing.is_(False)
+        )
+    ).one()
+    return f"-u{count}.{serials}"
