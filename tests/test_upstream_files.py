@@ -60,7 +60,7 @@ def stored(settings: dict[str, Any], row: UpstreamFile) -> Path:
 
 def refresh(app: webtest.TestApp, name: str) -> None:
     proxy: Proxy = app.app.registry[PROXY_KEY]
-    proxy.refresh(app.app.registry["dbsession_factory"], name)
+    proxy.refresh(app.app.registry["dbsession_factory"], name, None)  # unconditional: a whole new page
 
 
 def test_first_download_is_fetched_verified_stored_then_served_like_our_own(proxy, upstream, dbsession, settings):

@@ -11,6 +11,12 @@ here is registered and the index is as before.
   ``policy``: the cooldown's one decision; ``pages``: our pages of proxied
   projects; ``views``: the owner's switch and the admin page; ``urls``:
   where proxied files live on this index (the files part serves them).
+* The files part: ``files``: the download view (packaging's ``/packages/``
+  route asks it for names not hosted here); ``filefetch``: a first download,
+  fetched once, streamed, verified, stored; ``metadata``: PEP 658 files;
+  ``filecache``: its queries, claims and batched download times;
+  ``eviction``: the byte budget and quarantine (a periodic job);
+  ``filestore``: the few file-store operations it uses.
 """
 
 from __future__ import annotations
