@@ -186,7 +186,9 @@ def test_json_api(testapp, dbsession, demo):
     latest = doc["info"]["version"]
     assert {u["filename"] for u in doc["urls"]} == {f["filename"] for f in doc["releases"][latest]}
     one = doc["urls"][0]
-    assert one["url"].startswith("http://localhost/files/") and one["digests"]["sha256"]
+    # PyPI's /packages/ layout (a mirror such as bandersnatch keeps the URL's path).
+    sha = one["digests"]["sha256"]
+    assert one["url"] == f"http://localhost/packages/{sha[:2]}/{sha[2:4]}/{sha[4:]}/{one['filename']}"
     assert one["upload_time_iso_8601"].endswith("Z")
     version_doc = testapp.get(f"/pypi/{demo.name}/{latest}/json").json
     assert version_doc["info"]["version"] == latest and "releases" not in version_doc

@@ -21,11 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from myapp.upstream.models import UpstreamFile
 from tests.conftest import BIN, LiveServer, free_port, fresh_database, live_server, write_ini
 from tests.test_simple import installed_version, make_venv, offline_env
 from tests.upstream_files_helpers import Published, build_wheel, publish_wheel
-from tests.upstream_helpers import JSON, requests_for
+from tests.upstream_helpers import JSON, requests_for, upstream_db
 
 
 @contextmanager
@@ -277,3 +279,29 @@ def test_bandersnatch_mirrors_hosted_and_proxied_files_from_the_packages_layout(
                 assert hashlib.sha256(copy.read_bytes()).hexdigest() == wheel.sha256, wheel.filename
             assert not list((work / "mirror" / "web" / "packages").rglob("not_allowed-*"))
             assert (work / "mirror" / "web" / "simple" / "house-made" / "index.html").is_file()
+
+
+def test_a_fetch_past_the_budget_queues_an_eviction_that_the_worker_runs(backend, tmp_path):
+    with upstream_app(backend, tmp_path) as upstream:
+        wheels = [publish_wheel(upstream, "budgeted", f"1.{i}", padding=100_000) for i in range(3)]
+        budget = wheels[1].size + wheels[2].size + 100
+        settings = {"myapp.upstream_cache_bytes": str(budget)}
+        with proxy_of(backend, tmp_path / "proxy", f"{upstream.base}/simple/", **settings) as proxy:
+            get(f"{proxy.base}/simple/budgeted/")
+            for wheel in wheels:  # oldest download first
+                assert hashlib.sha256(get(proxy.base + wheel.packages_path)).hexdigest() == wheel.sha256
+            deadline = time.monotonic() + 60
+            while True:  # the worker thread (as in development) runs the queued upstream.files.evict
+                with upstream_db(proxy) as db:
+                    rows = {r.filename: r for r in db.scalars(select(UpstreamFile))}
+                    cached = {name: r.cached_bytes for name, r in rows.items() if r.storage_path}
+                if sum(cached.values()) <= budget or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert set(cached) == {wheels[1].filename, wheels[2].filename}
+            assert not (
+                proxy.folder / "files" / wheels[0].sha256[:2] / wheels[0].sha256[2:4] / wheels[0].filename
+            ).exists()
+            # Evicted, then wanted again: fetched again.
+            assert hashlib.sha256(get(proxy.base + wheels[0].packages_path)).hexdigest() == wheels[0].sha256
+            assert requests_for(upstream, f"/files/{wheels[0].filename}") == 2
