@@ -13,9 +13,10 @@ quarantining the bytes of files removed upstream.
   recorded (it stays hidden and is answered 404). The same periodic job does
   it for every such file; a download of one does it at once.
 
-A row forgets its bytes first (a conditional UPDATE: not if a fetch holds
-its claim, not if the path changed), then the object is deleted: a download
-that read the old row and finds no object fetches the file again.
+A row forgets its bytes first (a conditional UPDATE: not if the path changed
+meanwhile), then the object is deleted: a download that read the old row and
+finds no object fetches the file again. (A fetch claims only a file whose
+bytes are not cached, so it never races an eviction of the same row.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from myapp.data.jobs import JobContext
@@ -100,9 +101,10 @@ def quarantine(factory: sessionmaker[Session], store: Any, file_ids: list[int] |
     limits it to those (a download), None does every such file (the periodic job)."""
     now = utcnow()
     with factory() as db:
+        # Only files with bytes here: one never cached has nothing to set aside, and
+        # stays merely removed (listed again upstream, it is served again).
         stmt = select(UpstreamFile.id, UpstreamFile.filename, UpstreamFile.sha256, UpstreamFile.storage_path).where(
-            UpstreamFile.removed_at.isnot(None),
-            or_(UpstreamFile.storage_path.isnot(None), UpstreamFile.quarantined_at.is_(None)),
+            UpstreamFile.removed_at.isnot(None), UpstreamFile.storage_path.isnot(None)
         )
         if file_ids is not None:
             stmt = stmt.where(UpstreamFile.id.in_(file_ids))
@@ -116,9 +118,8 @@ def quarantine(factory: sessionmaker[Session], store: Any, file_ids: list[int] |
             )
         db.commit()
     for _, filename, sha256, relative in rows:
-        if relative is not None:
-            _gone(store, relative)
-            log.warning("quarantined %s (sha256 %s): removed from the upstream index", filename, sha256)
+        _gone(store, relative)
+        log.warning("quarantined %s (sha256 %s): removed from the upstream index", filename, sha256)
     return len(rows)
 
 

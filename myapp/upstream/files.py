@@ -16,6 +16,8 @@ asks this view (``MISSING_FILE_VIEW``) for a filename not hosted here.
   headers), the download noted in memory (``filecache.DownloadLog``).
 * Not cached: fetched, streamed and verified (``filefetch``); a ``HEAD`` or a
   conditional request that names the file's sha256 answers without fetching.
+  A ``Range`` on a first download gets the whole file (a 200, as RFC 9110
+  allows): the bytes are hashed whole anyway.
 """
 
 from __future__ import annotations
