@@ -243,3 +243,16 @@ def test_hosted_files_under_the_packages_layout_and_never_the_upstreams_for_our_
     assert theirs.filename not in page
     proxy.get(theirs.packages_path, status=404)
     assert requests_for(upstream, f"/files/{theirs.filename}") == 0
+
+
+def test_a_cached_download_reads_four_statements_and_writes_none(settings, upstream, dbsession, count_queries):
+    app = proxy_app(settings, upstream)  # download times written once a minute, not per download
+    wheel = publish_wheel(upstream, "counted", "1.0")
+    listed(app, "counted")
+    app.get(wheel.packages_path)  # fetched and cached
+    count_queries.clear()
+    app.get(wheel.packages_path)
+    # Hosted? (packaging's route), the proxied file with its project, its name's policy,
+    # a hosted project of that name?, and nothing written (download times are batched).
+    assert count_queries.count == 4, count_queries.statements
+    assert not [s for s in count_queries.statements if s.lstrip().upper().startswith(("UPDATE", "INSERT"))]

@@ -158,5 +158,5 @@ def flush_at_exit(registry: Any, downloads: filecache.DownloadLog) -> None:
         return
     try:
         flush_downloads(factory, downloads)
-    except Exception:  # the database may be gone already; a few download times are not worth a traceback
-        log.warning("could not write proxied file downloads at exit", exc_info=True)
+    except Exception as exc:  # the database may be gone already; a few download times are not worth a traceback
+        log.warning("could not write proxied file downloads at exit: %s", type(exc).__name__)

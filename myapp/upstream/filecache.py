@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from myapp.upstream.models import UpstreamFile
 
@@ -21,7 +21,9 @@ MAX_ERROR = 1000
 
 
 def find_file(db: Session, filename: str) -> UpstreamFile | None:
-    return db.scalar(select(UpstreamFile).where(UpstreamFile.filename == filename))
+    """The file and its project (the policy needs its name) in one statement."""
+    stmt = select(UpstreamFile).options(joinedload(UpstreamFile.project)).where(UpstreamFile.filename == filename)
+    return db.scalar(stmt)
 
 
 def get_file(db: Session, file_id: int) -> UpstreamFile | None:
