@@ -32,6 +32,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -126,12 +127,21 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
+def _close_all(idle: dict[PoolKey, list[http.client.HTTPConnection]]) -> None:
+    for connections in idle.values():
+        for connection in connections:
+            connection.close()
+    idle.clear()
+
+
 class UpstreamClient:
     def __init__(self, settings: UpstreamSettings) -> None:
         self.settings = settings
         self._tls = ssl.create_default_context()
         self._idle: dict[PoolKey, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
+        # Idle connections are closed when the client goes (an app made and dropped, as in tests).
+        weakref.finalize(self, _close_all, self._idle)
 
     # -- checks -------------------------------------------------------------------------
 
