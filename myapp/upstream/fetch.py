@@ -64,6 +64,7 @@ class Stats:
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.report: tuple[float, dict[str, Any]] | None = None  # the operators' report, and when it was made
 
     def add(self, what: str) -> None:
         with self._lock:
