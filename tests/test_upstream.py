@@ -312,3 +312,13 @@ def test_the_index_lists_hosted_and_fetched_proxied_names(proxy, upstream, dbses
     names = [p["name"] for p in after.json["projects"]]
     assert name in names and names == sorted(names)
     assert f'<a href="/simple/{name}/">' in proxy.get("/simple/").text
+
+
+def test_a_warm_proxied_page_costs_four_statements(proxy, upstream, count_queries):
+    """No hosted project of that name (asked first: ours win), then the
+    proxied project, its files, its policy."""
+    name = demo_name(upstream)
+    proxy.get(f"/simple/{name}/")
+    count_queries.clear()
+    proxy.get(f"/simple/{name}/", headers={"Accept": JSON})
+    assert count_queries.count == 4, count_queries.statements

@@ -247,3 +247,21 @@ def test_hostile_answers_are_a_502_for_a_project_never_fetched(proxy, hostile, r
     hostile.routes["/simple/evil/"] = route
     bad_gateway(proxy, "evil", hostile)
     assert all(not hit.startswith("/latest") for hit in hostile.hits)
+
+
+def test_an_opted_in_hosted_project_serves_its_own_files_when_the_upstream_is_down(settings, dbsession):
+    from myapp.upstream.models import UpstreamPolicy
+    from tests.conftest import free_port
+    from tests.factories import make_package
+
+    package = make_package(dbsession, "ours-when-down", versions=["1.0"])
+    package.releases[0].files[0].storage_path = "x/ours"
+    dbsession.add(UpstreamPolicy(name=package.name, also_serve_upstream=True, cooldown_exempt=False))
+    dbsession.flush()
+    down = f"http://127.0.0.1:{free_port()}/simple/"  # nothing listens there
+    app = configure({**settings, "myapp.upstream": down, "myapp.upstream_timeout": "1"}).make_wsgi_app()
+    res = webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"}).get(
+        f"/simple/{package.name}/", headers={"Accept": JSON}
+    )
+    assert [f["filename"] for f in res.json["files"]] == [package.releases[0].files[0].filename]
+    assert "tracks" not in res.json["meta"]

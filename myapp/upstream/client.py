@@ -13,6 +13,8 @@
   upstream's own host only, and never over a redirect to another.
 * A timeout on connecting and on each read, a deadline for a whole page, a
   cap on a page's bytes (after gzip is undone, which is capped as it goes).
+* Connections are kept alive (a few per host) once an answer was read to its
+  end, so a cold page costs the upstream's latency, not a new TLS handshake.
 
 Why the standard library's ``http.client`` rather than urllib3 or httpx
 (README, "Proxy the public index"): the proxy needs to connect to the very
@@ -28,7 +30,9 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,9 +43,11 @@ from urllib.parse import urljoin, urlsplit
 from myapp.upstream.settings import UpstreamSettings
 
 MAX_REDIRECTS = 5
+MAX_IDLE = 4  # kept-alive connections per host (a new TLS handshake costs more than the page)
 CHUNK = 64 * 1024
 USER_AGENT = "myapp-proxy/1"
 Purpose = Literal["page", "file"]
+PoolKey = tuple[str, str, int]  # scheme, host, port
 
 
 class UpstreamError(Exception):
@@ -121,10 +127,21 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
+def _close_all(idle: dict[PoolKey, list[http.client.HTTPConnection]]) -> None:
+    for connections in idle.values():
+        for connection in connections:
+            connection.close()
+    idle.clear()
+
+
 class UpstreamClient:
     def __init__(self, settings: UpstreamSettings) -> None:
         self.settings = settings
         self._tls = ssl.create_default_context()
+        self._idle: dict[PoolKey, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        # Idle connections are closed when the client goes (an app made and dropped, as in tests).
+        weakref.finalize(self, _close_all, self._idle)
 
     # -- checks -------------------------------------------------------------------------
 
@@ -167,27 +184,65 @@ class UpstreamClient:
             headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
         return headers
 
+    # -- kept-alive connections ------------------------------------------------------------
+
+    def _new_connection(self, key: PoolKey) -> http.client.HTTPConnection:
+        scheme, host, port = key
+        address = self.resolve(host, port)  # checked here, once: the connection stays pinned to it
+        timeout = self.settings.timeout
+        if scheme == "https":
+            return _PinnedHTTPS(host, port, address, timeout, self._tls)
+        return _PinnedHTTP(host, port, address, timeout)
+
+    def _idle_connection(self, key: PoolKey) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def _release(
+        self, key: PoolKey, connection: http.client.HTTPConnection, response: http.client.HTTPResponse
+    ) -> None:
+        """Keep a connection whose answer was read to the end, for the next request to that host."""
+        if response.will_close or not response.isclosed():
+            connection.close()
+            return
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < MAX_IDLE:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def _send(
+        self, key: PoolKey, target: str, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """GET on a kept-alive connection if there is one (once more on a new
+        one if the server had closed it meanwhile), else on a new one."""
+        connection = self._idle_connection(key)
+        if connection is not None:
+            try:
+                connection.request("GET", target, headers=headers)
+                return connection, connection.getresponse()
+            except (OSError, http.client.HTTPException):
+                connection.close()  # closed by the server while idle: not the upstream's fault
+        connection = self._new_connection(key)
+        try:
+            connection.request("GET", target, headers=headers)
+            return connection, connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise UpstreamError(f"{key[1]}: {type(exc).__name__}: {exc}") from None
+
     def _open(
         self, url: str, purpose: Purpose, headers: dict[str, str] | None
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, str]:
-        """Send a GET, following redirects by the rules; the caller closes the connection."""
+    ) -> tuple[PoolKey, http.client.HTTPConnection, http.client.HTTPResponse, str]:
+        """Send a GET, following redirects by the rules; the caller releases or closes the connection."""
         for _ in range(MAX_REDIRECTS + 1):
             scheme, host, port = self.check_url(url, purpose)
-            address = self.resolve(host, port)
-            timeout = self.settings.timeout
-            connection: http.client.HTTPConnection = (
-                _PinnedHTTPS(host, port, address, timeout, self._tls)
-                if scheme == "https"
-                else _PinnedHTTP(host, port, address, timeout)
-            )
+            key = (scheme, host, port)
             parts = urlsplit(url)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            try:
-                connection.request("GET", target, headers=self._headers(host, headers))
-                response = connection.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                raise UpstreamError(f"{host}: {type(exc).__name__}: {exc}") from None
+            connection, response = self._send(key, target, self._headers(host, headers))
             if response.status in (301, 302, 303, 307, 308):
                 location = response.getheader("Location") or ""
                 connection.close()
@@ -198,7 +253,7 @@ class UpstreamClient:
                     raise Refused(f"{url}: a redirect from https to http is refused")
                 url = following
                 continue
-            return connection, response, url
+            return key, connection, response, url
         raise Refused(f"more than {MAX_REDIRECTS} redirects")
 
     def get(self, url: str, headers: dict[str, str] | None = None, *, max_bytes: int | None = None) -> Answer:
@@ -206,7 +261,8 @@ class UpstreamClient:
         cap = max_bytes if max_bytes is not None else self.settings.max_page_bytes
         started = time.monotonic()
         deadline = started + self.settings.timeout * 3
-        connection, response, final = self._open(url, "page", {"Accept-Encoding": "gzip", **(headers or {})})
+        key, connection, response, final = self._open(url, "page", {"Accept-Encoding": "gzip", **(headers or {})})
+        done = False
         try:
             declared = response.getheader("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > cap:
@@ -234,9 +290,13 @@ class UpstreamClient:
                     raise TooLarge(f"{final}: more than {cap} bytes")
                 parts.append(chunk)
             headers_out = {name.lower(): value for name, value in response.getheaders()}
+            done = True
             return Answer(response.status, headers_out, b"".join(parts), final, time.monotonic() - started)
         finally:
-            connection.close()
+            if done:
+                self._release(key, connection, response)
+            else:
+                connection.close()
 
     @contextmanager
     def stream(
@@ -244,11 +304,11 @@ class UpstreamClient:
     ) -> Iterator[Stream]:
         """A file's answer, read in chunks (``Stream.chunks``); closed on leaving the block.
         Only from allowed file hosts; identity encoding (the bytes are hashed as sent)."""
-        connection, response, final = self._open(url, "file", {"Accept-Encoding": "identity", **(headers or {})})
+        key, connection, response, final = self._open(url, "file", {"Accept-Encoding": "identity", **(headers or {})})
         try:
             declared = response.getheader("Content-Length")
             if max_bytes is not None and declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise TooLarge(f"{final}: {declared} bytes, more than {max_bytes}")
             yield Stream(response.status, {n.lower(): v for n, v in response.getheaders()}, final, response, max_bytes)
         finally:
-            connection.close()
+            self._release(key, connection, response)  # kept only if the body was read to its end

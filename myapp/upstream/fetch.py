@@ -64,6 +64,7 @@ class Stats:
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.report: tuple[float, dict[str, Any]] | None = None  # the operators' report, and when it was made
 
     def add(self, what: str) -> None:
         with self._lock:
@@ -93,7 +94,7 @@ class Proxy:
         if row is not None and row.fetched_at is not None:
             fresh = now - row.fetched_at < self.settings.ttl
             if not row.missing:
-                if not fresh:
+                if not fresh and self._may_claim(row, now):
                     self.schedule(factory, name)
                 found: Found = "hit" if fresh else "stale"
                 self.stats.add(found)
@@ -104,6 +105,13 @@ class Proxy:
         snapshot = self.fetch_now(factory, name)
         self.stats.add("miss")
         return snapshot if snapshot is not None else self._read(factory, name)
+
+    def _may_claim(self, row: UpstreamProject, now: datetime) -> bool:
+        """What the claim's UPDATE would find, read from the row we have: a stale
+        page being refreshed (or backing off) costs no write per request."""
+        if row.refreshing_until is not None and row.refreshing_until > now:
+            return False
+        return row.last_error_at is None or row.last_error_at < now - self.settings.retry_after
 
     def _read(self, factory: sessionmaker[Session], name: str) -> Snapshot:
         with factory() as db:

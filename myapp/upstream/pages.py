@@ -107,9 +107,9 @@ def hosted_extra(request: Request, package: Package) -> HostedExtra | None:
     proxy = _proxy(request)
     try:
         snapshot = proxy.project(db, request.registry["dbsession_factory"], package.name)
-    except (HTTPNotFound, HTTPMovedPermanently):
+    except HTTPNotFound:  # the upstream has no such project: ours alone
         return None
-    except Exception:  # the upstream is down and never answered: our own files still serve
+    except HTTPBadGateway:  # the upstream is down and never answered: our own files still serve
         request.environ[CACHE_KEY] = "upstream=error"
         return None
     request.environ[CACHE_KEY] = f"upstream={snapshot.found}"

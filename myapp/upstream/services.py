@@ -149,6 +149,10 @@ def recent_errors(db: Session, limit: int = 20) -> list[UpstreamProject]:
     return list(db.scalars(stmt))
 
 
+def find_release(db: Session, name: str, version: str) -> UpstreamRelease | None:
+    return db.scalar(select(UpstreamRelease).where(UpstreamRelease.name == name, UpstreamRelease.version == version))
+
+
 def releases(db: Session, limit: int = 100) -> list[UpstreamRelease]:
     return list(db.scalars(select(UpstreamRelease).order_by(UpstreamRelease.id.desc()).limit(limit)))
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from myapp.upstream.models import UpstreamFile, UpstreamProject
@@ -28,14 +29,14 @@ def apply_page(db: Session, project: UpstreamProject, page: ParsedPage, now: dat
     taken = _taken_elsewhere(db, project.id, listed - existing.keys())
     changed = False
     notes = list(page.reasons)
+    new: list[dict[str, Any]] = []
     for parsed in page.files:
         row = existing.get(parsed.filename)
         if row is None:
             if parsed.filename in taken:
                 notes.append(f"{parsed.filename}: listed by another project too; left out")
                 continue
-            db.add(_new_file(project.id, parsed, now))
-            changed = True
+            new.append(_new_file(project.id, parsed, now))
         elif row.sha256 != parsed.sha256:
             log.warning(
                 "upstream changed the bytes of %s (sha256 %s -> %s); kept the first",
@@ -46,6 +47,9 @@ def apply_page(db: Session, project: UpstreamProject, page: ParsedPage, now: dat
             notes.append(f"{row.filename}: the upstream lists other bytes than before; kept the first")
         else:
             changed |= _update_file(row, parsed)
+    if new:  # one multi-row INSERT: a first fetch of a project with thousands of files
+        db.execute(insert(UpstreamFile), new)
+        changed = True
     for filename, row in existing.items():
         if filename not in listed and row.removed_at is None:
             row.removed_at = now  # hidden here; the files part quarantines its cached bytes
@@ -100,8 +104,8 @@ def _taken_elsewhere(db: Session, project_id: int, filenames: set[str]) -> set[s
     return set(db.scalars(stmt))
 
 
-def _new_file(project_id: int, parsed: ParsedFile, now: datetime) -> UpstreamFile:
-    return UpstreamFile(
+def _new_file(project_id: int, parsed: ParsedFile, now: datetime) -> dict[str, Any]:
+    return dict(
         project_id=project_id,
         filename=parsed.filename,
         version=parsed.version,

@@ -5,6 +5,7 @@ the password is confirmed again (sudo, ``confirm=True``) and write the journal."
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -104,7 +105,7 @@ def _admin_action(request: Request, db: Session) -> str | None:
             return "Give the version to release, as the upstream spells it."
         if not reason:
             return "Say why this version is released before its time (it goes in the journal)."
-        if any(r.name == name and r.version == version for r in services.releases(db, limit=1000)):
+        if services.find_release(db, name, version) is not None:
             return f"{name} {version} is released already."
         db.add(UpstreamRelease(name=name, version=version, released_by=request.identity.user.username, reason=reason))
         _journal(db, name, f"released from the cooldown: {reason}", request, version=version)
@@ -133,20 +134,32 @@ def add_views(config: Configurator) -> None:
     )
 
 
+REPORT_SECONDS = 10.0  # /health is asked every few seconds; its counts walk the tables
+
+
 def health_report(request: Request) -> dict[str, Any]:
-    """For /health and the admin page: is the upstream answering, what is cached, how well."""
+    """For /health and the admin page: is the upstream answering, what is
+    cached, how well. The database's part is worked out at most every
+    ``REPORT_SECONDS`` per process (it counts every proxied project and file)."""
     proxy: Proxy = request.registry[PROXY_KEY]
-    now = utcnow()
-    db = request.dbsession
-    totals = services.totals(db, proxy.settings, now)
-    last = services.last_attempt(db)
-    reachable = None if last is None else last[1]
+    kept = proxy.stats.report
+    if kept is None or time.monotonic() - kept[0] > REPORT_SECONDS:
+        kept = (time.monotonic(), _database_report(request.dbsession, proxy))
+        proxy.stats.report = kept
     return {
         "url": proxy.settings.url,
-        "reachable": "unknown" if reachable is None else ("ok" if reachable else "failing"),
-        "last_checked": last[0].isoformat() if last else None,
-        **totals,
+        **kept[1],
         "cache_budget_bytes": proxy.settings.cache_bytes,
         "this_process": proxy.stats.as_dict(),
         "ttl_seconds": int(proxy.settings.ttl / timedelta(seconds=1)),
+    }
+
+
+def _database_report(db: Session, proxy: Proxy) -> dict[str, Any]:
+    last = services.last_attempt(db)
+    reachable = None if last is None else last[1]
+    return {
+        "reachable": "unknown" if reachable is None else ("ok" if reachable else "failing"),
+        "last_checked": last[0].isoformat() if last else None,
+        **services.totals(db, proxy.settings, utcnow()),
     }
