@@ -40,6 +40,8 @@ requires = [
 
 tests_require = [
     "aiosmtpd>=1.4",
+    # The proxy's tests: bandersnatch mirrors this index (api-method = simple).
+    "bandersnatch>=6.8",
     "bandit>=1.7",
     "build>=1.0",
     # Real clients in tests: hatchling 1.33 writes Metadata-Version 2.5; hatch publishes.
@@ -49,6 +51,8 @@ tests_require = [
     # A real S3 server on 127.0.0.1 for the object-store tests (tests/test_object_store.py).
     "moto[server]>=5.0",
     "playwright>=1.40",
+    # An HTML-only upstream (PEP 503, no upload-time) for the proxy's tests.
+    "pypiserver>=2.4",
     "pytest>=8",
     # make test runs the suite on every core (per-worker databases: tests/conftest.py).
     "pytest-xdist>=3.5",

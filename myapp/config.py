@@ -17,6 +17,7 @@ INCLUDES = (
     "myapp.web",  # Jinja2, request guard, page cache, static files, health, error pages
     "myapp.accounts",  # users, sign-in, security policy, mail
     "myapp.packaging",  # the package index
+    "myapp.upstream",  # the proxy of a public index (myapp.upstream), when set
     "myapp.manage",  # maintainers' pages: projects, collaborators, API tokens
 )
 

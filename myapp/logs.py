@@ -49,6 +49,7 @@ class SafeFormatter(logging.Formatter):
 
 # Query parameters whose values are secrets (password-reset and verification links).
 SECRET_PARAMETERS = frozenset({"token"})
+CACHE_KEY = "myapp.cache"  # environ: what a cache layer says about this request (e.g. "upstream=hit")
 
 
 def redact(uri: str) -> str:
@@ -71,6 +72,8 @@ class AccessLog(TransLogger):
     X-Forwarded-For: waitress's ``trusted_proxy`` sets REMOTE_ADDR behind a
     proxy), and the line ends with the milliseconds the app took to answer.
     The record's own timestamp dates it; cookies and Authorization never appear.
+    A request a cache answered for (``myapp.cache`` in the environ: the proxy
+    writes ``upstream=hit``, ``stale``, ``miss`` or ``error``) adds it at the end.
     """
 
     def __init__(self, application: Any) -> None:
@@ -82,9 +85,10 @@ class AccessLog(TransLogger):
 
     def write_log(self, environ, method, req_uri, start, status, bytes):
         elapsed = (time.perf_counter() - environ.get("myapp.started", time.perf_counter())) * 1000
+        cache = environ.get(CACHE_KEY)
         self.logger.log(
             self.logging_level,
-            '%s "%s %s %s" %s %s %.1fms "%s" "%s"',
+            '%s "%s %s %s" %s %s %.1fms "%s" "%s"' + (" %s" if cache else ""),
             environ.get("REMOTE_ADDR", "-"),
             method,
             redact(req_uri),
@@ -94,4 +98,5 @@ class AccessLog(TransLogger):
             elapsed,
             redact(environ.get("HTTP_REFERER", "-")),
             environ.get("HTTP_USER_AGENT", "-"),
+            *((cache,) if cache else ()),
         )

@@ -15,6 +15,7 @@ from myapp.packaging.models import (
     RoleName,
     package_classifiers,
 )
+from myapp.upstream.models import UpstreamFile, UpstreamPolicy, UpstreamProject, UpstreamRelease
 
 __all__ = [
     "ApiToken",
@@ -32,6 +33,10 @@ __all__ = [
     "Role",
     "RoleName",
     "ThrottleEvent",
+    "UpstreamFile",
+    "UpstreamPolicy",
+    "UpstreamProject",
+    "UpstreamRelease",
     "User",
     "UserEvent",
     "package_classifiers",

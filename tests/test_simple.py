@@ -179,6 +179,20 @@ def test_files_have_their_content_types(testapp, demo):
     assert res.content_type == "application/gzip" and "Content-Encoding" not in res.headers
 
 
+def test_hosted_files_in_pypis_packages_layout(testapp, dbsession, demo):
+    """/packages/<h1>/<h2>/<rest>/<filename>, with or without a proxy: the same bytes
+    and metadata as /files/; a hash that is not the file's, or an unknown name, is a 404."""
+    wheel = dbsession.scalar(
+        select(ReleaseFile).where(ReleaseFile.metadata_sha256.isnot(None)).order_by(ReleaseFile.id).limit(1)
+    )
+    s = wheel.sha256
+    path = f"/packages/{s[:2]}/{s[2:4]}/{s[4:]}/{wheel.filename}"
+    assert testapp.get(path).body == testapp.get(f"/files/{wheel.filename}").body
+    assert testapp.get(path + ".metadata").body == testapp.get(f"/files/{wheel.filename}.metadata").body
+    testapp.get(path.replace(s[4:], "0" * 60), status=404)
+    testapp.get(f"/packages/{s[:2]}/{s[2:4]}/{s[4:]}/nothing-1.0-py3-none-any.whl", status=404)
+
+
 # -- PyPI's JSON API ---------------------------------------------------------------------------
 
 
@@ -190,7 +204,9 @@ def test_json_api(testapp, dbsession, demo):
     latest = doc["info"]["version"]
     assert {u["filename"] for u in doc["urls"]} == {f["filename"] for f in doc["releases"][latest]}
     one = doc["urls"][0]
-    assert one["url"].startswith("http://localhost/files/") and one["digests"]["sha256"]
+    # PyPI's /packages/ layout (a mirror such as bandersnatch keeps the URL's path).
+    sha = one["digests"]["sha256"]
+    assert one["url"] == f"http://localhost/packages/{sha[:2]}/{sha[2:4]}/{sha[4:]}/{one['filename']}"
     assert one["upload_time_iso_8601"].endswith("Z")
     version_doc = testapp.get(f"/pypi/{demo.name}/{latest}/json").json
     assert version_doc["info"]["version"] == latest and "releases" not in version_doc

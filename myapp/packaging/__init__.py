@@ -39,6 +39,9 @@ def includeme(config: Configurator) -> None:
     config.add_route("project_releases", "/project/{name}/releases/", factory=ProjectContext)
     config.add_route("release", "/project/{name}/{version}/", factory=ProjectContext)
     config.add_route("file", "/files/{filename}", factory=FileContext)
+    # The same files in PyPI's layout (/packages/<sha256 in three parts>/<filename>), which
+    # mirrors such as bandersnatch require; the proxy serves its own files here too (a hook).
+    config.add_route("packages.file", "/packages/{h1}/{h2}/{rest}/{filename}", factory=FileContext)
     config.add_route("user", "/user/{username}/")
     config.add_route("simple.index", "/simple/")
     config.add_route("simple.project", "/simple/{name}/", factory=ProjectContext)

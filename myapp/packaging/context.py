@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pyramid.authorization import Allow
 from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
 from pyramid.request import Request
+from pyramid.response import Response
 
 from myapp.accounts.policy import ADMINS, site_acl
 from myapp.data.rawread import read_first
@@ -28,6 +29,11 @@ else:  # lock-free: functools.cached_property on 3.11 takes one lock per class, 
 
 METADATA = ".metadata"  # PEP 658: <file URL>.metadata is the wheel's core metadata
 LEAN_ROUTES = frozenset({"simple.project"})
+# Registry: {route name: view(request) -> Response | None}, filled by a higher
+# layer (myapp.upstream, the proxy of a public index) for names not hosted here.
+MISSING_PROJECT_VIEWS = "packaging.missing_project_views"
+# Registry: view(request) -> Response for a ``/packages/...`` file not hosted here (the proxy's).
+MISSING_FILE_VIEW = "packaging.missing_file_view"
 
 
 class ProjectContext:
@@ -109,3 +115,20 @@ def found_or_redirect(request: Request, found: str | None) -> None:
         raise HTTPNotFound(f"There is no project called {name!r}.")
     if name != found:
         raise HTTPMovedPermanently(location=request.current_route_path(_query=request.GET, name=found))
+
+
+def missing_project_view(request: Request) -> Response | None:
+    """For a name with no project here: a higher layer's answer (the proxy's
+    page of the upstream project), or None (the view then answers 404). Asked
+    after the permission check, so a private index guards proxied names as
+    it guards its own."""
+    views = request.registry.get(MISSING_PROJECT_VIEWS)
+    if not views or getattr(request.context, "package", None) is not None:
+        return None
+    view = views.get(request.matched_route.name)
+    return view(request) if view is not None else None
+
+
+def packages_path_parts(sha256: str, filename: str) -> dict[str, str]:
+    """The route ``packages.file``'s parts for a file: PyPI's layout, its sha256 in three."""
+    return {"h1": sha256[:2], "h2": sha256[2:4], "rest": sha256[4:], "filename": filename}

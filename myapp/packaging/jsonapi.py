@@ -12,7 +12,7 @@ from pyramid.request import Request
 from pyramid.view import view_config
 
 from myapp.packaging import services
-from myapp.packaging.context import project_or_404
+from myapp.packaging.context import missing_project_view, packages_path_parts, project_or_404
 from myapp.packaging.models import Package, Release, ReleaseFile
 
 
@@ -30,7 +30,10 @@ def file_json(request: Request, release: Release, file: ReleaseFile) -> dict[str
         "size": file.size,
         "upload_time": uploaded.strftime("%Y-%m-%dT%H:%M:%S"),
         "upload_time_iso_8601": uploaded.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "url": request.route_url("file", filename=file.filename) if file.storage_path else file.url,
+        # PyPI's /packages/ layout: a mirror (bandersnatch) keeps the path of this URL.
+        "url": request.route_url("packages.file", **packages_path_parts(file.sha256, file.filename))
+        if file.storage_path
+        else file.url,
         "yanked": file.yanked,
         "yanked_reason": release.yanked_reason if file.yanked else None,
     }
@@ -79,7 +82,9 @@ def info_json(request: Request, package: Package, release: Release | None) -> di
 
 
 @view_config(route_name="json.project", renderer="json")
-def project_json(request: Request) -> dict[str, Any]:
+def project_json(request: Request) -> Any:
+    if (proxied := missing_project_view(request)) is not None:
+        return proxied
     package = project_or_404(request)
     releases = services.releases_with_files(request.dbsession, package)
     latest = services.latest_release(releases)
@@ -94,7 +99,9 @@ def project_json(request: Request) -> dict[str, Any]:
 
 
 @view_config(route_name="json.release", renderer="json")
-def release_json(request: Request) -> dict[str, Any]:
+def release_json(request: Request) -> Any:
+    if (proxied := missing_project_view(request)) is not None:
+        return proxied
     package = project_or_404(request)
     version = request.matchdict["version"]
     release = services.find_release(request.dbsession, package, version) if len(version) <= 100 else None

@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -31,7 +31,8 @@ from html import escape
 from pathlib import Path
 from typing import IO, Any
 
-from pyramid.httpexceptions import HTTPNotModified
+from packaging.version import InvalidVersion, Version
+from pyramid.httpexceptions import HTTPNotFound, HTTPNotModified
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import FileResponse, Response
@@ -39,7 +40,7 @@ from pyramid.view import view_config
 
 from myapp.data.rawread import read_first
 from myapp.packaging import services
-from myapp.packaging.context import found_or_redirect
+from myapp.packaging.context import found_or_redirect, missing_project_view
 from myapp.packaging.names import is_valid_name
 from myapp.packaging.simple_cache import Page, cache_of
 from myapp.web.negotiation import negotiate as web_negotiate
@@ -59,6 +60,13 @@ OFFERS = {
     "application/vnd.pypi.simple.latest+json": JSON,
 }
 FORMATS = {"text/html": "text/html", HTML: HTML, JSON: JSON}
+# Registry: (request, package) -> HostedExtra | None, set by a higher layer
+# (myapp.upstream) to list its files beside a hosted project's own.
+HOSTED_EXTRA = "packaging.simple.hosted_extra"
+# Registry: an IndexListing, set by a higher layer (myapp.upstream) whose
+# projects /simple/ lists too.
+INDEX_LISTING = "packaging.simple.index_listing"
+PEP_708_VERSION = "1.2"  # the API version of a page that carries tracks/alternate-locations
 INDEX_CACHE = ".cache"  # under myapp.cache_dir (this node's own): the last full /simple/ listing of each kind
 
 
@@ -86,24 +94,64 @@ class SimpleFile:
     url: str
     sha256: str
     requires_python: str | None
-    size: int
-    upload_time: datetime
+    size: int | None  # None: not known (a proxied file whose upstream gave none)
+    upload_time: datetime | None  # None: not known (likewise)
     yanked: str | bool  # False, or the reason (True when none was given)
     core_metadata: str | None  # its sha256
 
     def as_json(self) -> dict[str, Any]:
         metadata = {"sha256": self.core_metadata} if self.core_metadata else False
-        return {
+        doc: dict[str, Any] = {
             "filename": self.filename,
             "url": self.url,
             "hashes": {"sha256": self.sha256},
             "requires-python": self.requires_python,
-            "size": self.size,
-            "upload-time": self.upload_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "yanked": self.yanked,
             "core-metadata": metadata,
             "dist-info-metadata": metadata,
         }
+        if self.size is not None:
+            doc["size"] = self.size
+        if self.upload_time is not None:
+            doc["upload-time"] = self.upload_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return doc
+
+
+@dataclass(frozen=True)
+class SimplePage:
+    """What a project's simple page shows, whoever supplies it: the index
+    for its own projects, a higher layer (the proxy) for the others."""
+
+    name: str
+    serial: int
+    versions: list[str]
+    files: list[SimpleFile]
+    etag: str = ""  # distinguishes this page's ETag from a hosted project's of the same serial
+    tracks: tuple[str, ...] = ()  # PEP 708
+    alternate_locations: tuple[str, ...] = ()  # PEP 708
+
+
+@dataclass(frozen=True)
+class IndexListing:
+    """What /simple/ lists besides the hosted projects: statements that
+    replace ``services.LISTING_HTML``/``LISTING_JSON`` (same columns, same
+    order), and what to add to the ETag so that it changes with their rows."""
+
+    html_sql: str
+    json_sql: str
+    version: Callable[[Request], str]
+
+
+@dataclass(frozen=True)
+class HostedExtra:
+    """Files a higher layer lists beside a hosted project's own (ours win a
+    filename clash), with the PEP 708 metadata that says whose they are."""
+
+    etag: str  # changes when these files do: added to the page's ETag
+    versions: list[str]
+    files: list[SimpleFile]
+    tracks: tuple[str, ...] = ()
+    alternate_locations: tuple[str, ...] = ()
 
 
 def project_files(request: Request, package_id: int) -> tuple[list[str], list[SimpleFile]]:
@@ -129,43 +177,82 @@ def project_files(request: Request, package_id: int) -> tuple[list[str], list[Si
 @view_config(route_name="simple.project", require_methods=["GET", "HEAD"])
 def simple_project(request: Request) -> Response:
     """From the kept rendering when the project has not changed (one read of
-    its serial); a client that has it gets 304 before anything else is read."""
+    its serial); a client that has it gets 304 before anything else is read.
+    A name not hosted here is a higher layer's (the proxy's page), or 404."""
     kind = negotiate(request)
     project = current_project(request)
-    headers = _conditional(request, kind, project.last_serial)
-    key = (project.id, project.created, project.last_serial, kind, request.script_name)
-    page = cache_of(request.registry).get_or_render(key, lambda: _render_project(request, kind, project))
+    if project is None:
+        if (proxied := missing_project_view(request)) is not None:
+            return proxied
+        raise HTTPNotFound(f"There is no project called {request.matchdict['name']!r}.")
+    hook = request.registry.get(HOSTED_EXTRA)
+    extra: HostedExtra | None = hook(request, project) if hook is not None else None
+    headers = _conditional(request, kind, project.last_serial, extra.etag if extra else "")
+    key = (project.id, project.created, project.last_serial, kind, request.script_name, extra.etag if extra else "")
+    page = cache_of(request.registry).get_or_render(key, lambda: _render_project(request, kind, project, extra))
     response = Response(body=page.body)
     response.headers["Content-Type"] = page.content_type
     response.headers.update(headers)
     return response
 
 
-def current_project(request: Request) -> services.ProjectVersion:
-    """The project named in the URL, as its serial read; 404 or redirect as ``project_or_404``."""
+def current_project(request: Request) -> services.ProjectVersion | None:
+    """The project named in the URL, as its serial read (None if not hosted
+    here); a redirect to its normalized name, as ``project_or_404``."""
     name = request.matchdict["name"]
     read = partial(read_first, request)
     project = services.project_version(read, name) if is_valid_name(name) else None
-    found_or_redirect(request, project.name if project else None)
-    assert project is not None
+    if project is not None:
+        found_or_redirect(request, project.name)
     return project
 
 
-def _render_project(request: Request, kind: str, project: services.ProjectVersion) -> Page:
+def _render_project(request: Request, kind: str, project: services.ProjectVersion, extra: HostedExtra | None) -> Page:
     versions, files = project_files(request, project.id)
+    page = SimplePage(project.name, project.last_serial, versions, files)
+    response = render_page(request, kind, with_extra(page, extra) if extra else page, {})
+    return Page(response.body, response.headers["Content-Type"])
+
+
+def with_extra(page: SimplePage, extra: HostedExtra) -> SimplePage:
+    """The hosted page with a higher layer's files beside its own: ours win a clash."""
+    ours = {f.filename for f in page.files}
+    files = sorted([*page.files, *(f for f in extra.files if f.filename not in ours)], key=lambda f: f.filename)
+    versions = sorted(set(page.versions) | set(extra.versions), key=_version_key)
+    return SimplePage(page.name, page.serial, versions, files, page.etag, extra.tracks, extra.alternate_locations)
+
+
+def _version_key(version: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:  # a legacy version: first, as the index sorts them
+        return (0, version)
+
+
+def page_headers(request: Request, kind: str, page: SimplePage) -> dict[str, str]:
+    """A page's ETag and serial headers; raises 304 when the client has it."""
+    return _conditional(request, kind, page.serial, page.etag)
+
+
+def render_page(request: Request, kind: str, page: SimplePage, headers: dict[str, str]) -> Response:
+    """A project's simple page in the negotiated format (PEP 691 JSON or PEP 503 HTML)."""
+    pep708 = bool(page.tracks or page.alternate_locations)
+    api_version = PEP_708_VERSION if pep708 else API_VERSION
     if kind == JSON:
-        body = {
-            "meta": {"api-version": API_VERSION, "_last-serial": project.last_serial},
-            "name": project.name,
-            "versions": versions,
-            "files": [f.as_json() for f in files],
-        }
+        meta: dict[str, Any] = {"api-version": api_version, "_last-serial": page.serial}
+        if page.tracks:
+            meta["tracks"] = list(page.tracks)
+        body: dict[str, Any] = {"meta": meta, "name": page.name, "versions": page.versions}
+        if page.alternate_locations:
+            body["alternate-locations"] = list(page.alternate_locations)
+        body["files"] = [f.as_json() for f in page.files]
         response = render_to_response("json", body, request=request)
     else:
-        values = {"package": project, "files": files, "api_version": API_VERSION}
+        values = {"page": page, "files": page.files, "api_version": api_version}
         response = render_to_response("myapp:templates/simple/project.jinja2", values, request=request)
     response.content_type = _content_type(kind)
-    return Page(response.body, response.headers["Content-Type"])
+    response.headers.update(headers)
+    return response
 
 
 @view_config(route_name="simple.index", require_methods=["GET", "HEAD"])
@@ -174,18 +261,19 @@ def simple_index(request: Request) -> Response:
     # O(1) reads: the kept count (a deletion need not move the highest serial) and the serial index.
     count = services.counts(request.dbsession).projects
     serial = services.index_serial(request.dbsession)
-    headers = _conditional(request, kind, serial, f"-{count}")
+    listing: IndexListing | None = request.registry.get(INDEX_LISTING)
+    headers = _conditional(request, kind, serial, f"-{count}" + (listing.version(request) if listing else ""))
     saved = _saved_index(request, headers["ETag"].strip('"'))
     if saved.is_file():  # rendered before, and nothing has changed since
         response = FileResponse(str(saved), request=request, content_type=_content_type(kind))
     else:
         factory = request.registry["dbsession_factory"]
         if kind == JSON:
-            body = _index_json(services.listing_batches(factory, services.LISTING_JSON), serial)
+            sql = listing.json_sql if listing else services.LISTING_JSON
+            body = _index_json(services.listing_batches(factory, sql), serial)
         else:
-            body = _index_html(
-                request.route_path("simple.index"), services.listing_batches(factory, services.LISTING_HTML)
-            )
+            sql = listing.html_sql if listing else services.LISTING_HTML
+            body = _index_html(request.route_path("simple.index"), services.listing_batches(factory, sql))
         response = Response(app_iter=_saving(body, saved), content_type=_content_type(kind))
     response.headers.update(headers)
     return response

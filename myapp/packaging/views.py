@@ -22,7 +22,7 @@ from pyramid.view import view_config
 from myapp.accounts.services import find_user
 from myapp.data import ReadProbe, write_after_response
 from myapp.packaging import dependencies, downloads, roles, services
-from myapp.packaging.context import METADATA, project_or_404
+from myapp.packaging.context import METADATA, MISSING_FILE_VIEW, missing_project_view, project_or_404
 from myapp.packaging.models import Package, Release
 from myapp.packaging.names import is_valid_name, normalize
 from myapp.packaging.rendering import stored_description
@@ -134,7 +134,7 @@ def search_json(request: Request, query: str, results: SearchResults | None, err
 
 
 @view_config(route_name="project", renderer="myapp:templates/project.jinja2", page_cache=True)
-def project(request: Request) -> dict[str, Any]:
+def project(request: Request) -> Any:
     """The project and its newest releases; the rest are on the history page.
 
     The article (everything but the site's header) is the same for everyone
@@ -145,6 +145,8 @@ def project(request: Request) -> dict[str, Any]:
     key = project_key(request)
     fragment = fragment_cache(request).get(key) if key is not None else None
     if fragment is None:
+        if (proxied := missing_project_view(request)) is not None:
+            return proxied  # a name not hosted here: the proxy's page, if there is one
         package = project_or_404(request)
         html = render(PROJECT_BODY, project_values(request, package), request=request)
         fragment = Fragment(package.display_name, html)
@@ -296,6 +298,26 @@ def download(request: Request) -> Any:
     if counts:
         downloads.count_when_sent(request, file)
     return response
+
+
+@view_config(route_name="packages.file")
+def download_by_hash(request: Request) -> Any:
+    """``/packages/<h1>/<h2>/<rest>/<filename>``: a file (or its ``.metadata``) in
+    PyPI's path layout, the hash in the path split in three. A file hosted here
+    is served as at ``/files/``, if the path names its sha256; any other name is
+    a higher layer's (the proxy's files), or a 404."""
+    filename = request.matchdict["filename"]
+    name = filename.removesuffix(METADATA)
+    file = request.context.file  # found (one statement) by the context
+    if file is None:
+        hook = request.registry.get(MISSING_FILE_VIEW)
+        if hook is not None:
+            return hook(request)
+        raise HTTPNotFound(f"No file called {name!r} is available.")
+    wanted = "".join(request.matchdict[part] for part in ("h1", "h2", "rest")).lower()
+    if wanted != file.sha256:
+        raise HTTPNotFound(f"No file called {name!r} has that hash.")
+    return download(request)
 
 
 def _core_metadata(request: Request, file: services.StoredFile | None, filename: str) -> Any:

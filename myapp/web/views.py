@@ -29,6 +29,10 @@ READ_ONLY_SQLSTATE = "25006"
 # registry: {name: check}; each domain adds what it needs (the package index: its file store).
 # A check answers ("ok" or what is wrong, extra facts to show beside it).
 HEALTH_CHECKS = "health_checks"
+# Registry: {name: report(request) -> dict}, added by domain packages (the
+# proxy's upstream state); shown in /health's answer, informational (they do
+# not fail the check: the site serves without them).
+HEALTH_REPORTS = "web.health_reports"
 CSRF_MESSAGE = "This form has expired or did not come from this site. Reload the page and try again."
 
 
@@ -53,7 +57,8 @@ def health(request: Request) -> dict[str, Any]:
     if not healthy:
         request.response.status = 503
         log.warning("health check failed: %s", ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
-    return {"status": "ok" if healthy else "error", **checks, **facts}
+    reports = {name: report(request) for name, report in request.registry.get(HEALTH_REPORTS, {}).items()}
+    return {"status": "ok" if healthy else "error", **checks, **facts, **reports}
 
 
 ROBOTS = """User-agent: *

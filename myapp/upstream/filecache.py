@@ -1,0 +1,174 @@
+"""Queries and writes of the files part: which proxied file a path names, the
+single-flight claim on fetching its bytes, recording a fetch (good or bad),
+and download times written in batches. Every function takes the session
+first; the caller decides the transaction (the fetch runs outside any
+request's transaction: a claim must be seen by other processes at once)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, joinedload
+
+from myapp.upstream.models import UpstreamFile
+
+MAX_ERROR = 1000
+
+
+def find_file(db: Session, filename: str) -> UpstreamFile | None:
+    """The file and its project (the policy needs its name) in one statement."""
+    stmt = select(UpstreamFile).options(joinedload(UpstreamFile.project)).where(UpstreamFile.filename == filename)
+    return db.scalar(stmt)
+
+
+def get_file(db: Session, file_id: int) -> UpstreamFile | None:
+    return db.get(UpstreamFile, file_id)
+
+
+def _rowcount(result: Any) -> int:
+    counted: CursorResult[Any] = result
+    return counted.rowcount
+
+
+def claim_fetch(db: Session, file_id: int, now: datetime, lease: timedelta) -> bool:
+    """Become the one process that fetches the file's bytes now: a conditional
+    UPDATE, so of any number of threads and processes exactly one succeeds
+    while the bytes are not cached and nobody else holds a live claim."""
+    result = db.execute(
+        update(UpstreamFile)
+        .where(
+            UpstreamFile.id == file_id,
+            UpstreamFile.storage_path.is_(None),
+            or_(UpstreamFile.fetching_until.is_(None), UpstreamFile.fetching_until < now),
+        )
+        .values(fetching_until=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+def renew_claim(db: Session, file_id: int, until: datetime) -> None:
+    """A long fetch keeps its claim (the waiters keep waiting rather than fetch too)."""
+    db.execute(
+        update(UpstreamFile)
+        .where(UpstreamFile.id == file_id, UpstreamFile.fetching_until.isnot(None))
+        .values(fetching_until=until)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release_claim(db: Session, file_id: int) -> None:
+    """Give the claim up without a verdict (the client went away): a waiter fetches instead."""
+    db.execute(
+        update(UpstreamFile)
+        .where(UpstreamFile.id == file_id)
+        .values(fetching_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_cached(db: Session, file_id: int, storage_path: str, size: int, now: datetime) -> None:
+    """The verified bytes are in the store: serve them from now on."""
+    db.execute(
+        update(UpstreamFile)
+        .where(UpstreamFile.id == file_id)
+        .values(
+            storage_path=storage_path,
+            cached_bytes=size,
+            last_downloaded_at=now,
+            downloads=UpstreamFile.downloads + 1,
+            fetching_until=None,
+            fetch_error=None,
+            fetch_failed_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_failure(db: Session, file_id: int, message: str, now: datetime) -> None:
+    """The fetch failed (nothing kept): say why, and free the claim so the next request retries."""
+    text = message if len(message) <= MAX_ERROR else message[: MAX_ERROR - 1] + "…"
+    db.execute(
+        update(UpstreamFile)
+        .where(UpstreamFile.id == file_id)
+        .values(fetching_until=None, fetch_error=text, fetch_failed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def forget_bytes(db: Session, file_id: int, storage_path: str) -> bool:
+    """The row no longer names its cached bytes (they were lost, evicted or
+    quarantined); False if another process changed it meanwhile."""
+    result = db.execute(
+        update(UpstreamFile)
+        .where(UpstreamFile.id == file_id, UpstreamFile.storage_path == storage_path)
+        .values(storage_path=None, cached_bytes=0)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+def cached_total(db: Session) -> int:
+    """The bytes of proxied files in the store (what the budget counts)."""
+    total = db.scalar(
+        select(func.coalesce(func.sum(UpstreamFile.cached_bytes), 0)).where(UpstreamFile.storage_path.isnot(None))
+    )
+    return int(total or 0)
+
+
+# -- download times, written in batches -------------------------------------------------------
+
+
+class DownloadLog:
+    """This process's downloads of cached proxied files since the last write:
+    file id -> (latest time, count). Written in one statement per interval
+    (``myapp.upstream_download_flush_seconds``, default 60; 0 writes each one)
+    instead of one write per download; the eviction's least-recently-downloaded
+    order is then at most that interval behind, which is all it needs."""
+
+    def __init__(self, flush_seconds: float) -> None:
+        self.flush_seconds = flush_seconds
+        self._pending: dict[int, tuple[datetime, int]] = {}
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+
+    def record(self, file_id: int, now: datetime) -> None:
+        with self._lock:
+            _, count = self._pending.get(file_id, (now, 0))
+            self._pending[file_id] = (now, count + 1)
+
+    def due(self) -> bool:
+        with self._lock:
+            return bool(self._pending) and time.monotonic() - self._last_flush >= self.flush_seconds
+
+    def take(self) -> dict[int, tuple[datetime, int]]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
+            return pending
+
+    def put_back(self, pending: dict[int, tuple[datetime, int]]) -> None:
+        """A write that failed: keep its counts for the next one."""
+        with self._lock:
+            for file_id, (at, count) in pending.items():
+                later, more = self._pending.get(file_id, (at, 0))
+                self._pending[file_id] = (max(at, later), count + more)
+
+
+def write_downloads(db: Session, pending: dict[int, tuple[datetime, int]]) -> None:
+    """One executemany: each file's latest download time and its added count."""
+    if not pending:
+        return
+    table = cast(Table, UpstreamFile.__table__)  # Core, not ORM: an executemany with an increment
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("file_id"))
+        .values(last_downloaded_at=bindparam("at"), downloads=table.c.downloads + bindparam("n"))
+    )
+    rows = [{"file_id": file_id, "at": at, "n": count} for file_id, (at, count) in sorted(pending.items())]
+    db.execute(stmt, rows)
