@@ -29,8 +29,8 @@ from pyramid.response import Response
 
 from myapp.data.meta import utcnow
 from myapp.logs import CACHE_KEY
-from myapp.packaging.services import ProjectVersion
 from myapp.packaging.names import is_valid_name
+from myapp.packaging.services import ProjectVersion
 from myapp.packaging.simple import HostedExtra, SimpleFile, SimplePage, negotiate, page_headers, render_page
 from myapp.upstream import services, urls
 from myapp.upstream.fetch import PROXY_KEY, Proxy, Snapshot
