@@ -218,6 +218,7 @@ def test_read_probe_sees_the_latest_commit_and_reconnects(db_url) -> None:
     finally:
         if held := getattr(probe._local, "held", None):
             held[1].close()  # a probe's connection lives as long as its thread; this one ends here
+            probe._local.held = None  # (shared by every probe of the thread)
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM classifiers WHERE classifier = 'Probe :: Test'"))
         engine.dispose()

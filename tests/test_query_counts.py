@@ -65,7 +65,7 @@ def test_a_project_page_seen_before_is_one_statement_and_one_more_signed_in(test
     assert statements_for(testapp, count_queries, "/project/seen/") == 1, count_queries.statements
     log_in(testapp, make_user(dbsession).username)
     assert statements_for(testapp, count_queries, "/project/seen/") == 2, count_queries.statements
-    assert count_queries.statements[0].startswith("SELECT id, username")
+    assert count_queries.statements[0].startswith("SELECT u.id, u.username")
 
 
 def test_a_token_costs_two_small_reads_and_no_orm_session(testapp, dbsession, count_queries):

@@ -32,7 +32,7 @@ import zope.sqlalchemy.datamanager
 from pyramid.httpexceptions import HTTPException
 from pyramid_retry import IRetryableError, is_last_attempt
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from myapp.data.db_session import DbConfigError, DbSession, connect, driver_message, safe_url, to_url
@@ -218,11 +218,11 @@ class ReadProbe:
         sql, order = self._for(bind.dialect)
         arguments: Any = tuple(params[name] for name in order) if order is not None else params
         held = getattr(self._local, "held", None)
-        if held is None or held[0] is not bind:
-            if held is not None:
-                held[1].close()
-            held = self._local.held = (bind, self._connect(bind))
         try:
+            if held is None or held[0] is not bind:
+                if held is not None:
+                    held[1].close()
+                held = self._local.held = (bind, self._connect(bind))
             cursor = held[1].cursor()
             try:
                 cursor.execute(sql, arguments) if params else cursor.execute(sql)
@@ -230,9 +230,14 @@ class ReadProbe:
                 return None if found is None else tuple(found)
             finally:
                 cursor.close()
-        except Exception:
+        except Exception as exc:
             self._local.held = None
-            raise
+            driver_error = bind.dialect.loaded_dbapi.Error
+            if not isinstance(exc, driver_error):
+                raise
+            # As SQLAlchemy would raise it (OperationalError...): the exception views
+            # answer a database failure with the 503 page, whichever way it was read.
+            raise DBAPIError.instance(sql, arguments, exc, driver_error, dialect=bind.dialect) from exc
 
     def _for(self, dialect: Any) -> tuple[str, tuple[str, ...] | None]:
         """The statement in the driver's paramstyle, and the order of positional parameters."""

@@ -3,11 +3,12 @@
 A view opts in with ``@view_config(..., page_cache=True)``, or with the names
 of the query parameters it reads: ``page_cache=("q", "page")``. For
 ``myapp.page_cache_seconds`` (0 turns it off; production.ini uses a few
-seconds) an anonymous GET of the same page is answered from memory by a tween
-that sits above pyramid_tm: no transaction, no routing, no database, no
-template. Like a CDN in front of PyPI, it trades a few seconds of staleness
-for throughput; with several processes each keeps its own copy, so a change
-shows everywhere within that time.
+seconds) an anonymous GET of the same page is answered from memory, before
+Pyramid makes a request object (``CachedPages.answer``, run by the execution
+policy; the tween above pyramid_tm stores what it renders): no transaction,
+no routing, no tween, no database, no template. Like a CDN in front of PyPI,
+it trades a few seconds of staleness for throughput; with several processes
+each keeps its own copy, so a change shows everywhere within that time.
 
 What makes it safe against hostile clients:
 
