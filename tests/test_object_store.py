@@ -148,6 +148,28 @@ def test_an_aborted_upload_leaves_no_object(s3app, s3, bucket, dbsession, upload
     assert services.find_file(dbsession, WHEEL) is None
 
 
+def test_an_abort_spares_an_object_that_another_uploads_row_names(s3app, s3, bucket, dbsession, uploader):
+    """Two uploads of the same bytes under the same name: A writes the object,
+    B finds it there and keeps none of its own, B's row commits first, A's
+    fails. A takes back nothing that B's row names."""
+    data = _wheel("Tiny-Thing", "1.0", "x")
+    assert upload(s3app, "uploader", PASSWORD, WHEEL, data).status_int == 200  # B, committed
+    file = services.find_file(dbsession, WHEEL)
+    store: FileStore = s3app.app.registry["file_store"]
+    s3.client.delete_object(Bucket=bucket, Key=f"files/{file.storage_path}")  # as when A had not yet written it
+    tm = transaction.TransactionManager(explicit=True)
+    with pytest.raises(RuntimeError), tm:
+        store.place_on_commit(tm, [(store.write_incoming(data), file.storage_path)])  # A writes it
+        assert store.exists(file.storage_path)
+        raise RuntimeError("A's row is refused: B's is there")
+    with store.open(file.storage_path) as stream:
+        assert stream.read() == data
+    with pytest.raises(RuntimeError), tm:  # a path no row names is taken back as before
+        store.place_on_commit(tm, [(store.write_incoming(b"x"), "aa/bb/nobody-1.0.tar.gz")])
+        raise RuntimeError("refused")
+    assert not store.exists("aa/bb/nobody-1.0.tar.gz")
+
+
 def test_an_unreachable_store_is_a_503_and_writes_nothing(settings, dbsession, uploader, s3):
     app = s3_app(settings, s3, "no-such-bucket")
     res = upload(app, "uploader", PASSWORD, WHEEL, _wheel("Tiny-Thing", "1.0", "x"))

@@ -1,5 +1,6 @@
 """The package index: projects, releases, files."""
 
+import functools
 from collections.abc import Callable
 
 from pyramid.config import Configurator
@@ -17,6 +18,7 @@ from myapp.packaging.storage.audit import (
     ORPHAN_SWEEP_KIND,
     REFERENCES,
     ReleaseFileReferences,
+    named_by_rows,
     sweep_incoming,
     sweep_orphans,
 )
@@ -55,6 +57,7 @@ def includeme(config: Configurator) -> None:
     settings["myapp.cache_dir"] = str(cache_dir(settings))
     store = config.registry["file_store"] = make_store(settings)
     config.registry.setdefault(REFERENCES, []).append(ReleaseFileReferences())
+    store.in_use = functools.partial(named_by_rows, config.registry)
     config.registry.setdefault(HEALTH_CHECKS, {})["files"] = lambda: store.health(settings)
     # What a killed process left mid-upload: swept now (one directory listing)
     # and every quarter of an hour by the job queue, for servers that run for weeks;

@@ -98,6 +98,13 @@ def references_of(registry: Any) -> list[References]:
     return list(registry.get(REFERENCES, None) or [ReleaseFileReferences()])
 
 
+def named_by_rows(registry: Any, paths: list[str]) -> set[str]:
+    """Which of ``paths`` committed rows name, read in a session of its own
+    (``FileStore.in_use``: asked while a transaction aborts)."""
+    with registry["dbsession_factory"]() as db:
+        return {path for refs in references_of(registry) for path in refs.lookup(db, paths)}
+
+
 def batched(items: Iterable[StoredObject], size: int = BATCH) -> Iterator[list[StoredObject]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -98,6 +98,13 @@ class FileStore(ABC):
     #: True: ``place_on_commit`` writes at once (during the request) and
     #: deletes on abort; False: it writes as the transaction votes.
     writes_early = False
+
+    #: Which of these paths committed rows name (set by the app, see
+    #: ``audit.named_by_rows``). An aborted upload takes back only objects
+    #: that no row names: with ``writes_early``, an upload of the very same
+    #: bytes under the same name may have found this transaction's object
+    #: there, skipped its own, and committed its row first.
+    in_use: Callable[[list[str]], set[str]] | None = None
 
     relative_path = staticmethod(relative_path)
 
@@ -203,6 +210,17 @@ class FileStore(ABC):
         if self.writes_early:
             placing.place()
 
+    def still_named(self, relatives: list[str]) -> set[str]:
+        """Which of ``relatives`` a committed row names; all of them if that
+        cannot be known now (the orphan sweep decides later)."""
+        if self.in_use is None or not relatives:
+            return set()
+        try:
+            return self.in_use(relatives)
+        except Exception as exc:  # the database is down: keep them, never lose one a row names
+            log.warning("cannot tell whether rows name %s (left to the sweep): %s", relatives, exc)
+            return set(relatives)
+
     def remove_on_commit(self, tm: transaction.TransactionManager, relatives: list[str]) -> None:
         """Delete stored objects once ``tm`` has committed (before, a rollback would need them).
         One that cannot be deleted now is logged and left to the orphan sweep."""
@@ -256,12 +274,15 @@ class _PlaceFiles:
         self.abort(txn)
 
     def abort(self, txn: Any) -> None:
-        for relative in self.placed:
+        placed, self.placed = self.placed, []
+        named = self.store.still_named(placed)
+        for relative in placed:
+            if relative in named:  # another upload of the same bytes committed a row for it
+                continue
             try:
                 self.store.delete(relative)
             except (OSError, StoreUnavailable) as exc:  # no row names it: the orphan sweep will
                 log.warning("could not take back %s from %s: %s", relative, self.store.url, exc)
-        self.placed = []
         for source, _ in self.moves:
             source.unlink(missing_ok=True)
 
