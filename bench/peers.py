@@ -359,8 +359,10 @@ def measure_round(
                 continue
             print(f"  round {round_no + 1}: {server.name} {probe.name} ...", file=sys.stderr, flush=True)
             load = wrk(url, probe.accept, args.connections, args.duration)
-            if load.non_200 or load.socket_errors:
-                raise BenchError(f"{server.name} {probe.name}: {load.non_200} non-200, {load.socket_errors} errors")
+            if load.non_200:  # a wrong answer: nothing to compare
+                raise BenchError(f"{server.name} {probe.name}: {load.non_200} answers were not 200")
+            if load.socket_errors:  # wrk's 2 s timeout on a busy machine: the figure stands, and is flagged
+                print(f"  {server.name} {probe.name}: {load.socket_errors} socket errors", file=sys.stderr)
             server.loads.setdefault(probe.name, []).append(load)
     projects = [f"peer-pkg-{i:02d}" for i in range(args.projects)]
     for server in order:
@@ -531,6 +533,9 @@ def as_json(servers: list[Server]) -> str:
             server.name: {
                 "requests_per_sec": {probe: rps(server, probe) for probe in server.loads},
                 "p99_ms": {probe: p99(server, probe) for probe in server.loads},
+                "socket_errors": {
+                    probe: sum(load.socket_errors for load in server.loads[probe]) for probe in server.loads
+                },
                 "seconds": {what: seconds(server, what) for what in server.seconds},
             }
             for server in servers

@@ -68,6 +68,9 @@ def test_basic_auth_and_sessions_read(private, dbsession, projects):
         assert private.get(f"/simple/{projects[0].name}/", headers=headers).status_int == 200
         assert private.get("/simple/", headers=headers).status_int == 200
     assert private.get("/simple/", headers=basic(user.username, "wrong"), status=401)
+    # The member's request left the page in the process's memory: a stranger still gets 401 and nothing of it.
+    refused = private.get(f"/simple/{projects[0].name}/", status=401)
+    assert projects[0].name not in refused.text
     log_in(private, user.username)
     page = private.get("/")
     assert page.status_int == 200 and "X-Page-Cache" not in page.headers

@@ -67,7 +67,7 @@ def includeme(config: Configurator) -> None:
     config.add_periodic_job(ORPHAN_SWEEP_KIND, sweep_orphans, seconds=ORPHAN_SWEEP_EVERY_SECONDS)
     config.registry.setdefault(BASIC_AUTH_ROUTES, set()).update(TOOL_ROUTES)
     config.registry[PAGE_CACHE_VERSION] = _index_version(config.registry)
-    simple_cache.includeme_cache(config.registry, settings)
+    simple_cache.install(config.registry, settings)
     downloads.install(config.registry, settings)
     if settings.get(ACCEL_SETTING, "") not in ("", "nginx", "apache"):
         raise ConfigurationError(f"{ACCEL_SETTING} must be nginx, apache or empty, not {settings[ACCEL_SETTING]!r}")

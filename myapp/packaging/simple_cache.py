@@ -84,7 +84,8 @@ class PageLRU:
         return page
 
 
-def includeme_cache(registry: Registry, settings: dict[str, str]) -> None:
+def install(registry: Registry, settings: dict[str, str]) -> None:
+    """The kept pages of this process, bounded by ``myapp.simple_cache_bytes``."""
     registry[REGISTRY_KEY] = PageLRU(int(settings.get(SETTING, DEFAULT_BYTES)))
 
 
