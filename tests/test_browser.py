@@ -11,6 +11,7 @@ serve the whole module.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,6 +424,9 @@ def test_an_upload_shows_and_a_maintainer_yanks_it(server: LiveServer, page: Pag
     assert done.returncode == 0, done.stdout + done.stderr
     with urllib.request.urlopen(f"{server.base}/files/tiny_twine-1.0-py3-none-any.whl", timeout=10) as res:
         assert res.status == 200 and res.read()
+    # Counts are written in batches (myapp.download_flush_seconds, 1 s here), and a page
+    # may be kept for myapp.page_cache_seconds: look again until the count is in.
+    wait_for_download_count(server, "tiny_twine-1.0-py3-none-any.whl", 1)
 
     page.goto(server.base + "/project/tiny-twine/1.0/")
     rows = page.locator("ul.files li.file")
@@ -475,3 +479,23 @@ def test_the_private_login_page_offers_no_way_back_to_itself(browser: Browser, t
             finally:
                 page.context.close()
             problems.assert_none()
+
+
+def wait_for_download_count(server: LiveServer, filename: str, count: int, timeout: float = 15.0) -> None:
+    """Until the database holds ``count`` downloads of ``filename`` (written by the server's flush)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server.url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with engine.connect() as conn:
+                found = conn.execute(
+                    sa.text("SELECT downloads FROM release_files WHERE filename = :f"), {"f": filename}
+                ).scalar()
+            if found == count or time.monotonic() > deadline:
+                assert found == count, f"{filename}: {found} downloads recorded, expected {count}"
+                return
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
