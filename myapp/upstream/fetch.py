@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pyramid.httpexceptions import HTTPBadGateway, HTTPNotFound
 from sqlalchemy.orm import Session, sessionmaker
 
+from myapp.data import take_write_lock
 from myapp.data.jobs import JobContext, enqueue
 from myapp.data.meta import utcnow
 from myapp.upstream import services, store
@@ -195,6 +196,10 @@ class Proxy:
             error = str(exc)
         now = utcnow()
         with factory() as db:
+            # SQLite: the write lock first; a read then a write in a deferred transaction
+            # fails at once (no busy wait) if another connection committed in between,
+            # and the claim would then be held until its lease ran out.
+            take_write_lock(db)
             row = services.find_project(db, name)
             if row is None:
                 return None
