@@ -139,10 +139,10 @@ class Proxy:
         (bounded). The fetcher gets the project as stored; a waiter None (it reads it)."""
         started = utcnow()
         with factory() as db:
-            claimed = services.create_claimed(db, name, started, self.settings) or services.claim(
-                db, name, started, self.settings
-            )
-            etag = services.stored_etag(db, name) if claimed else None
+            services.cache_write(db)
+            created = services.create_claimed(db, name, started, self.settings)
+            claimed = created or services.claim(db, name, started, self.settings)
+            etag = services.stored_etag(db, name) if claimed and not created else None
             db.commit()
         if claimed:
             return self.refresh(factory, name, etag)
@@ -195,6 +195,7 @@ class Proxy:
             error = str(exc)
         now = utcnow()
         with factory() as db:
+            services.cache_write(db)
             row = services.find_project(db, name)
             if row is None:
                 return None
