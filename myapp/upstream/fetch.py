@@ -102,9 +102,9 @@ class Proxy:
             if fresh:
                 self.stats.add("hit")
                 raise HTTPNotFound(f"There is no project called {name!r} here or on the upstream index.")
-        snapshot = self.fetch_now(factory, name)
+        snapshot = self.fetch_now(factory, name) or self._read(factory, name)  # _read raises 404 or 502
         self.stats.add("miss")
-        return snapshot if snapshot is not None else self._read(factory, name)
+        return snapshot
 
     def _may_claim(self, row: UpstreamProject, now: datetime) -> bool:
         """What the claim's UPDATE would find, read from the row we have: a stale

@@ -61,13 +61,14 @@ def visible(file: FileFacts, policy: ProjectPolicy, now: datetime) -> tuple[bool
     if policy.min_age and not policy.exempt and file.version not in policy.released and now - when < policy.min_age:
         ready = when + policy.min_age
         return False, (
-            f"This file is younger than the index's minimum release age ({_days(policy.min_age)}); "
+            f"This file is younger than the index's minimum release age ({describe_age(policy.min_age)}); "
             f"it will be served from {ready:%Y-%m-%d %H:%M} UTC."
         )
     return True, ""
 
 
-def _days(age: timedelta) -> str:
+def describe_age(age: timedelta) -> str:
+    """``7 days``, ``12 hours``, ``90 seconds``."""
     seconds = int(age.total_seconds())
     if seconds % 86400 == 0:
         return f"{seconds // 86400} days"
