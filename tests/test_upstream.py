@@ -345,3 +345,39 @@ def test_a_project_gone_upstream_is_gone_here(settings, dbsession, upstream):
     app.get(f"/simple/{name}/", status=404)
     gone = dbsession.scalar(select(UpstreamFile).where(UpstreamFile.filename == wheel_name(name, "1.0")))
     assert gone.removed_at is not None
+
+
+def test_core_metadata_is_served_verified_and_kept(proxy, upstream, settings):
+    import hashlib
+    import shutil
+    from pathlib import Path
+
+    name = demo_name(upstream)
+    doc = proxy.get(f"/simple/{name}/", headers={"Accept": JSON}).json
+    wheel = next(f for f in doc["files"] if f["core-metadata"])
+    kept = Path(settings["myapp.files_dir"]) / ".upstream-metadata"
+    shutil.rmtree(kept, ignore_errors=True)  # (kept by hash: the other backend's run may have it)
+    metadata = proxy.get(wheel["url"] + ".metadata")
+    assert hashlib.sha256(metadata.body).hexdigest() == wheel["core-metadata"]["sha256"]
+    assert metadata.content_type == "text/plain"
+    assert any(kept.rglob(wheel["core-metadata"]["sha256"]))
+    upstream_path = "/files/" + wheel["filename"] + ".metadata"
+    assert proxy.get(wheel["url"] + ".metadata").body == metadata.body
+    assert requests_for(upstream, upstream_path) == 1  # the second came from our disk
+    sha = wheel["hashes"]["sha256"]
+    wrong = f"/packages/{sha[:2]}/{sha[2:4]}/{'0' * 60}/{wheel['filename']}.metadata"
+    assert proxy.get(wrong, status=404)
+
+
+def test_core_metadata_of_a_young_file_is_refused(settings, dbsession, upstream):
+    from myapp.upstream.models import UpstreamFile as File
+
+    name = unique_name("young-meta")
+    publish(upstream, name, {"1.0": ago(hours=1)}, metadata=True)
+    app = proxy_app(settings, upstream, **{"myapp.upstream_min_age": "7d"})
+    assert files_of(app, name) == set()
+    file = dbsession.scalar(select(File).where(File.filename == wheel_name(name, "1.0")))
+    assert file.core_metadata_sha256
+    sha = file.sha256
+    res = app.get(f"/packages/{sha[:2]}/{sha[2:4]}/{sha[4:]}/{file.filename}.metadata", status=403)
+    assert "minimum release age" in res.text

@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from pyramid.request import Request
+from pyramid.response import Response
+
+from myapp.web.views import error_page
+
 
 class FileFacts(Protocol):
     """What the decision reads of a file (an ``UpstreamFile`` row has it all)."""
@@ -75,3 +80,10 @@ def describe_age(age: timedelta) -> str:
     if seconds % 3600 == 0:
         return f"{seconds // 3600} hours"
     return f"{seconds} seconds"
+
+
+def refusal(request: Request, reason: str) -> Response:
+    """The 403 for a file ``visible`` refuses, with its reason. Returned, not
+    raised as ``HTTPForbidden``: that one means "sign in", and on a tool
+    route becomes a 401 asking pip for credentials that would not help."""
+    return error_page(request, 403, "Forbidden", reason)
