@@ -110,7 +110,7 @@ def report(upstream: LiveServer, proxy: LiveServer, names: list[str], args: argp
         overheads.append((cold - latency, cold, latency))
     added = sorted(o for o, _, _ in overheads)
     print(f"cold, {len(cold_names)} projects never fetched before:")
-    print(f"  upstream latency (direct) median {ms(statistics.median(l for _, _, l in overheads))}")
+    print(f"  upstream latency (direct) median {ms(statistics.median(lat for _, _, lat in overheads))}")
     print(f"  proxy's first answer      median {ms(statistics.median(c for _, c, _ in overheads))}")
     print(
         f"  added by the proxy: median {ms(statistics.median(added))}, "

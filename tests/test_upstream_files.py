@@ -128,7 +128,7 @@ def test_the_cooldown_hides_young_files_and_refuses_their_download(settings, dbs
     page = listed(app, "cooling")
     assert old.filename in page and young.filename not in page
     refused = app.get(young.packages_path, status=403)
-    assert "younger than the index's minimum release age (7 days)" in refused.text
+    assert "minimum release age" in refused.text
     assert requests_for(upstream, f"/files/{young.filename}") == 0
     assert hashlib.sha256(app.get(old.packages_path).body).hexdigest() == old.sha256
 

@@ -15,7 +15,7 @@ from myapp.packaging.upload import DEFAULT_MAX_BYTES
 from myapp.web.cache import PAGE_CACHE_VERSION
 
 # What pip, uv and scripts call: on a private index they are asked for basic auth.
-TOOL_ROUTES = ("file", "simple.index", "simple.project", "json.project", "json.release", "legacy")
+TOOL_ROUTES = ("file", "packages.file", "simple.index", "simple.project", "json.project", "json.release", "legacy")
 
 
 def includeme(config: Configurator) -> None:

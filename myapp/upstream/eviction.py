@@ -48,11 +48,11 @@ class Evicted:
 
 
 def _gone(store: Any, relative: str) -> None:
-    for path in (relative, relative + ".metadata"):
-        try:
-            filestore.delete(store, path)
-        except OSError as exc:  # the row no longer names it; an orphan sweep may
-            log.warning("could not delete %s from the file store: %s", path, exc)
+    """(A wheel's metadata is kept by the pages part, by its own hash: a few KiB, not evicted.)"""
+    try:
+        filestore.delete(store, relative)
+    except OSError as exc:  # the row no longer names it; an orphan sweep may
+        log.warning("could not delete %s from the file store: %s", relative, exc)
 
 
 def evict(factory: sessionmaker[Session], store: Any, budget: int) -> Evicted:
