@@ -18,7 +18,6 @@ import pytest
 from tests.conftest import BIN, LiveServer, fresh_database, live_server
 from tests.upstream_helpers import JSON, ago, publish, remove, requests_for, wheel_name, yank
 
-
 UV_OPTIONS = ("--no-cache", "--python-version", "3.11", "--quiet")
 
 
