@@ -26,8 +26,6 @@ from pyramid.request import Request
 
 from myapp.web.files import Served, serve_file
 
-METADATA = ".metadata"
-
 
 def store_of(request_or_registry: Any) -> Any:
     registry = getattr(request_or_registry, "registry", request_or_registry)
@@ -76,13 +74,6 @@ def delete(store: Any, relative: str) -> None:
     target = _local(store, relative)
     if target is not None:
         target.unlink(missing_ok=True)
-
-
-def exists(store: Any, relative: str) -> bool:
-    if hasattr(store, "put_file"):
-        return bool(store.exists(relative))
-    target = _local(store, relative)
-    return target is not None and target.is_file()
 
 
 def serve(request: Request, relative: str, *, etag: str, content_type: str) -> Served | None:
