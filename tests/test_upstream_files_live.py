@@ -180,7 +180,11 @@ def pypiserver(folder: Path) -> Iterator[str]:
     port = free_port()
     log = (folder.parent / "pypiserver.log").open("wb")
     process = subprocess.Popen(
-        [str(BIN / "pypi-server"), "run", "-i", "127.0.0.1", "-p", str(port), "-a", ".", "-P", ".", str(folder)],
+        # --disable-fallback: an unknown name is a 404, never a redirect to a public index.
+        [
+            *(str(BIN / "pypi-server"), "run", "-i", "127.0.0.1", "-p", str(port), "-a", ".", "-P", "."),
+            *("--disable-fallback", "--hash-algo", "sha256", str(folder)),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -265,3 +265,20 @@ def test_an_opted_in_hosted_project_serves_its_own_files_when_the_upstream_is_do
     )
     assert [f["filename"] for f in res.json["files"]] == [package.releases[0].files[0].filename]
     assert "tracks" not in res.json["meta"]
+
+
+def test_metadata_that_does_not_match_its_hash_is_refused(proxy, hostile):
+    import hashlib
+
+    wheel = "evil-1.0-py3-none-any.whl"
+    promised = hashlib.sha256(b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n").hexdigest()
+    hostile.routes["/simple/evil/"] = lambda: json_page(
+        [entry(wheel, f"{hostile.base}/files/{wheel}", **{"core-metadata": {"sha256": promised}})]
+    )
+    hostile.routes[f"/files/{wheel}.metadata"] = lambda: (200, {}, b"Requires-Dist: something-else\n")
+    doc = proxy.get("/simple/evil/", headers={"Accept": JSON}).json
+    url = doc["files"][0]["url"] + ".metadata"
+    res = proxy.get(url, status=502)
+    assert "does not match its hash" in res.text
+    assert proxy.get(url, status=502)  # not kept: asked again, refused again
+    assert hostile.hits.count(f"/files/{wheel}.metadata") == 2

@@ -18,6 +18,8 @@ import pytest
 from tests.conftest import BIN, LiveServer, fresh_database, live_server
 from tests.upstream_helpers import JSON, ago, publish, remove, requests_for, wheel_name, yank
 
+UV_OPTIONS = ("--no-cache", "--python-version", "3.11", "--quiet")
+
 
 def get(url: str, accept: str = JSON) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers={"Accept": accept})
@@ -184,3 +186,32 @@ def test_pip_sees_proxied_versions_after_the_cooldown_and_never_confusion(backen
         mine = versions(ours)
         assert "Available versions: 1.0" in mine and "99.0" not in mine
         assert requests_for(upstream, f"/simple/{ours}/") == 0
+
+
+def test_uv_resolves_through_proxied_pages_and_metadata(backend, tmp_path, upstream):
+    """Real uv resolves demo projects (and their dependencies) from our pages and
+    PEP 658 metadata alone: no file is downloaded."""
+    from tests.upstream_helpers import upstream_db
+
+    with upstream_db(upstream) as db:
+        from sqlalchemy import select
+
+        from myapp.packaging.models import Package
+
+        names = list(db.scalars(select(Package.name).order_by(Package.name).limit(3)))
+    (tmp_path / "proxy").mkdir()
+    with live_server(backend, tmp_path / "proxy", demo=False, settings=proxy_settings(upstream)) as proxy:
+        done = subprocess.run(
+            [str(BIN / "uv"), "pip", "compile", "-", "--index-url", f"{proxy.base}/simple/", *UV_OPTIONS],
+            input="\n".join(names) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        for name in names:
+            assert f"\n{name}==" in "\n" + done.stdout
+        log = proxy.log.read_text()
+        assert '.whl.metadata HTTP/1.1" 200' in log
+        assert ".whl HTTP/1.1" not in log  # pages and metadata only

@@ -42,8 +42,9 @@ def wheel_name(name: str, version: str) -> str:
     return f"{normalize(name).replace('-', '_')}-{version}-py3-none-any.whl"
 
 
-def publish(server: LiveServer, name: str, versions: dict[str, datetime]) -> None:
-    """Releases of ``name`` on the upstream, each with one wheel uploaded at the given time."""
+def publish(server: LiveServer, name: str, versions: dict[str, datetime], *, metadata: bool = False) -> None:
+    """Releases of ``name`` on the upstream, each with one wheel uploaded at the
+    given time (with ``metadata``, its page advertises PEP 658 metadata too)."""
     with upstream_db(server) as db:
         package = db.scalar(select(Package).where(Package.name == normalize(name)))
         if package is None:
@@ -61,6 +62,7 @@ def publish(server: LiveServer, name: str, versions: dict[str, datetime]) -> Non
                     sha256=hashlib.sha256(filename.encode()).hexdigest(),
                     upload_time=uploaded,
                     storage_path=f"fake/{filename}",  # listed at /files/<name>; never downloaded here
+                    metadata_sha256=hashlib.sha256(b"Metadata-Version: 2.1").hexdigest() if metadata else None,
                 )
             )
             package.releases.append(release)

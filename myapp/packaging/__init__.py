@@ -29,7 +29,7 @@ from myapp.web.views import HEALTH_CHECKS
 # What pip, uv and scripts call: on a private index they are asked for basic auth.
 SWEEP_KIND = "uploads.sweep"
 SWEEP_EVERY_SECONDS = 15 * 60
-TOOL_ROUTES = ("file", "simple.index", "simple.project", "json.project", "json.release", "legacy")
+TOOL_ROUTES = ("file", "packages.file", "simple.index", "simple.project", "json.project", "json.release", "legacy")
 
 
 def includeme(config: Configurator) -> None:

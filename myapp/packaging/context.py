@@ -117,13 +117,14 @@ def found_or_redirect(request: Request, found: str | None) -> None:
         raise HTTPMovedPermanently(location=request.current_route_path(_query=request.GET, name=found))
 
 
-def missing_project_view(request: Request) -> Response | None:
+def missing_project_view(request: Request, *, known_missing: bool = False) -> Response | None:
     """For a name with no project here: a higher layer's answer (the proxy's
     page of the upstream project), or None (the view then answers 404). Asked
     after the permission check, so a private index guards proxied names as
     it guards its own."""
     views = request.registry.get(MISSING_PROJECT_VIEWS)
-    if not views or getattr(request.context, "package", None) is not None:
+    # ``known_missing``: the caller has looked the name up already (the simple page's raw read).
+    if not views or (not known_missing and getattr(request.context, "package", None) is not None):
         return None
     view = views.get(request.matched_route.name)
     return view(request) if view is not None else None

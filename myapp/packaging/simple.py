@@ -182,7 +182,7 @@ def simple_project(request: Request) -> Response:
     kind = negotiate(request)
     project = current_project(request)
     if project is None:
-        if (proxied := missing_project_view(request)) is not None:
+        if (proxied := missing_project_view(request, known_missing=True)) is not None:
             return proxied
         raise HTTPNotFound(f"There is no project called {request.matchdict['name']!r}.")
     hook = request.registry.get(HOSTED_EXTRA)

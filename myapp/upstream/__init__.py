@@ -13,8 +13,7 @@ here is registered and the index is as before.
   where proxied files live on this index (the files part serves them).
 * The files part: ``files``: the download view (packaging's ``/packages/``
   route asks it for names not hosted here); ``filefetch``: a first download,
-  fetched once, streamed, verified, stored; ``metadata``: PEP 658 files;
-  ``filecache``: its queries, claims and batched download times;
+  fetched once, streamed, verified, stored; ``filecache``: its queries, claims and batched download times;
   ``eviction``: the byte budget and quarantine (a periodic job);
   ``filestore``: the few file-store operations it uses.
 """
@@ -25,11 +24,14 @@ import atexit
 
 from pyramid.config import Configurator
 
+from myapp.accounts.policy import BASIC_AUTH_ROUTES
 from myapp.packaging.context import MISSING_PROJECT_VIEWS
 from myapp.packaging.simple import HOSTED_EXTRA, INDEX_LISTING, IndexListing
-from myapp.upstream import eviction, files, pages, services, urls, views
+from myapp.packaging.storage.audit import REFERENCES
+from myapp.upstream import eviction, files, metadata, pages, services, urls, views
 from myapp.upstream.fetch import PROXY_KEY, REFRESH_KIND, Proxy, refresh_job
 from myapp.upstream.filefetch import FileFetcher
+from myapp.upstream.references import UpstreamFileReferences
 from myapp.upstream.settings import REGISTRY_KEY, read_settings
 from myapp.web.views import HEALTH_REPORTS
 
@@ -40,8 +42,15 @@ def includeme(config: Configurator) -> None:
     if upstream is None:
         return
     config.registry[PROXY_KEY] = Proxy(upstream)
+    # Cached proxied files share the store: claimed, so that no orphan sweep removes them.
+    config.registry.setdefault(REFERENCES, []).append(UpstreamFileReferences())
+    # PEP 658 metadata first: its paths also match the download route after it.
+    config.add_route(metadata.ROUTE, metadata.PATTERN)
+    config.add_view(metadata.metadata_view, route_name=metadata.ROUTE, require_methods=["GET", "HEAD"])
     # The files part's download view answers here (see urls.py for the layout).
     config.add_route(urls.ROUTE, urls.PATTERN)
+    # Tool routes: pip and uv send basic auth to them on a private index.
+    config.registry.setdefault(BASIC_AUTH_ROUTES, set()).update({metadata.ROUTE, urls.ROUTE})
     views.add_views(config)
     config.registry.setdefault(MISSING_PROJECT_VIEWS, {}).update(
         {

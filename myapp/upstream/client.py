@@ -256,12 +256,21 @@ class UpstreamClient:
             return key, connection, response, url
         raise Refused(f"more than {MAX_REDIRECTS} redirects")
 
-    def get(self, url: str, headers: dict[str, str] | None = None, *, max_bytes: int | None = None) -> Answer:
-        """A whole page (gzip allowed), at most ``max_bytes`` (the page cap) once decoded."""
+    def get(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        max_bytes: int | None = None,
+        purpose: Purpose = "page",
+    ) -> Answer:
+        """A whole answer (gzip allowed), at most ``max_bytes`` (default: the page
+        cap) once decoded; ``purpose="file"`` for what lives on the file hosts
+        (a wheel's metadata)."""
         cap = max_bytes if max_bytes is not None else self.settings.max_page_bytes
         started = time.monotonic()
         deadline = started + self.settings.timeout * 3
-        key, connection, response, final = self._open(url, "page", {"Accept-Encoding": "gzip", **(headers or {})})
+        key, connection, response, final = self._open(url, purpose, {"Accept-Encoding": "gzip", **(headers or {})})
         done = False
         try:
             declared = response.getheader("Content-Length")

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from myapp.data import take_write_lock
 from myapp.data.jobs import JobContext
 from myapp.data.meta import utcnow
 from myapp.upstream import filecache, filestore
@@ -47,11 +48,11 @@ class Evicted:
 
 
 def _gone(store: Any, relative: str) -> None:
-    for path in (relative, relative + ".metadata"):
-        try:
-            filestore.delete(store, path)
-        except OSError as exc:  # the row no longer names it; an orphan sweep may
-            log.warning("could not delete %s from the file store: %s", path, exc)
+    """(A wheel's metadata is kept by the pages part, by its own hash: a few KiB, not evicted.)"""
+    try:
+        filestore.delete(store, relative)
+    except OSError as exc:  # the row no longer names it; an orphan sweep may
+        log.warning("could not delete %s from the file store: %s", relative, exc)
 
 
 def evict(factory: sessionmaker[Session], store: Any, budget: int) -> Evicted:
@@ -101,6 +102,7 @@ def quarantine(factory: sessionmaker[Session], store: Any, file_ids: list[int] |
     limits it to those (a download), None does every such file (the periodic job)."""
     now = utcnow()
     with factory() as db:
+        take_write_lock(db)  # SQLite: it reads, then writes; a deferred transaction could fail between
         # Only files with bytes here: one never cached has nothing to set aside, and
         # stays merely removed (listed again upstream, it is served again).
         stmt = select(UpstreamFile.id, UpstreamFile.filename, UpstreamFile.sha256, UpstreamFile.storage_path).where(

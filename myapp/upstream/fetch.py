@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pyramid.httpexceptions import HTTPBadGateway, HTTPNotFound
 from sqlalchemy.orm import Session, sessionmaker
 
+from myapp.data import take_write_lock
 from myapp.data.jobs import JobContext, enqueue
 from myapp.data.meta import utcnow
 from myapp.upstream import services, store
@@ -102,9 +103,9 @@ class Proxy:
             if fresh:
                 self.stats.add("hit")
                 raise HTTPNotFound(f"There is no project called {name!r} here or on the upstream index.")
-        snapshot = self.fetch_now(factory, name)
+        snapshot = self.fetch_now(factory, name) or self._read(factory, name)  # _read raises 404 or 502
         self.stats.add("miss")
-        return snapshot if snapshot is not None else self._read(factory, name)
+        return snapshot
 
     def _may_claim(self, row: UpstreamProject, now: datetime) -> bool:
         """What the claim's UPDATE would find, read from the row we have: a stale
@@ -139,10 +140,10 @@ class Proxy:
         (bounded). The fetcher gets the project as stored; a waiter None (it reads it)."""
         started = utcnow()
         with factory() as db:
-            claimed = services.create_claimed(db, name, started, self.settings) or services.claim(
-                db, name, started, self.settings
-            )
-            etag = services.stored_etag(db, name) if claimed else None
+            services.cache_write(db)
+            created = services.create_claimed(db, name, started, self.settings)
+            claimed = created or services.claim(db, name, started, self.settings)
+            etag = services.stored_etag(db, name) if claimed and not created else None
             db.commit()
         if claimed:
             return self.refresh(factory, name, etag)
@@ -195,6 +196,11 @@ class Proxy:
             error = str(exc)
         now = utcnow()
         with factory() as db:
+            # SQLite: the write lock first; a read then a write in a deferred transaction
+            # fails at once (no busy wait) if another connection committed in between,
+            # and the claim would then be held until its lease ran out.
+            take_write_lock(db)
+            services.cache_write(db)
             row = services.find_project(db, name)
             if row is None:
                 return None

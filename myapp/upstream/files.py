@@ -1,6 +1,7 @@
-"""The download of a proxied file (or its PEP 658 metadata) at
-``/packages/<h1>/<h2>/<rest>/<filename>``: packaging's route for that layout
-asks this view (``MISSING_FILE_VIEW``) for a filename not hosted here.
+"""The download of a proxied file at ``/packages/<h1>/<h2>/<rest>/<filename>``:
+packaging's route for that layout asks this view (``MISSING_FILE_VIEW``) for a
+filename not hosted here (and this one hands ``<filename>.metadata`` to the
+pages part's ``metadata.metadata_view``).
 
 * The hash in the path must be the file's sha256 (else 404).
 * Removed upstream: 404, and its cached bytes are quarantined now (deleted
@@ -26,7 +27,7 @@ import logging
 from typing import Any
 
 from packaging.utils import canonicalize_name
-from pyramid.httpexceptions import HTTPForbidden, HTTPNotFound, HTTPNotModified
+from pyramid.httpexceptions import HTTPNotFound, HTTPNotModified
 from pyramid.request import Request
 from pyramid.response import Response
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,7 +40,7 @@ from myapp.upstream import filecache, filestore, metadata, services, urls
 from myapp.upstream.eviction import quarantine
 from myapp.upstream.filefetch import FileFacts, FileFetcher
 from myapp.upstream.models import UpstreamFile
-from myapp.upstream.policy import visible
+from myapp.upstream.policy import refusal, visible
 from myapp.web.cache import PRIVATE_INDEX
 from myapp.web.files import IMMUTABLE, PRIVATE_IMMUTABLE
 
@@ -61,22 +62,23 @@ def fetcher_of(request: Request) -> FileFetcher:
 def download(request: Request) -> Response:
     """``MISSING_FILE_VIEW``: a proxied file or its ``.metadata``."""
     filename = request.matchdict["filename"]
-    name = filename.removesuffix(metadata.METADATA)
-    file = filecache.find_file(request.dbsession, name) if is_valid_filename(name) else None
+    if filename.endswith(urls.METADATA):
+        # The pages part's metadata view (its own checks): packaging's /packages/ route,
+        # registered first, answers these paths too, so they come through here.
+        return metadata.metadata_view(request)
+    file = filecache.find_file(request.dbsession, filename) if is_valid_filename(filename) else None
     if file is None or urls.sha256_in_path(request.matchdict) != file.sha256:
-        raise HTTPNotFound(f"No file called {name!r} is available.")
+        raise HTTPNotFound(f"No file called {filename!r} is available.")
     refused = check_allowed(request, file)
     if refused is not None:
         return refused
-    if filename != name:
-        return metadata.serve(request, file)
     return serve_or_fetch(request, file)
 
 
 def check_allowed(request: Request, file: UpstreamFile) -> Response | None:
     """404 (raised) for a removed file (quarantining its bytes) or a hosted name's;
-    the 403 for the cooldown, returned: raised, the forbidden view would send an
-    anonymous client to the sign-in page, which no signing in can change."""
+    the 403 for the cooldown, returned (``policy.refusal``): raised, the forbidden
+    view would ask for credentials, which would not help."""
     db = request.dbsession
     factory: sessionmaker[Session] = request.registry["dbsession_factory"]
     name = file.project.name
@@ -91,7 +93,7 @@ def check_allowed(request: Request, file: UpstreamFile) -> Response | None:
     settings = fetcher_of(request).settings
     allowed, reason = visible(file, services.project_policy(db, settings, name, policy_row), utcnow())
     if not allowed:
-        return HTTPForbidden(reason)
+        return refusal(request, reason)
     return None
 
 

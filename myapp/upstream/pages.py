@@ -35,7 +35,7 @@ from myapp.packaging.simple import HostedExtra, SimpleFile, SimplePage, negotiat
 from myapp.upstream import services, urls
 from myapp.upstream.fetch import PROXY_KEY, Proxy, Snapshot
 from myapp.upstream.models import UpstreamFile
-from myapp.upstream.policy import uploaded
+from myapp.upstream.policy import describe_age, uploaded
 
 MARK = "from the upstream index"
 
@@ -228,7 +228,7 @@ def project_view(request: Request) -> Response:
         "upstream_url": proxy.settings.project_url(name),
         "index_url": request.route_url("simple.index"),
         "hidden": len(snapshot.files) - len(files),
-        "min_age": proxy.settings.min_age,
+        "min_age": describe_age(proxy.settings.min_age) if proxy.settings.min_age else None,
         "file_path": lambda f: urls.file_path(request, f.sha256, f.filename),
     }
     return render_to_response("myapp:templates/upstream/project.jinja2", values, request=request)

@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from pyramid.request import Request
+from pyramid.response import Response
+
+from myapp.web.views import error_page
+
 
 class FileFacts(Protocol):
     """What the decision reads of a file (an ``UpstreamFile`` row has it all)."""
@@ -61,16 +66,24 @@ def visible(file: FileFacts, policy: ProjectPolicy, now: datetime) -> tuple[bool
     if policy.min_age and not policy.exempt and file.version not in policy.released and now - when < policy.min_age:
         ready = when + policy.min_age
         return False, (
-            f"This file is younger than the index's minimum release age ({_days(policy.min_age)}); "
+            f"This file is younger than the index's minimum release age ({describe_age(policy.min_age)}); "
             f"it will be served from {ready:%Y-%m-%d %H:%M} UTC."
         )
     return True, ""
 
 
-def _days(age: timedelta) -> str:
+def describe_age(age: timedelta) -> str:
+    """``7 days``, ``12 hours``, ``90 seconds``."""
     seconds = int(age.total_seconds())
     if seconds % 86400 == 0:
         return f"{seconds // 86400} days"
     if seconds % 3600 == 0:
         return f"{seconds // 3600} hours"
     return f"{seconds} seconds"
+
+
+def refusal(request: Request, reason: str) -> Response:
+    """The 403 for a file ``visible`` refuses, with its reason. Returned, not
+    raised as ``HTTPForbidden``: that one means "sign in", and on a tool
+    route becomes a 401 asking pip for credentials that would not help."""
+    return error_page(request, 403, "Forbidden", reason)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -63,6 +63,14 @@ def files_etag(files: Iterable[UpstreamFile]) -> str:
 
 def _insert(db: Session) -> Any:
     return pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def cache_write(db: Session) -> None:
+    """This transaction writes only what the upstream can give again (a claim,
+    a page as fetched): on PostgreSQL its commit need not wait for the disk
+    (a crash may lose the last few, which are then fetched again)."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 
 def create_claimed(db: Session, name: str, now: datetime, settings: UpstreamSettings) -> bool:

@@ -24,7 +24,10 @@ MAX_ERROR = 2000
 
 def apply_page(db: Session, project: UpstreamProject, page: ParsedPage, now: datetime) -> bool:
     """Make the stored files what ``page`` lists; True when anything shown changed."""
-    existing = {f.filename: f for f in db.scalars(select(UpstreamFile).where(UpstreamFile.project_id == project.id))}
+    existing: dict[str, UpstreamFile] = {}
+    if project.fetched_at is not None:  # a first fetch has no files yet (only this function adds them)
+        stmt = select(UpstreamFile).where(UpstreamFile.project_id == project.id)
+        existing = {f.filename: f for f in db.scalars(stmt)}
     listed = {f.filename for f in page.files}
     taken = _taken_elsewhere(db, project.id, listed - existing.keys())
     changed = False
