@@ -14,24 +14,18 @@ import pytest
 import webtest
 from sqlalchemy import select
 
-from myapp.config import configure
 from myapp.packaging.models import Package
 from myapp.upstream.fetch import PROXY_KEY, Proxy
 from myapp.upstream.models import UpstreamFile, UpstreamProject
 from tests.conftest import LiveServer, live_server
 from tests.factories import make_package
-from tests.upstream_helpers import HTML, JSON, ago, publish, requests_for, wheel_name
+from tests.upstream_helpers import HTML, JSON, ago, proxy_app, publish, requests_for, wheel_name
 
 
 @pytest.fixture(scope="module")
 def upstream(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with live_server(backend, tmp_path_factory.mktemp("upstream")) as server:
         yield server
-
-
-def proxy_app(settings: dict[str, Any], upstream: LiveServer, **more: str) -> webtest.TestApp:
-    app = configure({**settings, "myapp.upstream": f"{upstream.base}/simple/", **more}).make_wsgi_app()
-    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
 
 
 @pytest.fixture

@@ -14,26 +14,20 @@ import pytest
 import webtest
 from sqlalchemy import select
 
-from myapp.config import configure
 from myapp.upstream.eviction import maintain_job
 from myapp.upstream.fetch import PROXY_KEY, Proxy
 from myapp.upstream.filefetch import FetchRefused
 from myapp.upstream.models import UpstreamFile
 from tests.conftest import LiveServer, live_server
 from tests.factories import make_package
-from tests.upstream_files_helpers import Published, publish_wheel, yank_upstream
-from tests.upstream_helpers import JSON, ago, remove, requests_for
+from tests.upstream_files_helpers import Published, publish_wheel
+from tests.upstream_helpers import JSON, ago, proxy_app, remove, requests_for, yank
 
 
 @pytest.fixture(scope="module")
 def upstream(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with live_server(backend, tmp_path_factory.mktemp("upstream"), demo=False) as server:
         yield server
-
-
-def proxy_app(settings: dict[str, Any], upstream: LiveServer, **more: str) -> webtest.TestApp:
-    app = configure({**settings, "myapp.upstream": f"{upstream.base}/simple/", **more}).make_wsgi_app()
-    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
 
 
 @pytest.fixture
@@ -136,7 +130,7 @@ def test_the_cooldown_hides_young_files_and_refuses_their_download(settings, dbs
 def test_a_file_yanked_upstream_is_still_downloadable_and_marked(proxy, upstream, dbsession):
     wheel = publish_wheel(upstream, "yanky", "1.0")
     listed(proxy, "yanky")
-    yank_upstream(upstream, "yanky", "1.0", "broken build")
+    yank(upstream, "yanky", "1.0", "broken build")
     refresh(proxy, "yanky")
     assert listed(proxy, "yanky")[wheel.filename]["yanked"] == "broken build"
     got = proxy.get(wheel.packages_path)

@@ -12,14 +12,11 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import webtest
 
-from myapp.config import configure
 from tests.conftest import BIN, free_port
-from tests.upstream_helpers import HTML, JSON, make_wheel
+from tests.upstream_helpers import HTML, JSON, make_wheel, proxy_app
 
 HASHES = ("--hash-algo", "sha256")
 
@@ -73,11 +70,6 @@ def pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         process.terminate()
         process.wait(timeout=10)
         log.close()
-
-
-def proxy_app(settings: dict[str, Any], url: str, **more: str) -> webtest.TestApp:
-    app = configure({**settings, "myapp.upstream": url, **more}).make_wsgi_app()
-    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
 
 
 def test_an_html_only_upstream_in_both_of_our_formats(settings, dbsession, pypiserver):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from myapp.packaging.models import Package, Release, ReleaseFile
+from myapp.packaging.models import Package, ReleaseFile
 from myapp.packaging.names import normalize
 from myapp.packaging.publish import new_package, new_release
 from myapp.packaging.services import bump_serial
@@ -102,15 +102,3 @@ def publish_wheel(
         db.flush()
         bump_serial(db, package)
     return Published(normalize(name), version, wheel.name, sha256, len(data), target)
-
-
-def yank_upstream(server: LiveServer, name: str, version: str, reason: str) -> None:
-    with upstream_db(server) as db:
-        package = db.scalar(select(Package).where(Package.name == normalize(name)))
-        assert package is not None
-        release = db.scalar(select(Release).where(Release.package_id == package.id, Release.version == version))
-        assert release is not None
-        release.yanked, release.yanked_reason = True, reason
-        for f in release.files:
-            f.yanked = True
-        bump_serial(db, package)

@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import webtest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from myapp.config import configure
 from myapp.packaging.models import Package, Release, ReleaseFile
 from myapp.packaging.names import normalize
 from myapp.packaging.publish import new_package, new_release
@@ -161,3 +163,10 @@ def make_wheel(folder: Path, name: str, version: str) -> Path:
         )
         wheel.writestr(f"{info}/RECORD", "")
     return path
+
+
+def proxy_app(settings: dict[str, Any], upstream: LiveServer | str, **more: str) -> webtest.TestApp:
+    """This app, in process, proxying ``upstream`` (a live app, or a simple index's URL)."""
+    url = upstream if isinstance(upstream, str) else f"{upstream.base}/simple/"
+    app = configure({**settings, "myapp.upstream": url, **more}).make_wsgi_app()
+    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
