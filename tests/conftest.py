@@ -42,6 +42,7 @@ from myapp.data import DbSession, to_url
 from myapp.data.migrations import upgrade_to_head
 from myapp.packaging.simple import INDEX_CACHE
 from myapp.packaging.simple_cache import cache_of
+from myapp.upstream.metadata import CACHE_DIR as UPSTREAM_METADATA_CACHE
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -197,6 +198,9 @@ def dbsession(db_url: str, app: Any, files_dir: Path) -> Iterator[Session]:
     app derived from the rolled-back data (the saved /simple/ listing, the
     kept simple pages) goes too."""
     shutil.rmtree(files_dir / INDEX_CACHE, ignore_errors=True)
+    # The proxy's metadata kept by hash: the same wheel's, kept by another test
+    # (the other database's run on this worker), would spare the upstream a request.
+    shutil.rmtree(files_dir / UPSTREAM_METADATA_CACHE, ignore_errors=True)
     app.registry["fragment_cache"].clear()  # rendered from data another test rolled back
     cache_of(app.registry).clear()
     use_database(db_url)

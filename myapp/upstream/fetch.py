@@ -96,14 +96,15 @@ class Proxy:
             fresh = now - row.fetched_at < self.settings.ttl
             if not row.missing:
                 if not fresh and self._may_claim(row, now):
-                    self.schedule(factory, name)
+                    self.schedule(factory, name, row.fetched_at)
                 found: Found = "hit" if fresh else "stale"
                 self.stats.add(found)
                 return Snapshot(row, services.live_files(db, row.id), found)
             if fresh:
                 self.stats.add("hit")
                 raise HTTPNotFound(f"There is no project called {name!r} here or on the upstream index.")
-        snapshot = self.fetch_now(factory, name) or self._read(factory, name)  # _read raises 404 or 502
+        seen = row.fetched_at if row is not None else None
+        snapshot = self.fetch_now(factory, name, seen) or self._read(factory, name)  # _read raises 404 or 502
         self.stats.add("miss")
         return snapshot
 
@@ -135,14 +136,14 @@ class Proxy:
 
     # -- single flight ------------------------------------------------------------------
 
-    def fetch_now(self, factory: sessionmaker[Session], name: str) -> Snapshot | None:
+    def fetch_now(self, factory: sessionmaker[Session], name: str, seen: datetime | None = None) -> Snapshot | None:
         """Fetch ``name`` unless another process is doing so; then wait for it
         (bounded). The fetcher gets the project as stored; a waiter None (it reads it)."""
         started = utcnow()
         with factory() as db:
             services.cache_write(db)
             created = services.create_claimed(db, name, started, self.settings)
-            claimed = created or services.claim(db, name, started, self.settings)
+            claimed = created or services.claim(db, name, started, self.settings, seen)
             etag = services.stored_etag(db, name) if claimed and not created else None
             db.commit()
         if claimed:
@@ -165,11 +166,11 @@ class Proxy:
             pause = min(pause * 2, POLL_MAX)
         return None
 
-    def schedule(self, factory: sessionmaker[Session], name: str) -> bool:
+    def schedule(self, factory: sessionmaker[Session], name: str, seen: datetime | None) -> bool:
         """Queue one background refresh of a stale page (whoever claims it first)."""
         try:
             with factory() as db:
-                claimed = services.claim(db, name, utcnow(), self.settings)
+                claimed = services.claim(db, name, utcnow(), self.settings, seen)
                 if claimed:
                     enqueue(db, REFRESH_KIND, {"name": name}, max_attempts=1)
                 db.commit()

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -93,14 +93,23 @@ def stored_etag(db: Session, name: str) -> str | None:
     )
 
 
-def claim(db: Session, name: str, now: datetime, settings: UpstreamSettings) -> bool:
+def claim(db: Session, name: str, now: datetime, settings: UpstreamSettings, seen_fetched_at: datetime | None) -> bool:
     """Become the one process that asks the upstream about ``name`` now: a
     conditional UPDATE, so of any number of threads and processes exactly one
-    succeeds; none does while a recent failure is backing off."""
+    succeeds; none does while a recent failure is backing off, nor once the
+    page has been fetched since the caller read it (``seen_fetched_at``: a
+    request that found no page, then lost the race to one that has fetched
+    it meanwhile, must not fetch it again)."""
+    not_fetched_since: ColumnElement[bool]
+    if seen_fetched_at is None:
+        not_fetched_since = UpstreamProject.fetched_at.is_(None)
+    else:
+        not_fetched_since = or_(UpstreamProject.fetched_at.is_(None), UpstreamProject.fetched_at <= seen_fetched_at)
     claimed = db.scalar(
         update(UpstreamProject)
         .where(
             UpstreamProject.name == name,
+            not_fetched_since,
             or_(UpstreamProject.refreshing_until.is_(None), UpstreamProject.refreshing_until < now),
             or_(UpstreamProject.last_error_at.is_(None), UpstreamProject.last_error_at < now - settings.retry_after),
         )
