@@ -9,6 +9,7 @@ Quicker than peers.py when only the upload is being worked on; the same wheels, 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         spy = None
         if args.py_spy:
             pid = _pid_listening(ports[0])
-            command = ["py-spy", "record", "-o", str(args.py_spy), "--pid", str(pid), "--threads"]
+            command = ["py-spy", "record", "-o", str(args.py_spy), "--pid", str(pid), "--threads", "--rate", "250"]
             if args.py_spy.suffix != ".svg":  # collapsed stacks, for reading the top frames
                 command += ["--format", "raw"]
             spy = subprocess.Popen([str(bench.BIN / command[0]), *command[1:]], stdout=subprocess.DEVNULL)
@@ -70,12 +71,21 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = peers.twine_upload(server.upload or "", batch)
                 times.setdefault(server.name, []).append(seconds)
                 print(f"  round {round_no + 1}: {server.name} {seconds:.2f} s", file=sys.stderr, flush=True)
+        served = _app_milliseconds(work / "sqlite" / "myapp.log")
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes its SVG and exits
             spy.wait(timeout=60)
     for name, values in times.items():
         print(f"{name:<14} median {statistics.median(values):.2f} s  ({' '.join(f'{v:.2f}' for v in values)})")
+    if served:
+        print(f"myapp's own time per upload (access log): median {statistics.median(served):.1f} ms")
     return 0
+
+
+def _app_milliseconds(log: Path) -> list[float]:
+    """The milliseconds the app took per measured upload, as its access log says."""
+    found = re.findall(r'"POST /legacy/ [^"]*" 200 \S+ ([0-9.]+)ms', log.read_text(errors="replace"))
+    return [float(ms) for ms in found][-1 * 10**6 :]
 
 
 if __name__ == "__main__":

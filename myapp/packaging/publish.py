@@ -21,7 +21,7 @@ from myapp.packaging import journal
 from myapp.packaging.classifiers import set_classifiers
 from myapp.packaging.models import Package, Release, ReleaseFile, Role, RoleName
 from myapp.packaging.names import is_prerelease, normalize, version_sort_key
-from myapp.packaging.rendering import render_into
+from myapp.packaging.rendering import RENDERER, render_into
 from myapp.packaging.services import find_release, touch
 
 # Core metadata copied to the project's own columns is cut to this (the description is kept whole).
@@ -150,8 +150,12 @@ def apply_metadata(db: Session, package: Package, metadata: ProjectMetadata) -> 
     """The project's columns, URLs and classifiers from its newest release's
     file: the file is the truth, so what it leaves out is cleared, and a
     classifier no project uses any more goes (``set_classifiers``)."""
+    rendered = (package.description, package.description_content_type, package.description_renderer)
     for column, value in metadata.fields.items():
         setattr(package, column, value if value is None or column == "description" else value[:FIELD_LIMIT])
-    render_into(package)  # once per upload, not per page view
+    # Once per upload, not per page view; and not again for a file whose description is the one
+    # already rendered by this renderer (a release's wheel and sdist, a release after a release).
+    if (package.description, package.description_content_type, RENDERER) != rendered:
+        render_into(package)
     package.project_urls = metadata.project_urls
     set_classifiers(db, package, metadata.classifiers)

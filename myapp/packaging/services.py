@@ -242,13 +242,15 @@ def listing_batches(session_factory: Callable[[], Session], sql: str) -> Iterato
             cursor.close()
 
 
-def find_package(db: Session, name: str, *, lean: bool = False) -> Package | None:
-    """The package by (normalized) name, with classifiers loaded; ``lean``:
-    without them and without the description (tool routes read neither)."""
+def find_package(db: Session, name: str, *, lean: bool = False, classifiers: bool = True) -> Package | None:
+    """The package by (normalized) name, with classifiers loaded (unless not
+    ``classifiers``: an upload reads them only when its release is the newest,
+    and a plain lazy load then costs less than a select-in); ``lean``: without
+    them and without the description (tool routes read neither)."""
     stmt = select(Package).where(Package.name == normalize(name))
     if lean:
         return db.scalar(stmt.options(defer(Package.description), defer(Package.description_html)))
-    return db.scalar(stmt.options(selectinload(Package.classifiers)))
+    return db.scalar(stmt.options(selectinload(Package.classifiers)) if classifiers else stmt)
 
 
 def package_by_id(db: Session, package_id: int) -> Package | None:

@@ -175,7 +175,7 @@ def upload(request: Request) -> Response:
         request.add_finished_callback(_close_uploaded_file)
         name, version, filename, filetype = _check_names(form)
         db = request.dbsession
-        package = services.find_package(db, name)
+        package = services.find_package(db, name, classifiers=False)
         _check_may_upload(request, package, name)
         existing = services.find_file(db, filename)
         received = _receive(store, form["content"], int(settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES)))
