@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from myapp.accounts.models import User
 from myapp.packaging import journal
 from myapp.packaging.classifiers import set_classifiers
 from myapp.packaging.models import Package, Release, ReleaseFile, Role, RoleName
@@ -55,7 +54,7 @@ def new_package(display_name: str, **fields: Any) -> Package:
     return Package(name=normalize(display_name), display_name=display_name, **fields)
 
 
-def create_package(db: Session, display_name: str, owner: User) -> Package:
+def create_package(db: Session, display_name: str, owner: journal.Actor) -> Package:
     """Add a project with ``owner`` as its first owner."""
     package = new_package(display_name)
     db.add(package)
@@ -100,7 +99,7 @@ class ProjectMetadata:
 
 def add_file(
     db: Session,
-    user: User,
+    user: journal.Actor,
     package: Package | None,
     display_name: str,
     version: str,
@@ -133,9 +132,9 @@ def add_file(
         db.flush()
     if release.sort_key == _newest_sort_key(db, package):
         apply_metadata(db, package, metadata)
+    touch(db, package)  # first: its read of the serial then flushes nothing, and one flush writes the rest
     added = ReleaseFile(release_id=release.id, **asdict(file))
     db.add(added)
-    touch(db, package)
     journal.add_entry(db, package, "add file", user, version=version, filename=file.filename)
     db.flush()
     return added

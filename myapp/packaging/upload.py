@@ -193,7 +193,7 @@ def upload(request: Request) -> Response:
         metadata = _project_metadata(valid)
         try:
             publish.add_file(
-                db, request.identity.user, package, valid.name, str(version), new_file, metadata, spelled=spelled
+                db, request.identity.account, package, valid.name, str(version), new_file, metadata, spelled=spelled
             )
         except IntegrityError as exc:
             _lost_race(request, exc)
