@@ -21,6 +21,7 @@ from sqlalchemy import (
     Select,
     SQLColumnExpression,
     bindparam,
+    exists,
     false,
     func,
     literal,
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session, defer, selectinload
 
 from myapp.data.meta import utcnow
 from myapp.data.paging import PER_PAGE
-from myapp.packaging.models import IndexStats, Package, Release, ReleaseFile
+from myapp.packaging.models import DeletedFilename, IndexStats, Package, Release, ReleaseFile
 from myapp.packaging.names import normalize
 from myapp.packaging.rendering import RENDERER
 
@@ -380,6 +381,23 @@ def files_of(db: Session, release: Release | None) -> list[ReleaseFile]:
 
 def find_file(db: Session, filename: str) -> ReleaseFile | None:
     return db.scalar(select(ReleaseFile).where(ReleaseFile.filename == filename))
+
+
+@dataclass(frozen=True)
+class FilenameUse:
+    """What a filename already means on this index: the sha256 of the file of
+    that name (None: there is none), and whether a file of that name was deleted."""
+
+    sha256: str | None
+    deleted: bool
+
+
+def filename_use(db: Session, filename: str) -> FilenameUse:
+    """An upload's one question about its filename, in one statement and no ORM object."""
+    stored = select(ReleaseFile.sha256).where(ReleaseFile.filename == filename).scalar_subquery()
+    deleted = exists().where(DeletedFilename.filename == filename)
+    row = db.execute(select(stored, deleted)).one()
+    return FilenameUse(row[0], bool(row[1]))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from myapp.accounts.policy import MEMBERS, READERS, basic_credentials
 from myapp.data import will_retry
-from myapp.packaging import maintain, publish, services
+from myapp.packaging import publish, services
 from myapp.packaging.context import ProjectContext
 from myapp.packaging.models import Package
 from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
@@ -177,12 +177,12 @@ def upload(request: Request) -> Response:
         db = request.dbsession
         package = services.find_package(db, name, classifiers=False)
         _check_may_upload(request, package, name)
-        existing = services.find_file(db, filename)
+        existing = services.filename_use(db, filename)
         received = _receive(store, form["content"], int(settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES)))
         _check_digests(form, received)
-        if existing is None and maintain.is_deleted_filename(db, filename):
+        if existing.sha256 is None and existing.deleted:
             raise Refused("File already exists: a file of that name was deleted, and names are not reused.")
-        if existing is not None:
+        if existing.sha256 is not None:
             if existing.sha256 == received.sha256:
                 received.path.unlink(missing_ok=True)
                 return _answer(200, "OK: this file was uploaded before; nothing changed.")
