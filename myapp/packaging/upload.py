@@ -243,7 +243,7 @@ def _check_may_upload(request: Request, package: Package | None, name: str) -> N
         if identity.token is not None and identity.token.package_id is not None:
             raise Refused("This API token is limited to another project.", 403)
         return
-    context = ProjectContext.for_package(request, package)
+    context = ProjectContext.for_package(request, package, names_roles=False)
     if not request.has_permission(Permission.UPLOAD, context):
         raise Refused(f"You are not an owner or maintainer of {package.display_name}.", 403)
 
