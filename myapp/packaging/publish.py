@@ -132,7 +132,10 @@ def add_file(
         db.flush()
     if release.sort_key == _newest_sort_key(db, package):
         apply_metadata(db, package, metadata)
-    touch(db, package)  # first: its read of the serial then flushes nothing, and one flush writes the rest
+    # The serial first, without an autoflush: only a touch changes max(last_serial), and none is pending
+    # (each add_file ends with a flush); then one flush writes the project, the file and the journal entry.
+    with db.no_autoflush:
+        touch(db, package)
     added = ReleaseFile(release_id=release.id, **asdict(file))
     db.add(added)
     journal.add_entry(db, package, "add file", user, version=version, filename=file.filename)
