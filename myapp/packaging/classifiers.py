@@ -44,7 +44,8 @@ def _current(db: Session, package: Package) -> list[str]:
         .join(package_classifiers, package_classifiers.c.classifier_id == Classifier.id)
         .where(package_classifiers.c.package_id == package.id)
     )
-    return sorted(db.scalars(stmt))
+    with db.no_autoflush:  # only a change to the collection would matter, and it is not loaded
+        return sorted(db.scalars(stmt))
 
 
 def _rows(db: Session, names: list[str]) -> list[Classifier]:
