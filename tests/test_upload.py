@@ -328,3 +328,31 @@ def test_no_stale_reads_across_processes(backend, tmp_path):
             assert b'<span class="version">2.0</span>' in body
             for path in ("/simple/tiny-twine/", "/pypi/tiny-twine/json"):
                 assert b"2.0" in fetch(b.base + path)[2]
+
+
+def test_a_description_is_rendered_again_only_when_it_changes(testapp, dbsession, uploader):
+    from sqlalchemy import update
+
+    from myapp.packaging.demo import _wheel
+    from myapp.packaging.models import Package
+
+    def send(version: str, readme: str) -> None:
+        core = f"Description-Content-Type: text/markdown\n\n{readme}\n"
+        data = _wheel("Tiny-Thing", version, "x", core)
+        res = upload(testapp, "uploader", PASSWORD, f"tiny_thing-{version}-py3-none-any.whl", data, version=version)
+        assert res.status_int == 200, res.text
+
+    def stored_html() -> str:
+        dbsession.expire_all()
+        return dbsession.query(Package).filter_by(name="tiny-thing").one().description_html
+
+    send("1.0", "# Hello")
+    assert ">Hello<" in stored_html()
+    # A marker no renderer writes: it stays while the description, its type and the renderer do.
+    dbsession.execute(update(Package).where(Package.name == "tiny-thing").values(description_html="<p>kept</p>"))
+    dbsession.flush()
+    send("1.1", "# Hello")
+    assert stored_html() == "<p>kept</p>"
+    send("1.2", "# Changed")
+    html = stored_html()
+    assert ">Changed<" in html and "kept" not in html

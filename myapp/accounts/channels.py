@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 
 from myapp.accounts import reads, services
 from myapp.accounts.models import User
-from myapp.accounts.passwords import MAX_LENGTH
+from myapp.accounts.passwords import MAX_LENGTH, verify_password, waste_time_like_a_check
 from myapp.data import SAFE_METHODS, write_after_response
 from myapp.security import basic_auth_text
 
@@ -138,7 +138,7 @@ class RecentChecks:
         self._outcomes: OrderedDict[tuple[Any, ...], tuple[bool, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def key(self, login: str, user: User | None, password: str) -> tuple[Any, ...]:
+    def key(self, login: str, user: User | reads.Login | None, password: str) -> tuple[Any, ...]:
         mac = hmac.new(self._secret, password.encode(), hashlib.sha256).digest()
         if user is None:
             return ("name", login.lower(), mac)
@@ -168,10 +168,9 @@ class RecentChecks:
 
 @dataclass(frozen=True)
 class Verified:
-    """Whom a username and password name, as read when they were checked."""
+    """The account a username and password name, as read when they were checked."""
 
-    user_id: int
-    session_generation: int
+    account: reads.Account
 
 
 @contextmanager
@@ -195,31 +194,43 @@ def check_basic_auth(request: Request, recent: RecentChecks) -> Verified | reads
     username, password = credentials
     if username == TOKEN_USERNAME:
         return _check_token(request, password)
-    with _reading(request) as db:
-        return _check_password(request, db, username, password, recent)
+    return _check_password(request, username, password, recent)
 
 
-def _check_password(
-    request: Request, db: Session, login: str, password: str, recent: RecentChecks
-) -> Verified | HTTPException:
+def _check_password(request: Request, login: str, password: str, recent: RecentChecks) -> Verified | HTTPException:
+    """twine sends the password with every file: read on a raw connection
+    (``reads``) like a token, with no ORM session and no transaction; the
+    outcome of the hash itself is remembered (``RecentChecks``)."""
     address = request.client_addr
-    wait = services.retry_after(db, services.login_checks(login, address))
-    if wait is not None:  # before any hash: a throttled guess costs the server a read
-        return TooManyAttempts(headers={"Retry-After": str(wait)})
-    user = services.find_user_by_login(db, login)
+    checks = services.login_checks(login, address)
+    bind = request.registry["dbsession_factory"].kw["bind"]
+    if not reads.logins_allowed(bind, checks):  # before any hash: a throttled guess costs the server a read
+        with _reading(request) as db:  # how long to wait: the throttles' own answer
+            wait = services.retry_after(db, checks)
+        if wait is not None:
+            return TooManyAttempts(headers={"Retry-After": str(wait)})
+    found = reads.login(bind, login)
     ok = False
     if len(password) <= MAX_LENGTH:  # a longer one is no account's, and costs no hash
-        key = recent.key(login, user, password)
+        key = recent.key(login, found, password)
         remembered = recent.get(key)
         if remembered is None:
-            remembered = services.password_matches(user, password)
+            remembered = _password_matches(found, password)
             recent.put(key, remembered)  # not on a hit: an outcome lasts its time, however often used
         ok = remembered
     # A password alone would get around a second factor: such users use tokens.
-    if ok and user is not None and user.is_active and not user.has_two_factor:
-        return Verified(user.id, user.session_generation)
+    if ok and found is not None and found.account.is_active and not found.has_two_factor:
+        return Verified(found.account)
     _after_response(request, lambda s: services.record_failed_login(s, login, address, via="basic auth"))
     return unauthorized()
+
+
+def _password_matches(found: reads.Login | None, password: str) -> bool:
+    """As ``services.password_matches``: as slow for no account as for a wrong password."""
+    if found is None:
+        waste_time_like_a_check(password)
+        return False
+    return verify_password(found.password_hash, password)
 
 
 def _check_token(request: Request, value: str) -> reads.TokenGrant | HTTPException:

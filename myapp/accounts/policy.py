@@ -162,11 +162,9 @@ class SecurityPolicy:
         if not isinstance(verified, channels.Verified):
             setattr(request, channels.REFUSED, verified)
             return None
-        # Checked on a read; from here on, the request's own session.
-        user = services.get_user(request.dbsession, verified.user_id)
-        if user is None or user.session_generation != verified.session_generation:
-            return None  # the password changed or the account was disabled meanwhile
-        return Identity.of(user)
+        # Read as committed now, like a token: the ORM user only if a view uses it.
+        account = verified.account
+        return Identity(account, load_user=lambda: services.get_user(request.dbsession, account.id))
 
     def authenticated_userid(self, request: Request) -> int | None:
         identity = self.identity(request)

@@ -5,7 +5,10 @@ disabled account in any process counts on the very next request.
 
 * the account a session cookie names (``account``);
 * the API token a basic-auth password is (``token_grant``), with its account;
-* whether an address has used up its attempts (``attempts_reached``).
+* whether an address has used up its attempts (``attempts_reached``);
+* the account a basic-auth username (or email) names, with its password hash
+  (``login``), and whether its two throttles allow a check (``logins_allowed``):
+  twine sends the password with every file it uploads.
 
 A page that shows only the username, or a tool route that only reads, then
 needs no ORM session at all for who is asking; ``Identity.user`` loads the
@@ -80,6 +83,38 @@ _TOKEN = ReadProbe(
 _ATTEMPTS = ReadProbe("SELECT count(*) FROM throttle_events WHERE scope = :scope AND key = :key AND created > :since")
 
 
+@dataclass(frozen=True)
+class Login:
+    """An account as a password check needs it: what ``RecentChecks.key`` keys
+    an outcome by (id, password hash, session generation), and the account."""
+
+    account: Account
+    password_hash: str
+    has_two_factor: bool
+
+    @property
+    def id(self) -> int:
+        return self.account.id
+
+    @property
+    def session_generation(self) -> int:
+        return self.account.session_generation
+
+
+# Account.from_row's columns, then the password hash and whether a second factor is set.
+_LOGIN_COLUMNS = (
+    "SELECT u.id, u.username, u.is_admin, u.is_active, u.email_verified, u.session_generation, "
+    "u.password_hash, u.totp_secret IS NOT NULL FROM users u "
+)
+_LOGIN_BY_USERNAME = ReadProbe(_LOGIN_COLUMNS + "WHERE lower(u.username) = :login")
+_LOGIN_BY_EMAIL = ReadProbe(_LOGIN_COLUMNS + "WHERE lower(u.email) = :login")
+# Both throttles a password attempt counts against (by name, by address), in one statement.
+_TWO_ATTEMPTS = ReadProbe(
+    "SELECT (SELECT count(*) FROM throttle_events WHERE scope = :scope1 AND key = :key1 AND created > :since1), "
+    "(SELECT count(*) FROM throttle_events WHERE scope = :scope2 AND key = :key2 AND created > :since2)"
+)
+
+
 def stored_time(moment: datetime) -> str:
     """A time as the database keeps it (naive UTC; SQLAlchemy's text on SQLite,
     which compares in order; PostgreSQL casts it): for comparisons in SQL."""
@@ -111,3 +146,29 @@ def attempts_reached(bind: Bind, scope: str, key: str, limit: int, window: timed
     throttle's own check then says how long to wait)."""
     row = _ATTEMPTS.row(bind, scope=scope, key=key, since=stored_time(utcnow() - window))
     return row is not None and row[0] >= limit
+
+
+def login(bind: Bind, value: str) -> Login | None:
+    """The account whose username (or, with an ``@``, email) is ``value``,
+    whatever its case, as ``services.find_user_by_login`` finds it."""
+    probe = _LOGIN_BY_EMAIL if "@" in value else _LOGIN_BY_USERNAME
+    row = probe.row(bind, login=value.lower())
+    return None if row is None else Login(Account.from_row(row[:6]), row[6], bool(row[7]))
+
+
+def logins_allowed(bind: Bind, checks: tuple[tuple[Any, str], ...]) -> bool:
+    """Whether neither of a password attempt's two throttles (``services.login_checks``:
+    ``Throttle`` and key) has reached its limit (if one has, the throttle's own check
+    says how long to wait)."""
+    (first, key1), (second, key2) = checks
+    now = utcnow()
+    row = _TWO_ATTEMPTS.row(
+        bind,
+        scope1=first.scope,
+        key1=key1,
+        since1=stored_time(now - first.window),
+        scope2=second.scope,
+        key2=key2,
+        since2=stored_time(now - second.window),
+    )
+    return row is None or (row[0] < first.limit and row[1] < second.limit)

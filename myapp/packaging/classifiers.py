@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, inspect, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -24,13 +24,28 @@ from myapp.packaging.models import Classifier, Package, package_classifiers
 
 def set_classifiers(db: Session, package: Package, names: Collection[str]) -> None:
     """Give the project exactly these (already checked) classifiers."""
-    if sorted(c.classifier for c in package.classifiers) == sorted(set(names)):
-        return  # the usual upload: what the last one said (no statements beyond loading them)
+    if _current(db, package) == sorted(set(names)):
+        return  # the usual upload: what the last one said (no statements beyond reading them)
     before = {c.id for c in package.classifiers}
     rows = _rows(db, sorted(set(names)))
     package.classifiers = rows
     db.flush()
     drop_unused(db, before - {c.id for c in rows})
+
+
+def _current(db: Session, package: Package) -> list[str]:
+    """The project's classifiers, sorted: from its collection if loaded, else
+    read as plain names (cheaper than loading the collection, which only a
+    change needs)."""
+    if "classifiers" not in inspect(package).unloaded:
+        return sorted(c.classifier for c in package.classifiers)
+    stmt = (
+        select(Classifier.classifier)
+        .join(package_classifiers, package_classifiers.c.classifier_id == Classifier.id)
+        .where(package_classifiers.c.package_id == package.id)
+    )
+    with db.no_autoflush:  # only a change to the collection would matter, and it is not loaded
+        return sorted(db.scalars(stmt))
 
 
 def _rows(db: Session, names: list[str]) -> list[Classifier]:

@@ -40,10 +40,13 @@ class ProjectContext:
     """``upload`` for owners and maintainers, ``manage`` (collaborators) for
     owners; administrators may do both, to rescue an orphaned project."""
 
-    def __init__(self, request: Request, package: Package | None = None) -> None:
+    def __init__(self, request: Request, package: Package | None = None, *, names_roles: bool = True) -> None:
         self.request = request
         if package is not None:
             self.__dict__["package"] = package
+        # False: the ACL reads (user id, role) pairs alone; for a view that checks a
+        # permission and never shows the roles (an upload), not one that shows them too.
+        self.names_roles = names_roles
 
     @reify
     def package(self) -> Package | None:
@@ -54,9 +57,9 @@ class ProjectContext:
         return self._find(self.request)
 
     @classmethod
-    def for_package(cls, request: Request, package: Package) -> ProjectContext:
+    def for_package(cls, request: Request, package: Package, *, names_roles: bool = True) -> ProjectContext:
         """The context of a project a view found itself (an upload names it in its form)."""
-        return cls(request, package)
+        return cls(request, package, names_roles=names_roles)
 
     def _find(self, request: Request) -> Package | None:
         name = request.matchdict["name"]
@@ -70,15 +73,22 @@ class ProjectContext:
     def roles(self) -> list[Role]:
         return roles.maintainers(self.request.dbsession, self.package) if self.package else []
 
+    @reify
+    def grants(self) -> list[tuple[int, RoleName]]:
+        """(user id, role) for the ACL: from ``roles`` unless the view never shows them."""
+        if self.names_roles or "roles" in self.__dict__:
+            return [(role.user_id, role.role) for role in self.roles]
+        return roles.grants(self.request.dbsession, self.package) if self.package else []
+
     @property
     def __acl__(self) -> Any:
         # A generator: the roles are queried only if a permission needs them ("view" does not).
         yield from site_acl(self.request)
         yield (Allow, ADMINS, (Permission.MANAGE, Permission.UPLOAD))
-        for role in self.roles:
-            yield (Allow, f"user:{role.user_id}", Permission.UPLOAD)
-            if role.role == RoleName.OWNER:
-                yield (Allow, f"user:{role.user_id}", Permission.MANAGE)
+        for user_id, role in self.grants:
+            yield (Allow, f"user:{user_id}", Permission.UPLOAD)
+            if role == RoleName.OWNER:
+                yield (Allow, f"user:{user_id}", Permission.MANAGE)
 
 
 class FileContext(ProjectContext):

@@ -4,14 +4,27 @@ it, so they outlive a deleted release or file."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from myapp.accounts.models import User
 from myapp.packaging.models import JournalEntry, Package
 
 
-def add_entry(db: Session, package: Package, action: str, user: User | None, **where: str | None) -> None:
+class Actor(Protocol):
+    """Who acts, as a journal entry and a new project's owner role need it: a
+    ``User``, or the ``Account`` a request's credentials were read as (an
+    upload then loads no ORM user)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def username(self) -> str: ...
+
+
+def add_entry(db: Session, package: Package, action: str, user: Actor | None, **where: str | None) -> None:
     """A journal entry: who did what to the project, and when."""
     db.add(
         JournalEntry(

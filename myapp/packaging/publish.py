@@ -16,12 +16,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from myapp.accounts.models import User
 from myapp.packaging import journal
 from myapp.packaging.classifiers import set_classifiers
 from myapp.packaging.models import Package, Release, ReleaseFile, Role, RoleName
 from myapp.packaging.names import is_prerelease, normalize, version_sort_key
-from myapp.packaging.rendering import render_into
+from myapp.packaging.rendering import RENDERER, render_into
 from myapp.packaging.services import find_release, touch
 
 # Core metadata copied to the project's own columns is cut to this (the description is kept whole).
@@ -55,7 +54,7 @@ def new_package(display_name: str, **fields: Any) -> Package:
     return Package(name=normalize(display_name), display_name=display_name, **fields)
 
 
-def create_package(db: Session, display_name: str, owner: User) -> Package:
+def create_package(db: Session, display_name: str, owner: journal.Actor) -> Package:
     """Add a project with ``owner`` as its first owner."""
     package = new_package(display_name)
     db.add(package)
@@ -100,7 +99,7 @@ class ProjectMetadata:
 
 def add_file(
     db: Session,
-    user: User,
+    user: journal.Actor,
     package: Package | None,
     display_name: str,
     version: str,
@@ -133,9 +132,12 @@ def add_file(
         db.flush()
     if release.sort_key == _newest_sort_key(db, package):
         apply_metadata(db, package, metadata)
+    # The serial first, without an autoflush: only a touch changes max(last_serial), and none is pending
+    # (each add_file ends with a flush); then one flush writes the project, the file and the journal entry.
+    with db.no_autoflush:
+        touch(db, package)
     added = ReleaseFile(release_id=release.id, **asdict(file))
     db.add(added)
-    touch(db, package)
     journal.add_entry(db, package, "add file", user, version=version, filename=file.filename)
     db.flush()
     return added
@@ -150,8 +152,12 @@ def apply_metadata(db: Session, package: Package, metadata: ProjectMetadata) -> 
     """The project's columns, URLs and classifiers from its newest release's
     file: the file is the truth, so what it leaves out is cleared, and a
     classifier no project uses any more goes (``set_classifiers``)."""
+    rendered = (package.description, package.description_content_type, package.description_renderer)
     for column, value in metadata.fields.items():
         setattr(package, column, value if value is None or column == "description" else value[:FIELD_LIMIT])
-    render_into(package)  # once per upload, not per page view
+    # Once per upload, not per page view; and not again for a file whose description is the one
+    # already rendered by this renderer (a release's wheel and sdist, a release after a release).
+    if (package.description, package.description_content_type, RENDERER) != rendered:
+        render_into(package)
     package.project_urls = metadata.project_urls
     set_classifiers(db, package, metadata.classifiers)

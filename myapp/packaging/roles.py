@@ -30,6 +30,13 @@ def maintainers(db: Session, package: Package) -> list[Role]:
     return list(db.scalars(stmt))
 
 
+def grants(db: Session, package: Package) -> list[tuple[int, RoleName]]:
+    """Who holds which role on the project, as (user id, role): what its ACL
+    needs, without loading the roles and their users as ORM objects."""
+    stmt = select(Role.user_id, Role.role).where(Role.package_id == package.id)
+    return [(user_id, role) for user_id, role in db.execute(stmt)]
+
+
 def projects_of(db: Session, user: User) -> list[Role]:
     """The user's roles with their projects, by project name."""
     stmt = (

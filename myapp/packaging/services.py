@@ -21,6 +21,7 @@ from sqlalchemy import (
     Select,
     SQLColumnExpression,
     bindparam,
+    exists,
     false,
     func,
     literal,
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session, defer, selectinload
 
 from myapp.data.meta import utcnow
 from myapp.data.paging import PER_PAGE
-from myapp.packaging.models import IndexStats, Package, Release, ReleaseFile
+from myapp.packaging.models import DeletedFilename, IndexStats, Package, Release, ReleaseFile
 from myapp.packaging.names import normalize
 from myapp.packaging.rendering import RENDERER
 
@@ -242,13 +243,15 @@ def listing_batches(session_factory: Callable[[], Session], sql: str) -> Iterato
             cursor.close()
 
 
-def find_package(db: Session, name: str, *, lean: bool = False) -> Package | None:
-    """The package by (normalized) name, with classifiers loaded; ``lean``:
-    without them and without the description (tool routes read neither)."""
+def find_package(db: Session, name: str, *, lean: bool = False, classifiers: bool = True) -> Package | None:
+    """The package by (normalized) name, with classifiers loaded (unless not
+    ``classifiers``: an upload reads them only when its release is the newest,
+    and a plain lazy load then costs less than a select-in); ``lean``: without
+    them and without the description (tool routes read neither)."""
     stmt = select(Package).where(Package.name == normalize(name))
     if lean:
         return db.scalar(stmt.options(defer(Package.description), defer(Package.description_html)))
-    return db.scalar(stmt.options(selectinload(Package.classifiers)))
+    return db.scalar(stmt.options(selectinload(Package.classifiers)) if classifiers else stmt)
 
 
 def package_by_id(db: Session, package_id: int) -> Package | None:
@@ -378,6 +381,23 @@ def files_of(db: Session, release: Release | None) -> list[ReleaseFile]:
 
 def find_file(db: Session, filename: str) -> ReleaseFile | None:
     return db.scalar(select(ReleaseFile).where(ReleaseFile.filename == filename))
+
+
+@dataclass(frozen=True)
+class FilenameUse:
+    """What a filename already means on this index: the sha256 of the file of
+    that name (None: there is none), and whether a file of that name was deleted."""
+
+    sha256: str | None
+    deleted: bool
+
+
+def filename_use(db: Session, filename: str) -> FilenameUse:
+    """An upload's one question about its filename, in one statement and no ORM object."""
+    stored = select(ReleaseFile.sha256).where(ReleaseFile.filename == filename).scalar_subquery()
+    deleted = exists().where(DeletedFilename.filename == filename)
+    row = db.execute(select(stored, deleted)).one()
+    return FilenameUse(row[0], bool(row[1]))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from myapp.accounts.policy import MEMBERS, READERS, basic_credentials
 from myapp.data import will_retry
-from myapp.packaging import maintain, publish, services
+from myapp.packaging import publish, services
 from myapp.packaging.context import ProjectContext
 from myapp.packaging.models import Package
 from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
@@ -175,14 +175,14 @@ def upload(request: Request) -> Response:
         request.add_finished_callback(_close_uploaded_file)
         name, version, filename, filetype = _check_names(form)
         db = request.dbsession
-        package = services.find_package(db, name)
+        package = services.find_package(db, name, classifiers=False)
         _check_may_upload(request, package, name)
-        existing = services.find_file(db, filename)
+        existing = services.filename_use(db, filename)
         received = _receive(store, form["content"], int(settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES)))
         _check_digests(form, received)
-        if existing is None and maintain.is_deleted_filename(db, filename):
+        if existing.sha256 is None and existing.deleted:
             raise Refused("File already exists: a file of that name was deleted, and names are not reused.")
-        if existing is not None:
+        if existing.sha256 is not None:
             if existing.sha256 == received.sha256:
                 received.path.unlink(missing_ok=True)
                 return _answer(200, "OK: this file was uploaded before; nothing changed.")
@@ -193,7 +193,7 @@ def upload(request: Request) -> Response:
         metadata = _project_metadata(valid)
         try:
             publish.add_file(
-                db, request.identity.user, package, valid.name, str(version), new_file, metadata, spelled=spelled
+                db, request.identity.account, package, valid.name, str(version), new_file, metadata, spelled=spelled
             )
         except IntegrityError as exc:
             _lost_race(request, exc)
@@ -243,7 +243,7 @@ def _check_may_upload(request: Request, package: Package | None, name: str) -> N
         if identity.token is not None and identity.token.package_id is not None:
             raise Refused("This API token is limited to another project.", 403)
         return
-    context = ProjectContext.for_package(request, package)
+    context = ProjectContext.for_package(request, package, names_roles=False)
     if not request.has_permission(Permission.UPLOAD, context):
         raise Refused(f"You are not an owner or maintainer of {package.display_name}.", 403)
 
