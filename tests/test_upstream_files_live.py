@@ -27,7 +27,7 @@ from myapp.upstream.models import UpstreamFile
 from tests.conftest import BIN, LiveServer, free_port, fresh_database, live_server, write_ini
 from tests.test_simple import installed_version, make_venv, offline_env
 from tests.upstream_files_helpers import Published, build_wheel, publish_wheel
-from tests.upstream_helpers import JSON, requests_for, upstream_db
+from tests.upstream_helpers import JSON, pypiserver, requests_for, upstream_db
 
 
 @contextmanager
@@ -173,36 +173,6 @@ def test_a_hash_mismatch_never_completes_as_a_good_file_and_pip_refuses_it(backe
 
 
 # -- pypiserver: an HTML-only upstream without upload times ---------------------------------------
-
-
-@contextmanager
-def pypiserver(folder: Path) -> Iterator[str]:
-    port = free_port()
-    log = (folder.parent / "pypiserver.log").open("wb")
-    process = subprocess.Popen(
-        # --disable-fallback: an unknown name is a 404, never a redirect to a public index.
-        [
-            *(str(BIN / "pypi-server"), "run", "-i", "127.0.0.1", "-p", str(port), "-a", ".", "-P", "."),
-            *("--disable-fallback", "--hash-algo", "sha256", str(folder)),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                get(f"http://127.0.0.1:{port}/simple/")
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/simple/"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def test_pip_and_uv_install_through_the_proxy_of_a_pypiserver(backend, tmp_path):

@@ -6,19 +6,14 @@ everything new to it."""
 from __future__ import annotations
 
 import hashlib
-import socket
-import subprocess
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, free_port
 from tests.upstream_helpers import HTML, JSON, make_wheel, proxy_app
-
-HASHES = ("--hash-algo", "sha256")
+from tests.upstream_helpers import pypiserver as pypiserver_at
 
 
 def make_sdist(folder: Path, name: str, version: str) -> Path:
@@ -37,39 +32,8 @@ def pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     folder = tmp_path_factory.mktemp("pypiserver")
     files = [make_wheel(folder, "html-only", "1.0"), make_wheel(folder, "html-only", "2.0")]
     files.append(make_sdist(folder, "html_only", "2.0"))
-    port = free_port()
-    log = (folder.parent / "pypiserver.log").open("wb")
-    process = subprocess.Popen(
-        # --disable-fallback: an unknown name is a 404, never a redirect to a public index.
-        [
-            str(BIN / "pypi-server"),
-            "run",
-            "-p",
-            str(port),
-            "-i",
-            "127.0.0.1",
-            "--disable-fallback",
-            *HASHES,
-            str(folder),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("pypiserver did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/simple/", {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    with pypiserver_at(folder) as url:
+        yield url, {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 
 def test_an_html_only_upstream_in_both_of_our_formats(settings, dbsession, pypiserver):

@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import re
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -22,7 +25,7 @@ from myapp.packaging.models import Package, Release, ReleaseFile
 from myapp.packaging.names import normalize
 from myapp.packaging.publish import new_package, new_release
 from myapp.packaging.services import bump_serial
-from tests.conftest import LiveServer
+from tests.conftest import BIN, LiveServer, free_port
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
@@ -170,3 +173,35 @@ def proxy_app(settings: dict[str, Any], upstream: LiveServer | str, **more: str)
     url = upstream if isinstance(upstream, str) else f"{upstream.base}/simple/"
     app = configure({**settings, "myapp.upstream": url, **more}).make_wsgi_app()
     return webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
+
+
+@contextmanager
+def pypiserver(folder: Path) -> Iterator[str]:
+    """pypiserver on 127.0.0.1 serving ``folder`` (an HTML-only index without
+    upload times); its simple URL. Its log is beside the folder."""
+    port = free_port()
+    log = (folder.parent / "pypiserver.log").open("wb")
+    process = subprocess.Popen(
+        # --disable-fallback: an unknown name is a 404, never a redirect to a public index.
+        [
+            *(str(BIN / "pypi-server"), "run", "-i", "127.0.0.1", "-p", str(port), "-a", ".", "-P", "."),
+            *("--disable-fallback", "--hash-algo", "sha256", str(folder)),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("pypiserver did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/simple/"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
