@@ -20,11 +20,12 @@ here is registered and the index is as before.
 
 from __future__ import annotations
 
-import atexit
+from functools import partial
 
 from pyramid.config import Configurator
 
 from myapp.accounts.policy import BASIC_AUTH_ROUTES
+from myapp.data.shutdown import on_shutdown
 from myapp.packaging.context import MISSING_PROJECT_VIEWS
 from myapp.packaging.simple import HOSTED_EXTRA, INDEX_LISTING, IndexListing
 from myapp.packaging.storage.audit import REFERENCES
@@ -69,4 +70,5 @@ def includeme(config: Configurator) -> None:
     # The files part: downloads at /packages/... (packaging's route asks files.download).
     downloads = files.downloads_log(config.get_settings())
     files.add_files(config, FileFetcher(upstream, config.registry[PROXY_KEY].client, downloads))
-    atexit.register(eviction.flush_at_exit, config.registry, downloads)
+    # The downloads noted since the last write, at a clean exit, as the index's own counts are.
+    on_shutdown(partial(eviction.flush_at_exit, config.registry, downloads))
