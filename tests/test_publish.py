@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from myapp.packaging import journal, publish, roles, services
-from myapp.packaging.models import JournalEntry, RoleName
+from myapp.packaging.models import JournalEntry, ReleaseFile, RoleName
 from tests.accounts import make_user
 
 
@@ -28,7 +28,7 @@ def test_add_file_creates_the_project_its_owner_the_release_and_journals_it(dbse
     metadata = publish.ProjectMetadata({"summary": "Made by a script", "license": "MIT"}, {"Docs": "https://x"}, ["A"])
     serial = services.index_serial(dbsession)
 
-    added = publish.add_file(
+    added_id = publish.add_file(
         dbsession, user, None, "Made-Here", "1.0", _file("made_here-1.0.tar.gz"), metadata, spelled="1.0"
     )
     package = services.find_package(dbsession, "made-here")
@@ -42,6 +42,8 @@ def test_add_file_creates_the_project_its_owner_the_release_and_journals_it(dbse
     assert package.last_serial == serial + 1
     assert [(r.user.username, r.role) for r in roles.maintainers(dbsession, package)] == [("publisher", RoleName.OWNER)]
     assert [e.action for e in journal.entries(dbsession, package)] == ["add file"]
+    added = dbsession.get(ReleaseFile, added_id)
+    assert added is not None and added.filename == "made_here-1.0.tar.gz"
     assert added.release.version == "1.0" and added.release.summary == "Made by a script"
 
     # An older release's file leaves the project's metadata alone; a second

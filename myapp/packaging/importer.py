@@ -18,14 +18,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from myapp.data.bulk import RowConverter, insert_rows, row_triggers_suspended
-from myapp.data.meta import utcnow
+from myapp.data.meta import table_of, utcnow
 from myapp.packaging.models import Classifier, Package, Release, ReleaseFile, package_classifiers
 from myapp.packaging.names import is_valid_name, normalize
 from myapp.packaging.publish import RELEASE_METADATA, FileFields, release_values
@@ -496,16 +496,12 @@ def new_rows(project: ProjectData, dialect: Any) -> NewRows:
     return NewRows(project.name, tuple(project.classifiers), packages(package), release_rows, file_rows)
 
 
-def _table(model: type[Package | Release | ReleaseFile]) -> Table:
-    return cast(Table, model.__table__)  # a mapped class's table (typed as any FROM clause)
-
-
 @functools.cache
 def _converters(dialect: Any) -> tuple[RowConverter, RowConverter, RowConverter]:
     return (
-        RowConverter(_table(Package), _PACKAGE_COLUMNS[1:], dialect),
-        RowConverter(_table(Release), _RELEASE_COLUMNS[1:], dialect),
-        RowConverter(_table(ReleaseFile), _FILE_COLUMNS[1:], dialect),
+        RowConverter(table_of(Package), _PACKAGE_COLUMNS[1:], dialect),
+        RowConverter(table_of(Release), _RELEASE_COLUMNS[1:], dialect),
+        RowConverter(table_of(ReleaseFile), _FILE_COLUMNS[1:], dialect),
     )
 
 
@@ -524,17 +520,17 @@ def insert_new(db: Session, projects: list[NewRows], classifiers: ClassifierCach
         ).one()
         serial, last_package, last_release = serial or 0, last_package or 0, last_release or 0
         package_rows = [(serial + i, *p.package) for i, p in enumerate(projects, 1)]
-        insert_rows(db, _table(Package), _PACKAGE_COLUMNS, package_rows, converted=True)
+        insert_rows(db, table_of(Package), _PACKAGE_COLUMNS, package_rows, converted=True)
         connection = db.connection()  # plain rows, no ORM loading, for these two reads
         ids = dict(connection.execute(select(Package.name, Package.id).where(Package.id > last_package)).tuples().all())
 
         release_rows = [(ids[p.name], *release) for p in projects for release in p.releases]
-        insert_rows(db, _table(Release), _RELEASE_COLUMNS, release_rows, converted=True)
+        insert_rows(db, table_of(Release), _RELEASE_COLUMNS, release_rows, converted=True)
         stmt = select(Release.package_id, Release.version, Release.id).where(Release.id > last_release)
         release_ids = {(package_id, version): id_ for package_id, version, id_ in connection.execute(stmt)}
 
         file_rows = [(release_ids[(ids[p.name], version)], *file) for p in projects for version, file in p.files]
-        insert_rows(db, _table(ReleaseFile), _FILE_COLUMNS, file_rows, converted=True)
+        insert_rows(db, table_of(ReleaseFile), _FILE_COLUMNS, file_rows, converted=True)
         links = [(ids[p.name], cid) for p in projects for cid in sorted(classifiers.ids_for(p.classifiers))]
         insert_rows(db, package_classifiers, ("package_id", "classifier_id"), links)
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from myapp.data.meta import table_of
 from myapp.packaging.models import JournalEntry, Package
+
+_ADD = insert(table_of(JournalEntry))
 
 
 class Actor(Protocol):
@@ -25,16 +28,10 @@ class Actor(Protocol):
 
 
 def add_entry(db: Session, package: Package, action: str, user: Actor | None, **where: str | None) -> None:
-    """A journal entry: who did what to the project, and when."""
-    db.add(
-        JournalEntry(
-            package_name=package.name,
-            version=where.get("version"),
-            filename=where.get("filename"),
-            action=action,
-            username=user.username if user else None,
-        )
-    )
+    """A journal entry: who did what to the project, and when (written at
+    once, with a Core INSERT: nothing reads the entry back as an object)."""
+    entry = {"package_name": package.name, "action": action, "username": user.username if user else None}
+    db.connection().execute(_ADD, {**entry, "version": where.get("version"), "filename": where.get("filename")})
 
 
 def entries(db: Session, package: Package, limit: int = 100) -> list[JournalEntry]:

@@ -13,15 +13,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
+from myapp.data.meta import table_of
 from myapp.packaging import journal
 from myapp.packaging.classifiers import set_classifiers
 from myapp.packaging.models import Package, Release, ReleaseFile, Role, RoleName
 from myapp.packaging.names import is_prerelease, normalize, version_sort_key
-from myapp.packaging.rendering import RENDERER, render_into
-from myapp.packaging.services import find_release, touch
+from myapp.packaging.rendering import RENDERER, render_description
+from myapp.packaging.services import next_serial, touched
 
 # Core metadata copied to the project's own columns is cut to this (the description is kept whole).
 FIELD_LIMIT = 10_000
@@ -36,6 +37,10 @@ RELEASE_METADATA = (
     "platform",
     "download_url",
 )
+
+
+# Tables, for the Core statements of ``add_file``.
+PACKAGES, RELEASES, FILES = table_of(Package), table_of(Release), table_of(ReleaseFile)
 
 
 def release_values(version: str) -> dict[str, Any]:
@@ -59,7 +64,7 @@ def create_package(db: Session, display_name: str, owner: journal.Actor) -> Pack
     package = new_package(display_name)
     db.add(package)
     db.flush()
-    db.add(Role(user_id=owner.id, package_id=package.id, role=RoleName.OWNER))
+    db.execute(insert(table_of(Role)).values(user_id=owner.id, package_id=package.id, role=RoleName.OWNER))
     return package
 
 
@@ -107,57 +112,68 @@ def add_file(
     metadata: ProjectMetadata,
     *,
     spelled: str,
-) -> ReleaseFile:
+) -> int:
     """Add an uploaded file, and its project (``user`` its owner) and release
-    if they are new. A release stored under another spelling of the version
-    (``spelled``, as the uploader wrote it) is the same release. The project
-    takes ``metadata`` when the file is for its newest release. Journalled;
-    the project's update time and serial move on."""
-    release = None
+    if they are new; the new file's id. A release stored under another
+    spelling of the version (``spelled``, as the uploader wrote it) is the
+    same release. The project takes ``metadata`` when the file is for its
+    newest release. Journalled; the project's update time and serial move on.
+
+    Written with statements built once (below), not the ORM's unit of work:
+    this is the index's hottest write (``bench/upload_speed.py``), and the
+    ORM's flush, then building Core statements per call, were most of its
+    time. ``package`` is expired afterwards, so that it reads back what was written."""
     if package is None:
-        package = create_package(db, display_name, user)  # a new project has no release to find
-    else:
-        release = find_release(db, package, version)
-        if release is None and spelled != version:
-            release = find_release(db, package, spelled)
-    if release is None:
-        release = new_release(
-            version,
-            package_id=package.id,
-            summary=metadata.fields.get("summary"),
-            requires_python=metadata.fields.get("requires_python"),
-            **metadata.release,
-        )
-        db.add(release)
-        db.flush()
-    if release.sort_key == _newest_sort_key(db, package):
-        apply_metadata(db, package, metadata)
-    # The serial first, without an autoflush: only a touch changes max(last_serial), and none is pending
-    # (each add_file ends with a flush); then one flush writes the project, the file and the journal entry.
-    with db.no_autoflush:
-        touch(db, package)
-    added = ReleaseFile(release_id=release.id, **asdict(file))
-    db.add(added)
+        package = create_package(db, display_name, user)
+    conn = db.connection()
+    which = {"package_id": package.id, "versions": [version, spelled], "exact": version}
+    release_id, sort_key, newest = conn.execute(_RELEASE_AND_NEWEST, which).one()
+    if release_id is None:
+        values = {**release_values(version), **metadata.release, "package_id": package.id}
+        values.update(summary=metadata.fields.get("summary"), requires_python=metadata.fields.get("requires_python"))
+        release_id, sort_key = conn.execute(_NEW_RELEASE, values).scalar_one(), values["sort_key"]
+    changes = project_values(db, package, metadata) if newest is None or sort_key >= newest else {}
+    file_id: int = conn.execute(_NEW_FILE, {**asdict(file), "release_id": release_id}).scalar_one()
     journal.add_entry(db, package, "add file", user, version=version, filename=file.filename)
-    db.flush()
-    return added
+    conn.execute(_TOUCH, {**changes, **touched(), "package_id_": package.id})
+    db.expire(package)
+    return file_id
 
 
-def _newest_sort_key(db: Session, package: Package) -> str | None:
-    stmt = select(Release.sort_key).where(Release.package_id == package.id)
-    return db.scalar(stmt.order_by(Release.sort_key.desc()).limit(1))
+# add_file's statements. The release of a version (either spelling, the exact one first) and the
+# project's newest sort key, in one row always: the newest key, joined to the release if there is one.
+_mine = RELEASES.c.package_id == bindparam("package_id")
+_newest = select(func.max(RELEASES.c.sort_key).label("newest")).where(_mine).subquery()
+_found = (
+    select(RELEASES.c.id, RELEASES.c.sort_key)
+    .where(_mine, RELEASES.c.version.in_(bindparam("versions", expanding=True)))
+    .order_by((RELEASES.c.version == bindparam("exact")).desc())
+    .limit(1)
+    .subquery()
+)
+_RELEASE_AND_NEWEST = select(_found.c.id, _found.c.sort_key, _newest.c.newest).select_from(
+    _newest.outerjoin(_found, true())
+)
+_NEW_RELEASE = insert(RELEASES).returning(RELEASES.c.id)
+_NEW_FILE = insert(FILES).returning(FILES.c.id)
+# The columns to set are the execution's parameters; the serial is the index's next, read in the same statement.
+_TOUCH = update(PACKAGES).where(PACKAGES.c.id == bindparam("package_id_")).values(last_serial=next_serial())
 
 
-def apply_metadata(db: Session, package: Package, metadata: ProjectMetadata) -> None:
-    """The project's columns, URLs and classifiers from its newest release's
-    file: the file is the truth, so what it leaves out is cleared, and a
-    classifier no project uses any more goes (``set_classifiers``)."""
-    rendered = (package.description, package.description_content_type, package.description_renderer)
-    for column, value in metadata.fields.items():
-        setattr(package, column, value if value is None or column == "description" else value[:FIELD_LIMIT])
+def project_values(db: Session, package: Package, metadata: ProjectMetadata) -> dict[str, Any]:
+    """The project's columns from its newest release's file, and its
+    classifiers set: the file is the truth, so what it leaves out is cleared,
+    and a classifier no project uses any more goes (``set_classifiers``)."""
+    values: dict[str, Any] = {
+        column: value if value is None or column == "description" else value[:FIELD_LIMIT]
+        for column, value in metadata.fields.items()
+    }
+    values["project_urls"] = metadata.project_urls
     # Once per upload, not per page view; and not again for a file whose description is the one
     # already rendered by this renderer (a release's wheel and sdist, a release after a release).
-    if (package.description, package.description_content_type, RENDERER) != rendered:
-        render_into(package)
-    package.project_urls = metadata.project_urls
+    described = (values.get("description"), values.get("description_content_type"), RENDERER)
+    if described != (package.description, package.description_content_type, package.description_renderer):
+        values["description_html"] = render_description(*described[:2])
+        values["description_renderer"] = RENDERER
     set_classifiers(db, package, metadata.classifiers)
+    return values

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, defer, selectinload
 
-from myapp.data.meta import utcnow
+from myapp.data.meta import table_of, utcnow
 from myapp.data.paging import PER_PAGE
 from myapp.packaging.models import DeletedFilename, IndexStats, Package, Release, ReleaseFile
 from myapp.packaging.names import normalize
@@ -190,6 +190,17 @@ def bump_serial(db: Session, package: Package) -> int:
     package.import_digest = None  # no longer what any imported document says
     package.last_serial = index_serial(db) + 1
     return package.last_serial
+
+
+def next_serial() -> ScalarSelect[int]:
+    """The index's next serial, for a Core UPDATE of a project (``touched``)."""
+    others = table_of(Package).alias("others")  # not correlated with the row being updated
+    return select(func.coalesce(func.max(others.c.last_serial), 0) + 1).scalar_subquery()
+
+
+def touched() -> dict[str, Any]:
+    """A Core UPDATE's values, besides ``next_serial``, for "the project changed now", as ``touch``."""
+    return {"updated": utcnow(), "import_digest": None}
 
 
 def touch(db: Session, package: Package) -> None:
@@ -394,10 +405,15 @@ class FilenameUse:
 
 def filename_use(db: Session, filename: str) -> FilenameUse:
     """An upload's one question about its filename, in one statement and no ORM object."""
-    stored = select(ReleaseFile.sha256).where(ReleaseFile.filename == filename).scalar_subquery()
-    deleted = exists().where(DeletedFilename.filename == filename)
-    row = db.execute(select(stored, deleted)).one()
+    row = db.execute(_FILENAME_USE, {"filename": filename}).one()
     return FilenameUse(row[0], bool(row[1]))
+
+
+# Built once (building it cost more than running it).
+_FILENAME_USE = select(
+    select(ReleaseFile.sha256).where(ReleaseFile.filename == bindparam("filename")).scalar_subquery(),
+    exists().where(DeletedFilename.filename == bindparam("filename")),
+)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, joinedload
 
+from myapp.data.meta import table_of
 from myapp.upstream.models import UpstreamFile
 
 MAX_ERROR = 1000
@@ -164,7 +165,7 @@ def write_downloads(db: Session, pending: dict[int, tuple[datetime, int]]) -> No
     """One executemany: each file's latest download time and its added count."""
     if not pending:
         return
-    table = cast(Table, UpstreamFile.__table__)  # Core, not ORM: an executemany with an increment
+    table = table_of(UpstreamFile)  # Core, not ORM: an executemany with an increment
     stmt = (
         update(table)
         .where(table.c.id == bindparam("file_id"))
