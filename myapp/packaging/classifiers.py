@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import delete, exists, inspect, select
+from sqlalchemy import bindparam, delete, exists, inspect, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -39,13 +39,15 @@ def _current(db: Session, package: Package) -> list[str]:
     change needs)."""
     if "classifiers" not in inspect(package).unloaded:
         return sorted(c.classifier for c in package.classifiers)
-    stmt = (
-        select(Classifier.classifier)
-        .join(package_classifiers, package_classifiers.c.classifier_id == Classifier.id)
-        .where(package_classifiers.c.package_id == package.id)
-    )
     with db.no_autoflush:  # only a change to the collection would matter, and it is not loaded
-        return sorted(db.scalars(stmt))
+        return sorted(db.scalars(_NAMES, {"package_id": package.id}))
+
+
+_NAMES = (  # built once: an upload reads them
+    select(Classifier.classifier)
+    .join(package_classifiers, package_classifiers.c.classifier_id == Classifier.id)
+    .where(package_classifiers.c.package_id == bindparam("package_id"))
+)
 
 
 def _rows(db: Session, names: list[str]) -> list[Classifier]:

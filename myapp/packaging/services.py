@@ -259,10 +259,14 @@ def find_package(db: Session, name: str, *, lean: bool = False, classifiers: boo
     ``classifiers``: an upload reads them only when its release is the newest,
     and a plain lazy load then costs less than a select-in); ``lean``: without
     them and without the description (tool routes read neither)."""
-    stmt = select(Package).where(Package.name == normalize(name))
-    if lean:
-        return db.scalar(stmt.options(defer(Package.description), defer(Package.description_html)))
-    return db.scalar(stmt.options(selectinload(Package.classifiers)) if classifiers else stmt)
+    stmt = _LEAN_PACKAGE if lean else _PACKAGE_WITH_CLASSIFIERS if classifiers else _PACKAGE
+    return db.scalar(stmt, {"name": normalize(name)})
+
+
+# find_package's statements, built once (an upload's and every project route's first read).
+_PACKAGE = select(Package).where(Package.name == bindparam("name"))
+_LEAN_PACKAGE = _PACKAGE.options(defer(Package.description), defer(Package.description_html))
+_PACKAGE_WITH_CLASSIFIERS = _PACKAGE.options(selectinload(Package.classifiers))
 
 
 def package_by_id(db: Session, package_id: int) -> Package | None:
