@@ -12,7 +12,6 @@ is why this one view needs no CSRF token.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import re
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy.exc import IntegrityError
 
 from myapp.accounts.policy import MEMBERS, READERS, basic_credentials
-from myapp.data import will_retry
 from myapp.packaging import publish, services
 from myapp.packaging.context import ProjectContext
 from myapp.packaging.models import Package
@@ -92,20 +90,6 @@ def _receive(store: FileStore, field: Any, max_bytes: int) -> Received:
         path.unlink(missing_ok=True)
         raise
     return Received(path, size, sha256.hexdigest(), md5.hexdigest(), blake2.hexdigest())
-
-
-def _close_uploaded_file(request: Request) -> None:
-    """The parsed form keeps a large upload in a temporary file: close it when
-    the request is done, unless pyramid_retry will read the same form again."""
-    exc = getattr(request, "exception", None)
-    if exc is not None and will_retry(request, exc):
-        return
-    field = request.POST.get("content")
-    if hasattr(field, "file"):
-        field.file.close()
-    body = request.environ.get("wsgi.input")
-    if isinstance(body, io.BufferedRandom):  # WebOb's seekable copy of a large body
-        body.close()
 
 
 def _check_names(form: Any) -> tuple[str, Version, str, str]:
@@ -172,7 +156,6 @@ def upload(request: Request) -> Response:
     received: Received | None = None
     try:
         form = request.POST
-        request.add_finished_callback(_close_uploaded_file)
         name, version, filename, filetype = _check_names(form)
         db = request.dbsession
         package = services.find_package(db, name, classifiers=False)

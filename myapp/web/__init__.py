@@ -16,6 +16,7 @@ def includeme(config: Configurator) -> None:
     config.include("myapp.web.guard")
     config.include("myapp.web.cache")
     config.include("myapp.web.fragments")
+    config.include("myapp.web.forms")  # multipart forms (uploads) parsed by `multipart`
     config.include("myapp.web.requests")  # request methods baked into one class
     config.add_jinja2_search_path("myapp:templates", name=".jinja2")
     # The login page needs its stylesheet even on a private index.
