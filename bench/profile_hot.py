@@ -21,7 +21,6 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import bench
 
@@ -70,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             bench.wait_until_listening(process, port, log)
             base = f"http://{bench.HOST}:{port}"
             name = bench.project_url(base).rstrip("/").rsplit("/", 1)[-1]
-            target = {
+            url = {
                 "simple": f"{base}/simple/{name}/",
                 "simple-json": f"{base}/simple/{name}/{bench.SIMPLE_JSON}",
                 "download": bench.wheel_url(base, name),
             }[args.path]
+            target = bench.Target(args.path, url)
             bench.warm_up(target)
             raw = args.keep or folder / "stacks.txt"
             command = [spy, "record", "--pid", str(process.pid), "--duration", str(args.seconds), "--rate", "200"]
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.stop(process)
         inclusive, own, total = collapsed_counts(raw)
         print(
-            f"{args.path} {bench.request_path(urlsplit(target))}: {load.requests_per_sec:.0f} req/s, "
+            f"{args.path} {target.path}: {load.requests_per_sec:.0f} req/s, "
             f"p99 {load.p99_ms:.0f} ms; {total} samples ({'GIL holder' if args.gil else 'all threads'})"
         )
         print("inclusive:")
