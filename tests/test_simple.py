@@ -19,7 +19,8 @@ from myapp.config import configure
 from myapp.packaging import services
 from myapp.packaging.demo import load_demo
 from myapp.packaging.models import Package, Release, ReleaseFile
-from myapp.packaging.simple_cache import Page, PageLRU
+from myapp.packaging.simple_cache import Page, sized
+from myapp.web.bounded import BoundedMap
 from tests.conftest import BIN, live_server
 from tests.test_live import query
 
@@ -392,15 +393,25 @@ def test_kept_pages_depend_on_where_the_app_is_mounted(testapp, demo):
 
 
 def test_kept_pages_are_bounded_by_bytes():
-    cache = PageLRU(max_bytes=800)
+    cache = BoundedMap[Page](max_bytes=800)
     for key in range(10):
-        cache.put(key, Page(b"x" * 100, "text/html"))
+        cache.put(key, *sized(Page(b"x" * 100, "text/html")))
     assert cache.size == 800
     assert cache.get(0) is None and cache.get(1) is None  # the oldest went first
     assert cache.get(2) is not None  # ... and 2 is now the most recent
-    cache.put("next", Page(b"y" * 100, "text/html"))
+    cache.put("next", *sized(Page(b"y" * 100, "text/html")))
     assert cache.get(3) is None and cache.get(2) is not None
-    cache.put("huge", Page(b"z" * 101, "text/html"))  # over an eighth of the bound: never kept
+    cache.put("huge", *sized(Page(b"z" * 101, "text/html")))  # over an eighth of the bound: never kept
     assert cache.get("huge") is None and cache.size == 800
-    assert cache.get_or_render("r", lambda: Page(b"r", "text/html")).body == b"r"
-    assert cache.get_or_render("r", lambda: Page(b"other", "text/html")).body == b"r"
+    assert cache.get_or_make("r", lambda: sized(Page(b"r", "text/html"))).body == b"r"
+    assert cache.get_or_make("r", lambda: sized(Page(b"other", "text/html"))).body == b"r"
+
+
+def test_kept_entries_can_expire():
+    now = [1000.0]
+    cache = BoundedMap[str](max_bytes=800, seconds=10, clock=lambda: now[0])
+    cache.put("a", "A", 1)
+    now[0] += 9
+    assert cache.get("a") == "A"
+    now[0] += 2
+    assert cache.get("a") is None and cache.size == 0 and len(cache) == 0

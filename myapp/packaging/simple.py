@@ -42,7 +42,7 @@ from myapp.data.rawread import read_first
 from myapp.packaging import services
 from myapp.packaging.context import found_or_redirect, missing_project_view
 from myapp.packaging.names import is_valid_name
-from myapp.packaging.simple_cache import Page, cache_of
+from myapp.packaging.simple_cache import Page, cache_of, sized
 from myapp.web.negotiation import negotiate as web_negotiate
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def simple_project(request: Request) -> Response:
     extra: HostedExtra | None = hook(request, project) if hook is not None else None
     headers = _conditional(request, kind, project.last_serial, extra.etag if extra else "")
     key = (project.id, project.created, project.last_serial, kind, request.script_name, extra.etag if extra else "")
-    page = cache_of(request.registry).get_or_render(key, lambda: _render_project(request, kind, project, extra))
+    page = cache_of(request.registry).get_or_make(key, lambda: sized(_render_project(request, kind, project, extra)))
     response = Response(body=page.body)
     response.headers["Content-Type"] = page.content_type
     response.headers.update(headers)

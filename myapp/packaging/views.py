@@ -151,7 +151,7 @@ def project(request: Request) -> Any:
         html = render(PROJECT_BODY, project_values(request, package), request=request)
         fragment = Fragment(package.display_name, html)
         if key is not None:
-            fragment_cache(request).put(key, fragment)
+            fragment_cache(request).keep(key, fragment)
     # Safe to mark: the article was rendered by an autoescaping template.
     return {"title": fragment.title, "body": Markup(fragment.html)}  # noqa: S704  # nosec B704
 
