@@ -319,6 +319,19 @@ def test_a_warm_proxied_page_costs_four_statements(proxy, upstream, count_querie
     assert count_queries.count == 4, count_queries.statements
 
 
+def test_a_hosted_page_with_a_proxy_set_costs_no_session(proxy, dbsession, count_queries):
+    """Whether its owner asked for upstream files too is one raw read beside
+    the page's serial, not an ORM session and a query, while they did not."""
+    hosted = unique_name("alone")
+    make_package(dbsession, hosted, versions=["1.0"])
+    proxy.get(f"/simple/{hosted}/", headers={"Accept": JSON})
+    count_queries.clear()
+    res = proxy.get(f"/simple/{hosted}/", headers={"Accept": JSON})
+    assert [f["filename"] for f in res.json["files"]]
+    read = [statement.split(" FROM ")[1].split()[0] for statement in count_queries.statements]
+    assert read == ["packages", "upstream_policies"], count_queries.statements
+
+
 def test_a_project_gone_upstream_is_gone_here(settings, dbsession, upstream):
     from myapp.data.jobs import Worker
     from tests.upstream_helpers import upstream_db

@@ -32,6 +32,10 @@ def live_files(db: Session, project_id: int) -> list[UpstreamFile]:
     return list(db.scalars(stmt))
 
 
+# Whether a hosted name's owner asked for upstream files beside theirs: one indexed row, read raw.
+ALSO_SERVE_SQL = "SELECT also_serve_upstream FROM upstream_policies WHERE name = :name"
+
+
 def find_policy(db: Session, name: str) -> UpstreamPolicy | None:
     return db.scalar(select(UpstreamPolicy).where(UpstreamPolicy.name == name))
 
