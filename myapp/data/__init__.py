@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,10 @@ import zope.sqlalchemy
 import zope.sqlalchemy.datamanager
 from pyramid.httpexceptions import HTTPException
 from pyramid_retry import IRetryableError, is_last_attempt
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from zope.sqlalchemy.datamanager import ZopeTransactionEvents
 
 from myapp.data.db_session import DbConfigError, DbSession, connect, driver_message, safe_url, to_url
 from myapp.data.meta import Base
@@ -73,6 +75,43 @@ BOOKKEEPING_ATTEMPTS = 3
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
 
 
+# zope.sqlalchemy.register(session) listens for these seven events on each new session,
+# and an instance's listeners cost SQLAlchemy 0.2 ms to set up: a twentieth of an upload's
+# time. Instead the factory listens once and hands each event to the session's own
+# zope.sqlalchemy listeners, kept in its info (none: a session made outside get_tm_session).
+_ZOPE_EVENTS = "zope.sqlalchemy events"
+_ZOPE_EVENT_NAMES = (
+    "after_begin",
+    "after_attach",
+    "after_flush",
+    "after_bulk_update",
+    "after_bulk_delete",
+    "before_commit",
+    "do_orm_execute",
+)
+_dispatching: weakref.WeakSet[sessionmaker[Session]] = weakref.WeakSet()
+_dispatching_lock = threading.Lock()
+
+
+def _dispatch_zope_events(factory: sessionmaker[Session]) -> None:
+    with _dispatching_lock:
+        if factory in _dispatching:
+            return
+        for name in _ZOPE_EVENT_NAMES:
+            event.listen(factory, name, _to_session_listener(name))
+        _dispatching.add(factory)
+
+
+def _to_session_listener(name: str) -> Callable[..., None]:
+    def listener(first: Any, *args: Any) -> None:
+        session = getattr(first, "session", first)  # bulk and execute events pass a context
+        events = session.info.get(_ZOPE_EVENTS)
+        if events is not None:
+            getattr(events, name)(first, *args)
+
+    return listener
+
+
 def get_tm_session(
     factory: sessionmaker[Session],
     transaction_manager: transaction.TransactionManager,
@@ -81,19 +120,21 @@ def get_tm_session(
 ) -> Session:
     """A new session whose commit and rollback belong to ``transaction_manager``.
 
-    The session is registered with zope.sqlalchemy exactly once, here, when
-    it is made: each request has its own explicit manager (``request.tm``),
-    so the registration cannot be done once for the whole factory.
+    The session joins zope.sqlalchemy here, when it is made: each request
+    has its own explicit manager (``request.tm``), kept with the session's
+    zope.sqlalchemy listeners in its ``info``; the listeners themselves are
+    registered once per factory (``_zope_events_of``).
     ``write=True`` asks SQLite for ``BEGIN IMMEDIATE`` (take the write lock
     first, so concurrent read-modify-write requests queue instead of racing);
     other databases ignore it.
     """
+    _dispatch_zope_events(factory)
     dbsession = factory()
     # STATUS_CHANGED: commit even when only raw SQL ran. zope.sqlalchemy's
     # default would silently roll back a text("UPDATE ...") unless someone
     # remembered mark_changed(); a read-only COMMIT costs the same as ROLLBACK.
-    zope.sqlalchemy.register(
-        dbsession, transaction_manager=transaction_manager, initial_state=zope.sqlalchemy.datamanager.STATUS_CHANGED
+    dbsession.info[_ZOPE_EVENTS] = ZopeTransactionEvents(
+        initial_state=zope.sqlalchemy.datamanager.STATUS_CHANGED, transaction_manager=transaction_manager
     )
     if write:
         take_write_lock(dbsession)
