@@ -68,9 +68,9 @@ def test_a_project_page_seen_before_is_one_statement_and_one_more_signed_in(test
     assert count_queries.statements[0].startswith("SELECT u.id, u.username")
 
 
-def test_a_token_costs_two_small_reads_and_no_orm_session(testapp, dbsession, count_queries):
+def test_a_token_costs_one_small_read_and_no_orm_session(testapp, dbsession, count_queries):
     """pip's token on a tool route: the address's attempts and the token with
-    its account, each one raw read; the page's own statements are unchanged."""
+    its account, in one raw read; the page's own statements are unchanged."""
     from myapp.accounts import services
     from tests.accounts import make_user
     from tests.test_accounts import basic
@@ -82,7 +82,7 @@ def test_a_token_costs_two_small_reads_and_no_orm_session(testapp, dbsession, co
     anonymous = statements_for(testapp, count_queries, "/pypi/fetched/json")
     count_queries.clear()
     testapp.get("/pypi/fetched/json", headers=basic("__token__", token))
-    assert count_queries.count == anonymous + 2, count_queries.statements
+    assert count_queries.count == anonymous + 1, count_queries.statements
     assert not any("FROM users WHERE" in s or "FROM api_tokens WHERE" in s for s in count_queries.statements)
 
 

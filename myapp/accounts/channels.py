@@ -241,12 +241,13 @@ def _check_token(request: Request, value: str) -> reads.TokenGrant | HTTPExcepti
     # would let anyone lock every token out.
     throttle, address = services.LOGIN_BY_ADDRESS, request.client_addr or ""
     bind = request.registry["dbsession_factory"].kw["bind"]
-    if reads.attempts_reached(bind, throttle.scope, address, throttle.limit, throttle.window):
+    check = reads.token_check(bind, value, throttle.scope, address, throttle.limit, throttle.window)
+    if check.attempts_reached:  # refused before the token counts, right or wrong
         with _reading(request) as db:  # how long to wait: the throttle's own answer
             wait = services.retry_after(db, ((throttle, address),))
         if wait is not None:
             return TooManyAttempts(headers={"Retry-After": str(wait)})
-    grant = reads.token_grant(bind, value)
+    grant = check.grant
     if grant is None:
         _after_response(request, lambda s: services.count_attempts(s, ((throttle, address),)))
         return unauthorized()

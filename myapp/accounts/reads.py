@@ -4,8 +4,8 @@ transaction, the latest committed rows, so a logout, a revoked token or a
 disabled account in any process counts on the very next request.
 
 * the account a session cookie names (``account``);
-* the API token a basic-auth password is (``token_grant``), with its account;
-* whether an address has used up its attempts (``attempts_reached``);
+* the API token a basic-auth password is, with its account, and whether the
+  address has used up its attempts (``token_check``, one statement);
 * the account a basic-auth username (or email) names, with its password hash
   (``login``), and whether its two throttles allow a check (``logins_allowed``):
   twine sends the password with every file it uploads.
@@ -74,13 +74,15 @@ _ACCOUNT = ReadProbe(
     "SELECT u.id, u.username, u.is_admin, u.is_active, u.email_verified, u.session_generation FROM users u "
     "WHERE u.id = :id"
 )
+# The address's attempts, and the token with its account if there is one: one row always
+# (a token is checked on every pip request; two statements were a fifth of a private simple page).
 _TOKEN = ReadProbe(
-    "SELECT t.id, t.digest, t.package_id, (t.last_used IS NULL OR t.last_used < :stale), "
+    "SELECT a.n, t.id, t.digest, t.package_id, (t.last_used IS NULL OR t.last_used < :stale), "
     "u.id, u.username, u.is_admin, u.is_active, u.email_verified, u.session_generation "
-    "FROM api_tokens t JOIN users u ON u.id = t.user_id "
-    "WHERE t.public_id = :public_id AND t.revoked IS NULL AND (t.expires IS NULL OR t.expires > :now)"
+    "FROM (SELECT count(*) AS n FROM throttle_events WHERE scope = :scope AND key = :key AND created > :since) a "
+    "LEFT JOIN (api_tokens t JOIN users u ON u.id = t.user_id) "
+    "ON t.public_id = :public_id AND t.revoked IS NULL AND (t.expires IS NULL OR t.expires > :now)"
 )
-_ATTEMPTS = ReadProbe("SELECT count(*) FROM throttle_events WHERE scope = :scope AND key = :key AND created > :since")
 
 
 @dataclass(frozen=True)
@@ -126,26 +128,33 @@ def account(bind: Bind, user_id: int) -> Account | None:
     return None if row is None else Account.from_row(row)
 
 
-def token_grant(bind: Bind, value: str) -> TokenGrant | None:
-    """The live token (not revoked, not expired, its account active) with
-    this value, as ``services.find_token`` finds it."""
+@dataclass(frozen=True)
+class TokenCheck:
+    """Whether the address has used up its attempts (the throttle's own check
+    then says how long to wait), and the live token the value is, if any."""
+
+    attempts_reached: bool
+    grant: TokenGrant | None
+
+
+def token_check(bind: Bind, value: str, scope: str, key: str, limit: int, window: timedelta) -> TokenCheck:
+    """The live token (not revoked, not expired, its account active) with this
+    value, as ``services.find_token`` finds it, and ``key``'s attempts within
+    ``window`` against ``limit``: one statement."""
     prefix, _, rest = value.partition("-")
     public_id, _, secret = rest.partition("-")
     if prefix != TOKEN_PREFIX or not public_id or not secret:
-        return None
+        public_id = ""  # no token's: the row then has the attempts alone
     now = utcnow()
-    row = _TOKEN.row(bind, public_id=public_id, now=stored_time(now), stale=stored_time(now - TOKEN_USE_PRECISION))
-    if row is None or not hmac.compare_digest(row[1], token_digest(secret)):
-        return None
-    grant = TokenGrant(row[0], row[2], Account.from_row(row[4:]), bool(row[3]))
-    return grant if grant.account.is_active else None
-
-
-def attempts_reached(bind: Bind, scope: str, key: str, limit: int, window: timedelta) -> bool:
-    """Whether ``key`` has made ``limit`` attempts within ``window`` (the
-    throttle's own check then says how long to wait)."""
-    row = _ATTEMPTS.row(bind, scope=scope, key=key, since=stored_time(utcnow() - window))
-    return row is not None and row[0] >= limit
+    times = {"now": stored_time(now), "stale": stored_time(now - TOKEN_USE_PRECISION)}
+    row = _TOKEN.row(bind, scope=scope, key=key, since=stored_time(now - window), public_id=public_id, **times)
+    if row is None:  # pragma: no cover - the attempts' count always makes a row
+        return TokenCheck(False, None)
+    reached = row[0] >= limit
+    if row[1] is None or not hmac.compare_digest(row[2], token_digest(secret)):
+        return TokenCheck(reached, None)
+    grant = TokenGrant(row[1], row[3], Account.from_row(row[5:]), bool(row[4]))
+    return TokenCheck(reached, grant if grant.account.is_active else None)
 
 
 def login(bind: Bind, value: str) -> Login | None:
