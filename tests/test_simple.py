@@ -375,7 +375,7 @@ def test_a_kept_page_is_never_stale_after_a_write_by_another_process(settings, d
     release.files.append(
         ReleaseFile(filename="late_arrival-9.9.tar.gz", packagetype="sdist", size=1, sha256="0" * 64, url="https://x/y")
     )
-    services.touch(dbsession, demo)  # what every write does
+    services.bump_serial(dbsession, demo)  # what every write does
     dbsession.flush()
     for app, old in zip(apps, before, strict=True):
         page = app.get(url)

@@ -363,10 +363,10 @@ def test_page_cache_never_serves_a_page_older_than_a_change(cached_app, dbsessio
     package = make_package(dbsession, "tool", versions=["1.0"], summary="before")
     assert "before" in cached_app.get("/project/tool/").text
     assert cached_app.get("/project/tool/").headers["X-Page-Cache"] == "hit"
-    from myapp.packaging.services import touch
+    from myapp.packaging.services import bump_serial
 
     package.summary = "after"
-    touch(dbsession, package)  # any process's change moves the index serial on
+    bump_serial(dbsession, package)  # any process's change moves the index serial on
     dbsession.flush()
     page = cached_app.get("/project/tool/")
     assert "X-Page-Cache" not in page.headers and "after" in page.text
@@ -383,14 +383,14 @@ def test_page_cache_version_reuse_and_a_writes_own_next_request(settings, dbsess
     """With myapp.page_cache_check_seconds, a process reuses the version it
     read; a successful write request in the process makes it read again."""
     from myapp.config import configure
-    from myapp.packaging.services import touch
+    from myapp.packaging.services import bump_serial
 
     app = configure({**settings, "myapp.page_cache_seconds": "60", "myapp.page_cache_check_seconds": "3600"})
     client = webtest.TestApp(app.make_wsgi_app(), extra_environ={"HTTP_HOST": "localhost"})
     package = make_package(dbsession, "tool", summary="before")
     client.get("/project/tool/")
     package.summary = "after"
-    touch(dbsession, package)  # another process's change ...
+    bump_serial(dbsession, package)  # another process's change ...
     dbsession.flush()
     assert "before" in client.get("/project/tool/").text  # ... shows once the hour is up
     token = client.get("/account/login").html.select_one("input[name=csrf_token]")["value"]
@@ -402,7 +402,7 @@ def test_project_article_is_kept_until_anything_it_shows_changes(testapp, dbsess
     """The fragment cache: a project page's article is rendered once, then
     served after one small statement, signed in or not; a change to the
     index, or a download, shows on the very next view."""
-    from myapp.packaging.services import touch
+    from myapp.packaging.services import bump_serial
     from tests.accounts import log_in, make_user
 
     package = make_package(dbsession, "kept", versions=["1.0"], summary="before")
@@ -413,7 +413,7 @@ def test_project_article_is_kept_until_anything_it_shows_changes(testapp, dbsess
     assert len(count_queries.statements) == 1 and count_queries.statements[0].startswith("SELECT downloads")
 
     package.summary = "after"
-    touch(dbsession, package)  # any change, by any process, moves the index's serial on
+    bump_serial(dbsession, package)  # any change, by any process, moves the index's serial on
     dbsession.flush()
     assert "after" in testapp.get("/project/kept/").text
 
@@ -421,7 +421,7 @@ def test_project_article_is_kept_until_anything_it_shows_changes(testapp, dbsess
     dbsession.flush()
     assert testapp.get("/project/kept/").html.select_one(".total-downloads strong").text == "41"
 
-    touch(dbsession, make_package(dbsession, "other"))  # another project's change: rendered again (a dependency?)
+    bump_serial(dbsession, make_package(dbsession, "other"))  # another project's change: rendered again (a dependency?)
     dbsession.flush()
     count_queries.clear()
     testapp.get("/project/kept/")

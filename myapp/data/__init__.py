@@ -123,7 +123,7 @@ def get_tm_session(
     The session joins zope.sqlalchemy here, when it is made: each request
     has its own explicit manager (``request.tm``), kept with the session's
     zope.sqlalchemy listeners in its ``info``; the listeners themselves are
-    registered once per factory (``_zope_events_of``).
+    registered once per factory (``_dispatch_zope_events``).
     ``write=True`` asks SQLite for ``BEGIN IMMEDIATE`` (take the write lock
     first, so concurrent read-modify-write requests queue instead of racing);
     other databases ignore it.

@@ -193,22 +193,15 @@ def bump_serial(db: Session, package: Package) -> int:
 
 
 def next_serial() -> ScalarSelect[int]:
-    """The index's next serial, for a Core UPDATE of a project (``touched``)."""
+    """The index's next serial, for a Core UPDATE of a project (as ``bump_serial`` sets it on an object)."""
     others = table_of(Package).alias("others")  # not correlated with the row being updated
     return select(func.coalesce(func.max(others.c.last_serial), 0) + 1).scalar_subquery()
 
 
 def touched() -> dict[str, Any]:
-    """A Core UPDATE's values, besides ``next_serial``, for "the project changed now", as ``touch``."""
+    """A Core UPDATE's values, besides ``next_serial``, for "the project changed now": its update
+    time, and no imported document's digest (as ``bump_serial`` clears it)."""
     return {"updated": utcnow(), "import_digest": None}
-
-
-def touch(db: Session, package: Package) -> None:
-    """The project changed now: its update time and serial move on (the
-    serial first: its read flushes what is pending, and then both columns
-    go out in one UPDATE)."""
-    bump_serial(db, package)
-    package.updated = utcnow()
 
 
 def versions_of(db: Session, package_id: int) -> list[str]:
