@@ -58,6 +58,7 @@ BENCH_USER, BENCH_EMAIL = "bench-user", "bench-user@example.org"
 BENCH_PASSWORD = "violet kettle harbour 93"  # a throwaway account on a throwaway database
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 PROJECT_LINK = re.compile(r'href="(/project/[^/"?#]+/)"')
+SIMPLE_LINK = re.compile(r'href="/simple/([^/"?#]+)/"')
 WHEEL_LINK = re.compile(r'href="(/files/[^"#]+\.whl)#')
 SIMPLE_JSON = "?format=application/vnd.pypi.simple.v1%2Bjson"
 WRK_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
@@ -400,12 +401,23 @@ def basic_auth(token: str) -> tuple[tuple[str, str], ...]:
     return (("Authorization", "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode()),)
 
 
-def wheel_url(base: str, project: str) -> str:
+def wheel_url(base: str, project: str, headers: tuple[tuple[str, str], ...] = ()) -> str:
     """The first wheel the project's simple page links to."""
-    match = WHEEL_LINK.search(get_ok(f"{base}/simple/{project}/"))
+    match = WHEEL_LINK.search(get_ok(f"{base}/simple/{project}/", headers))
     if match is None:
         raise BenchError(f"{base}/simple/{project}/ links to no wheel")
     return base + match.group(1)
+
+
+def first_project(base: str, headers: tuple[tuple[str, str], ...] = ()) -> str:
+    """A demo project's name. With credentials (a private index, whose pages ask for a sign-in)
+    the first name on /simple/, else the first project /projects/ links to."""
+    if not headers:
+        return project_url(base).rstrip("/").rsplit("/", 1)[-1]
+    match = SIMPLE_LINK.search(get_ok(f"{base}/simple/", headers))
+    if match is None:
+        raise BenchError(f"{base}/simple/ links to no project: was the demo data loaded?")
+    return match.group(1)
 
 
 def project_url(base: str) -> str:

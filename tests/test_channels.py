@@ -11,11 +11,16 @@ import json
 import time
 
 import pytest
+import webtest
 from argon2 import PasswordHasher
+from sqlalchemy import func, select
 
 from myapp.accounts import passwords, services
-from myapp.accounts.channels import RecentChecks
-from myapp.accounts.models import User
+from myapp.accounts.channels import RecentChecks, RecentTokens
+from myapp.accounts.models import ThrottleEvent, User
+from myapp.accounts.reads import Account, TokenGrant
+from myapp.config import configure
+from myapp.data.meta import utcnow
 from myapp.packaging import services as packaging
 from myapp.packaging.models import Role, RoleName
 from tests.accounts import NEW_PASSWORD, PASSWORD, form_for, log_in, make_user
@@ -245,3 +250,83 @@ def test_a_token_is_checked_on_every_request_and_its_use_written_once_a_minute(t
     record.expires = utcnow() + timedelta(days=1)
     dbsession.flush()
     testapp.get("/pypi/tokened/json", headers=basic("__token__", token), status=200)
+
+
+# -- tokens a process trusts for a moment (myapp.token_check_seconds) -----------------------
+
+
+def test_recent_tokens_expire_are_forgotten_and_keep_no_token():
+    now = [0.0]
+    tokens = RecentTokens(1.0, clock=lambda: now[0])
+    grant = TokenGrant(7, None, Account(1, "ann", False, True, True, 0), use_is_stale=True)
+    key = tokens.key("myapp-abc-secret")
+    tokens.put(key, grant)
+    kept = tokens.get(key)
+    assert kept is not None and kept.id == 7 and not kept.use_is_stale  # its use is written once, by the read
+    assert b"secret" not in key and tokens.get(tokens.key("myapp-abc-secreT")) is None
+    now[0] = 1.01
+    assert tokens.get(key) is None  # trusted for its second, no longer
+    tokens.put(key, grant)
+    tokens.forget()
+    assert tokens.get(key) is None
+    never = RecentTokens(0)
+    never.put(key, grant)
+    assert never.get(key) is None  # the default: every request reads
+
+
+@pytest.fixture
+def trusting(settings, dbsession) -> webtest.TestApp:
+    """A private index whose process trusts a token it found live for a minute."""
+    app = configure({**settings, "myapp.read_access": "authenticated", "myapp.token_check_seconds": "60"})
+    return webtest.TestApp(app.make_wsgi_app(), extra_environ={"HTTP_HOST": "localhost"})
+
+
+def test_a_trusted_token_is_read_once_and_refused_at_once_when_revoked_here(trusting, dbsession, count_queries):
+    user = make_user(dbsession, email_verified=True)
+    make_package(dbsession, "kept-private")
+    record, token = services.create_token(dbsession, user, "ci")
+    record.last_used = record.created  # used just now: nothing to write
+    dbsession.flush()
+    tool = basic("__token__", token)
+    trusting.get("/simple/kept-private/", headers=tool)
+    count_queries.clear()
+    trusting.get("/simple/kept-private/", headers=tool)
+    assert not any("FROM api_tokens" in s or "api_tokens t" in s for s in count_queries.statements)
+
+    # Revoked in the database by another process: this one trusts its check for its minute.
+    record.revoked = utcnow()
+    dbsession.flush()
+    trusting.get("/simple/kept-private/", headers=tool, status=200)
+    # Any request of this process that may have written makes it read every token again.
+    trusting.post("/account/logout", status="*")
+    trusting.get("/simple/kept-private/", headers=tool, status=401)
+
+
+def test_a_token_revoked_on_its_page_is_refused_at_once(trusting, dbsession):
+    user = make_user(dbsession, email_verified=True)
+    make_package(dbsession, "kept-private")
+    record, token = services.create_token(dbsession, user, "laptop")
+    dbsession.flush()
+    tool = basic("__token__", token)
+    trusting.get("/simple/kept-private/", headers=tool, status=200)
+    browser = webtest.TestApp(trusting.app, extra_environ={"HTTP_HOST": "localhost"})
+    log_in(browser, user.username)
+    revoke = form_for(browser.get("/account/tokens"), f"/account/tokens/{record.id}/revoke")
+    revoke["confirm_name"] = "laptop"
+    revoke.submit(status=303)
+    trusting.get("/simple/kept-private/", headers=tool, status=401)
+
+
+def test_a_wrong_token_is_never_trusted_and_always_counted(trusting, dbsession, count_queries):
+    make_package(dbsession, "kept-private")
+    _, token = services.create_token(dbsession, make_user(dbsession, email_verified=True), "ci")
+    dbsession.flush()
+    wrong = basic("__token__", token[:-4] + ("aaaa" if not token.endswith("aaaa") else "bbbb"))
+    for _ in range(2):
+        count_queries.clear()
+        trusting.get("/simple/kept-private/", headers=wrong, status=401)
+        assert any("api_tokens t" in s for s in count_queries.statements)
+    attempts = dbsession.scalar(
+        select(func.count()).select_from(ThrottleEvent).where(ThrottleEvent.scope == services.LOGIN_BY_ADDRESS.scope)
+    )
+    assert attempts == 2

@@ -27,7 +27,7 @@ def can_browse(request: Request, ask: bool = True) -> bool:
 
 def includeme(config: Configurator) -> None:
     settings = config.get_settings()
-    config.set_security_policy(SecurityPolicy())
+    config.set_security_policy(SecurityPolicy(float(settings.get("myapp.token_check_seconds", 0) or 0)))
     # The policy answers by route (basic auth on tool routes only): pyramid_tm must
     # not ask it before routing, to annotate its transaction. That question also
     # came before the exception views, so a database failure there was no 503 page.

@@ -21,7 +21,9 @@ throttles as the sign-in form (per account and per client address), which
 are consulted before any hash is computed, and is kept in the account's
 history. Outcomes of recent checks are remembered in memory
 (``RecentChecks``), so pip's dozens of requests for one install cost one
-argon2id hash, and a repeated wrong guess costs none. The checks read on a
+argon2id hash, and a repeated wrong guess costs none. A token is read from
+the database on every request, unless ``myapp.token_check_seconds`` lets a
+process trust a token it found live for that long (``RecentTokens``). The checks read on a
 session of their own when the request would write: on SQLite a writing
 request's session begins with ``BEGIN IMMEDIATE``, and a request whose
 credentials fail must never hold the write lock.
@@ -37,7 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +52,7 @@ from myapp.accounts.models import User
 from myapp.accounts.passwords import MAX_LENGTH, verify_password, waste_time_like_a_check
 from myapp.data import SAFE_METHODS, write_after_response
 from myapp.security import basic_auth_text
+from myapp.web.bounded import BoundedMap
 
 # Registry: names of routes that tools call; refusals there are 401 + WWW-Authenticate, not a login page.
 BASIC_AUTH_ROUTES = "myapp.basic_auth_routes"
@@ -163,6 +166,46 @@ class RecentChecks:
             self._outcomes.clear()
 
 
+class RecentTokens:
+    """Tokens this process found live in the last ``seconds``, so that pip's
+    requests on a private index do not each read the token (that read is most
+    of what a token adds to a request: a private simple page was about 0.7 of
+    the anonymous one with it, 0.9 without).
+
+    What that trusts: a token revoked, expired or whose account was disabled
+    may still be honoured for up to ``seconds`` by a process that checked it
+    just before (``myapp.token_check_seconds``: 0, the default, reads on every
+    request; production.ini trusts a check for one second). A process forgets
+    every token after any request of its own that may have changed something
+    (``forget``), so one that revokes a token refuses it at once. Only live
+    tokens are kept, never a refusal: a wrong token always reads and always
+    counts against the address's attempts. Keyed by an HMAC of the token under
+    a key that never leaves the process; bounded in bytes."""
+
+    _ENTRY_BYTES = 400  # key, grant and account objects, roughly
+
+    def __init__(
+        self, seconds: float, max_bytes: int = 1024 * 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self._secret = os.urandom(32)
+        self._grants: BoundedMap[reads.TokenGrant] = BoundedMap(max_bytes, seconds, clock)
+
+    def key(self, value: str) -> bytes:
+        return hmac.new(self._secret, value.encode(), hashlib.sha256).digest()
+
+    def get(self, key: bytes) -> reads.TokenGrant | None:
+        return self._grants.get(key) if self.seconds > 0 else None
+
+    def put(self, key: bytes, grant: reads.TokenGrant) -> None:
+        if self.seconds > 0:  # its last use is written by the request that read it, not by every hit
+            self._grants.put(key, replace(grant, use_is_stale=False), self._ENTRY_BYTES)
+
+    def forget(self, request: Request | None = None) -> None:
+        """Forget every token (``request``: so that this is a finished callback)."""
+        self._grants.clear()
+
+
 # -- checking basic auth ----------------------------------------------------------------
 
 
@@ -185,7 +228,9 @@ def _reading(request: Request) -> Iterator[Session]:
         yield db
 
 
-def check_basic_auth(request: Request, recent: RecentChecks) -> Verified | reads.TokenGrant | HTTPException:
+def check_basic_auth(
+    request: Request, recent: RecentChecks, tokens: RecentTokens
+) -> Verified | reads.TokenGrant | HTTPException:
     """The account the request's basic auth names (a token: the token and its
     account), or the refusal to answer."""
     credentials = basic_credentials(request)
@@ -193,7 +238,7 @@ def check_basic_auth(request: Request, recent: RecentChecks) -> Verified | reads
         return unauthorized("The Authorization header must be HTTP basic auth.")
     username, password = credentials
     if username == TOKEN_USERNAME:
-        return _check_token(request, password)
+        return _check_token(request, password, tokens)
     return _check_password(request, username, password, recent)
 
 
@@ -233,10 +278,15 @@ def _password_matches(found: reads.Login | None, password: str) -> bool:
     return verify_password(found.password_hash, password)
 
 
-def _check_token(request: Request, value: str) -> reads.TokenGrant | HTTPException:
+def _check_token(request: Request, value: str, tokens: RecentTokens) -> reads.TokenGrant | HTTPException:
     """pip sends its token with every request: checked on a raw connection
     (``reads``), with no ORM session and no transaction, and so taking no
-    write lock for a writing request either."""
+    write lock for a writing request either; or found among those this
+    process has just checked (``RecentTokens``)."""
+    key = tokens.key(value)
+    trusted = tokens.get(key)
+    if trusted is not None:
+        return trusted
     # Only the address is counted: the name is always __token__, and counting it
     # would let anyone lock every token out.
     throttle, address = services.LOGIN_BY_ADDRESS, request.client_addr or ""
@@ -251,6 +301,7 @@ def _check_token(request: Request, value: str) -> reads.TokenGrant | HTTPExcepti
     if grant is None:
         _after_response(request, lambda s: services.count_attempts(s, ((throttle, address),)))
         return unauthorized()
+    tokens.put(key, grant)
     return grant
 
 

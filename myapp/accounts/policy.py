@@ -118,14 +118,18 @@ class Root:
 
 
 class SecurityPolicy:
-    def __init__(self) -> None:
+    def __init__(self, token_seconds: float = 0) -> None:
         self.recent_checks = channels.RecentChecks()
+        self.recent_tokens = channels.RecentTokens(token_seconds)
 
     def identity(self, request: Request) -> Identity | None:
         # Once per request (on the request, not its environ: a retried request
         # is a new request with a new database session), and only once routed:
         # the route decides which credentials count.
         if not hasattr(request, "_identity"):
+            if request.method not in SAFE_METHODS and self.recent_tokens.seconds > 0:
+                # Once it has committed (a revoked token, a disabled account): trust no token read before.
+                request.add_finished_callback(self.recent_tokens.forget)
             request._identity = self._identify(request)
         return request._identity
 
@@ -151,7 +155,7 @@ class SecurityPolicy:
         return Identity(account, load_user=lambda: services.get_user(request.dbsession, user_id))
 
     def _basic_auth_identity(self, request: Request) -> Identity | None:
-        verified = channels.check_basic_auth(request, self.recent_checks)
+        verified = channels.check_basic_auth(request, self.recent_checks, self.recent_tokens)
         if isinstance(verified, TokenGrant):  # read as committed now, with its account
             if verified.use_is_stale:
                 token_id = verified.id

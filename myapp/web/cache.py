@@ -286,15 +286,28 @@ def cache_headers_tween_factory(handler: Callable[[Request], Response], registry
         response = handler(request)
         if not (private_index or _personal(request.environ, session_cookie)) or _is_static(request):
             return response
-        control = response.cache_control
-        if not (control.private or control.no_store):
-            if control.public and not private_index:
+        # The raw headers, not WebOb's parsed properties: this runs on every
+        # response of a private index, and most carry neither header yet.
+        headers = response.headers
+        directives = _directive_names(headers.get("Cache-Control", ""))
+        if not directives & _KEPT_PRIVATE:
+            if "public" in directives and not private_index:
                 return response  # a public file: the same bytes for anyone
-            response.headers["Cache-Control"] = "no-store"  # (WebOb's setter fails once the header was read)
-        response.vary = tuple(dict.fromkeys([*(response.vary or ()), *CREDENTIALS]))
+            headers["Cache-Control"] = "no-store"
+        vary = headers.get("Vary")
+        names = [name.strip() for name in vary.split(",") if name.strip()] if vary else []
+        headers["Vary"] = ", ".join(dict.fromkeys([*names, *CREDENTIALS]))
         return response
 
     return tween
+
+
+_KEPT_PRIVATE = frozenset(("private", "no-store"))
+
+
+def _directive_names(cache_control: str) -> set[str]:
+    """The directives' names in a ``Cache-Control`` value (``max-age=60`` -> ``max-age``)."""
+    return {part.partition("=")[0].strip().lower() for part in cache_control.split(",")} if cache_control else set()
 
 
 def _is_static(request: Request) -> bool:
