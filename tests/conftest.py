@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -172,6 +173,9 @@ def app_settings(url: str, files_dir: Path) -> dict[str, Any]:
         # Each download's count written as its response is decided, so a test reads it at once;
         # tests/test_downloads.py covers the batched writer a server runs.
         "myapp.download_flush_seconds": "0",
+        # Likewise a proxied file's last download (for eviction): none is left in memory at exit,
+        # when the test database is gone.
+        "myapp.upstream_download_flush_seconds": "0",
     }
 
 
@@ -218,6 +222,14 @@ def dbsession(db_url: str, app: Any, files_dir: Path) -> Iterator[Session]:
         outer.rollback()
         connection.close()
         factory.configure(bind=engine, join_transaction_mode="conditional_savepoint")
+
+
+@pytest.fixture
+def sigterm_kept() -> Iterator[None]:
+    """An app with a writer installs a SIGTERM handler when none is set: not in the test process after the test."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
 
 
 @pytest.fixture

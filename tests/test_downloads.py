@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,14 +20,6 @@ from myapp.packaging.downloads import DownloadCounter, counter_of
 from myapp.packaging.models import Package, Release, ReleaseFile
 from tests.factories import refuse
 from tests.test_hardening import downloads, stored_file
-
-
-@pytest.fixture
-def sigterm_kept() -> Iterator[None]:
-    """An app with a writer installs a SIGTERM handler when none is set: not in the test process after the test."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 def make_app(settings: dict[str, Any], **extra: str) -> webtest.TestApp:

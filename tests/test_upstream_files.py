@@ -17,6 +17,7 @@ from sqlalchemy import select
 from myapp.upstream.eviction import maintain_job
 from myapp.upstream.fetch import PROXY_KEY, Proxy
 from myapp.upstream.filefetch import FetchRefused
+from myapp.upstream.files import FILES_KEY
 from myapp.upstream.models import UpstreamFile
 from tests.conftest import LiveServer, live_server
 from tests.factories import make_package
@@ -193,14 +194,15 @@ def run_maintenance(app: webtest.TestApp, dbsession: Any) -> None:
 
 
 def test_eviction_keeps_the_cache_within_its_budget_least_recently_downloaded_first(
-    settings, dbsession, upstream, files_dir
+    settings, dbsession, upstream, files_dir, sigterm_kept
 ):
     wheels = [publish_wheel(upstream, "evictable", f"1.{i}", padding=20_000) for i in range(3)]
     budget = wheels[0].size + wheels[1].size + 100  # two fit, three do not
+    # Download times kept in memory as a server keeps them: the maintenance writes them first.
     app = proxy_app(
         settings,
         upstream,
-        **{"myapp.upstream_cache_bytes": str(budget), "myapp.upstream_download_flush_seconds": "0"},
+        **{"myapp.upstream_cache_bytes": str(budget), "myapp.upstream_download_flush_seconds": "3600"},
     )
     our_files = hosted_files(dbsession, files_dir, "our-own", b"ours")  # uploads of ours: never evicted
     listed(app, "evictable")
@@ -217,6 +219,7 @@ def test_eviction_keeps_the_cache_within_its_budget_least_recently_downloaded_fi
     # An evicted file is fetched again on its next download.
     assert hashlib.sha256(app.get(wheels[1].packages_path).body).hexdigest() == wheels[1].sha256
     assert requests_for(upstream, f"/files/{wheels[1].filename}") == 2
+    app.app.registry[FILES_KEY].downloads.flush()  # none left for the process's exit, when the database is gone
 
 
 def test_hosted_files_under_the_packages_layout_and_never_the_upstreams_for_our_names(
@@ -239,8 +242,11 @@ def test_hosted_files_under_the_packages_layout_and_never_the_upstreams_for_our_
     assert requests_for(upstream, f"/files/{theirs.filename}") == 0
 
 
-def test_a_cached_download_reads_four_statements_and_writes_none(settings, upstream, dbsession, count_queries):
-    app = proxy_app(settings, upstream)  # download times written once a minute, not per download
+def test_a_cached_download_reads_four_statements_and_writes_none(
+    settings, upstream, dbsession, count_queries, sigterm_kept
+):
+    # Download times written once a minute (as a server does by default), not per download.
+    app = proxy_app(settings, upstream, **{"myapp.upstream_download_flush_seconds": "60"})
     wheel = publish_wheel(upstream, "counted", "1.0")
     listed(app, "counted")
     app.get(wheel.packages_path)  # fetched and cached
@@ -250,6 +256,8 @@ def test_a_cached_download_reads_four_statements_and_writes_none(settings, upstr
     # a hosted project of that name?, and nothing written (download times are batched).
     assert count_queries.count == 4, count_queries.statements
     assert not [s for s in count_queries.statements if s.lstrip().upper().startswith(("UPDATE", "INSERT"))]
+    app.app.registry[FILES_KEY].downloads.flush()  # as the writer thread does, and the process at exit
+    assert file_row(dbsession, wheel.filename).downloads == 2
 
 
 def test_a_private_index_asks_tools_for_credentials_before_any_upstream_request(settings, dbsession, upstream):

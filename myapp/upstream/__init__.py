@@ -20,16 +20,13 @@ here is registered and the index is as before.
 
 from __future__ import annotations
 
-from functools import partial
-
 from pyramid.config import Configurator
 
 from myapp.accounts.policy import BASIC_AUTH_ROUTES
-from myapp.data.shutdown import on_shutdown
 from myapp.packaging.context import MISSING_PROJECT_VIEWS
 from myapp.packaging.simple import HOSTED_EXTRA, INDEX_LISTING, IndexListing
 from myapp.packaging.storage.audit import REFERENCES
-from myapp.upstream import eviction, files, metadata, pages, services, urls, views
+from myapp.upstream import files, metadata, pages, services, urls, views
 from myapp.upstream.fetch import PROXY_KEY, REFRESH_KIND, Proxy, refresh_job
 from myapp.upstream.filefetch import FileFetcher
 from myapp.upstream.references import UpstreamFileReferences
@@ -68,7 +65,5 @@ def includeme(config: Configurator) -> None:
     config.registry.setdefault(HEALTH_REPORTS, {})["upstream"] = views.health_report
     config.add_job_handler(REFRESH_KIND, refresh_job)
     # The files part: downloads at /packages/... (packaging's route asks files.download).
-    downloads = files.downloads_log(config.get_settings())
+    downloads = files.downloads_batch(config.registry, config.get_settings())  # written at exit too
     files.add_files(config, FileFetcher(upstream, config.registry[PROXY_KEY].client, downloads))
-    # The downloads noted since the last write, at a clean exit, as the index's own counts are.
-    on_shutdown(partial(eviction.flush_at_exit, config.registry, downloads))

@@ -125,20 +125,6 @@ def quarantine(factory: sessionmaker[Session], store: Any, file_ids: list[int] |
     return len(rows)
 
 
-def flush_downloads(factory: sessionmaker[Session], downloads: filecache.DownloadLog) -> None:
-    """This process's noted downloads, written now (before an eviction reads them)."""
-    pending = downloads.take()
-    if not pending:
-        return
-    try:
-        with factory() as db:
-            filecache.write_downloads(db, pending)
-            db.commit()
-    except Exception:
-        downloads.put_back(pending)
-        raise
-
-
 def maintain_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     """``upstream.files.maintain`` and ``upstream.files.evict``: quarantine, then evict."""
     from myapp.upstream.files import FILES_KEY  # the view module imports this one
@@ -148,17 +134,6 @@ def maintain_job(ctx: JobContext, payload: dict[str, Any]) -> None:
         return
     factory = ctx.registry["dbsession_factory"]
     store = filestore.store_of(ctx.registry)
-    flush_downloads(factory, fetcher.downloads)
+    fetcher.downloads.flush()  # the latest download times first: eviction goes by them
     quarantine(factory, store)
     evict(factory, store, fetcher.settings.cache_bytes)
-
-
-def flush_at_exit(registry: Any, downloads: filecache.DownloadLog) -> None:
-    """At a clean exit, the downloads noted since the last write (best effort)."""
-    factory = registry.get("dbsession_factory")
-    if factory is None:
-        return
-    try:
-        flush_downloads(factory, downloads)
-    except Exception as exc:  # the database may be gone already; a few download times are not worth a traceback
-        log.warning("could not write proxied file downloads at exit: %s", type(exc).__name__)

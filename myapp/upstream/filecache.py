@@ -6,8 +6,7 @@ request's transaction: a claim must be seen by other processes at once)."""
 
 from __future__ import annotations
 
-import threading
-import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -125,44 +124,21 @@ def cached_total(db: Session) -> int:
 # -- download times, written in batches -------------------------------------------------------
 
 
-class DownloadLog:
-    """This process's downloads of cached proxied files since the last write:
-    file id -> (latest time, count). Written in one statement per interval
-    (``myapp.upstream_download_flush_seconds``, default 60; 0 writes each one)
-    instead of one write per download; the eviction's least-recently-downloaded
-    order is then at most that interval behind, which is all it needs."""
+@dataclass(frozen=True)
+class Downloads:
+    """A proxied file's downloads in this process since the last write: the latest and how many."""
 
-    def __init__(self, flush_seconds: float) -> None:
-        self.flush_seconds = flush_seconds
-        self._pending: dict[int, tuple[datetime, int]] = {}
-        self._lock = threading.Lock()
-        self._last_flush = time.monotonic()
+    at: datetime
+    count: int
 
-    def record(self, file_id: int, now: datetime) -> None:
-        with self._lock:
-            _, count = self._pending.get(file_id, (now, 0))
-            self._pending[file_id] = (now, count + 1)
-
-    def due(self) -> bool:
-        with self._lock:
-            return bool(self._pending) and time.monotonic() - self._last_flush >= self.flush_seconds
-
-    def take(self) -> dict[int, tuple[datetime, int]]:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            self._last_flush = time.monotonic()
-            return pending
-
-    def put_back(self, pending: dict[int, tuple[datetime, int]]) -> None:
-        """A write that failed: keep its counts for the next one."""
-        with self._lock:
-            for file_id, (at, count) in pending.items():
-                later, more = self._pending.get(file_id, (at, 0))
-                self._pending[file_id] = (max(at, later), count + more)
+    def plus(self, other: Downloads) -> Downloads:
+        return Downloads(max(self.at, other.at), self.count + other.count)
 
 
-def write_downloads(db: Session, pending: dict[int, tuple[datetime, int]]) -> None:
-    """One executemany: each file's latest download time and its added count."""
+def write_downloads(db: Session, pending: dict[int, Downloads]) -> None:
+    """One executemany: each file's latest download time and its added count
+    (a ``Batch``'s write: the eviction's least-recently-downloaded order is at
+    most its interval behind, which is all it needs)."""
     if not pending:
         return
     table = table_of(UpstreamFile)  # Core, not ORM: an executemany with an increment
@@ -171,5 +147,5 @@ def write_downloads(db: Session, pending: dict[int, tuple[datetime, int]]) -> No
         .where(table.c.id == bindparam("file_id"))
         .values(last_downloaded_at=bindparam("at"), downloads=table.c.downloads + bindparam("n"))
     )
-    rows = [{"file_id": file_id, "at": at, "n": count} for file_id, (at, count) in sorted(pending.items())]
+    rows = [{"file_id": file_id, "at": d.at, "n": d.count} for file_id, d in sorted(pending.items())]
     db.execute(stmt, rows)

@@ -45,6 +45,7 @@ from pyramid.response import Response
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from myapp.data.batches import Batch
 from myapp.data.jobs import enqueue
 from myapp.data.meta import utcnow
 from myapp.upstream import filecache, filestore
@@ -94,7 +95,9 @@ class FileFacts:
 class FileFetcher:
     """The files part's state in a process (registry ``FILES_KEY``)."""
 
-    def __init__(self, settings: UpstreamSettings, client: UpstreamClient, downloads: filecache.DownloadLog) -> None:
+    def __init__(
+        self, settings: UpstreamSettings, client: UpstreamClient, downloads: Batch[int, filecache.Downloads]
+    ) -> None:
         self.settings = settings
         self.client = client
         self.downloads = downloads

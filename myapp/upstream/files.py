@@ -14,7 +14,7 @@ pages part's ``metadata.metadata_view``).
 * Yanked upstream: served (PEP 592: a yank hides a file from resolution, not
   from a pinned install), marked with an ``X-Yanked`` header.
 * Cached: served from the store like our own files (ranges, ETag, cache
-  headers), the download noted in memory (``filecache.DownloadLog``).
+  headers), the download noted in memory (a ``Batch`` of ``filecache.Downloads``).
 * Not cached: fetched, streamed and verified (``filefetch``); a ``HEAD`` or a
   conditional request that names the file's sha256 answers without fetching.
   A ``Range`` on a first download gets the whole file (a 200, as RFC 9110
@@ -32,7 +32,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from myapp.data import write_after_response
+from myapp.data.batches import Batch
 from myapp.data.meta import utcnow
 from myapp.packaging import services as packaging_services
 from myapp.packaging.names import is_valid_filename
@@ -121,7 +121,7 @@ def serve_or_fetch(request: Request, file: UpstreamFile) -> Response:
             served = filestore.serve(request, stored_path, etag=facts.sha256, content_type=content_type)
             if served is not None:
                 if served.is_download:
-                    _note_download(request, fetcher, facts.id)
+                    _note_download(fetcher, facts.id)
                 return _marked(served.response, facts)
             # The row says cached but the store has no such object (evicted meanwhile, or
             # lost): forget it and fetch again rather than fail the download.
@@ -173,20 +173,8 @@ def _marked(response: Any, file: FileFacts) -> Any:
     return response
 
 
-def _note_download(request: Request, fetcher: FileFetcher, file_id: int) -> None:
-    downloads = fetcher.downloads
-    downloads.record(file_id, utcnow())
-    if downloads.due():
-        pending = downloads.take()
-
-        def write(db: Session) -> None:
-            try:
-                filecache.write_downloads(db, pending)
-            except Exception:
-                downloads.put_back(pending)
-                raise
-
-        write_after_response(request, write, what="proxied file downloads")
+def _note_download(fetcher: FileFetcher, file_id: int) -> None:
+    fetcher.downloads.add(file_id, filecache.Downloads(utcnow(), 1))
 
 
 def add_files(config: Any, fetcher: FileFetcher) -> None:
@@ -208,5 +196,13 @@ def add_files(config: Any, fetcher: FileFetcher) -> None:
     config.add_periodic_job(MAINTAIN_KIND, maintain_job, seconds=every)
 
 
-def downloads_log(settings: dict[str, Any]) -> filecache.DownloadLog:
-    return filecache.DownloadLog(float(settings.get("myapp.upstream_download_flush_seconds", 60)))
+def downloads_batch(registry: Any, settings: dict[str, Any]) -> Batch[int, filecache.Downloads]:
+    """Proxied files' download times, written every ``myapp.upstream_download_flush_seconds`` (60)."""
+    return Batch(
+        "proxied-downloads",
+        float(settings.get("myapp.upstream_download_flush_seconds", 60)),
+        lambda: registry["dbsession_factory"],
+        filecache.write_downloads,
+        filecache.Downloads.plus,
+        lambda file_id, d: f"{d.count} download(s) of proxied file #{file_id}",
+    )
