@@ -15,6 +15,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from myapp.data.migrations import head_revisions, known_revisions
@@ -233,6 +234,16 @@ def test_initdb_says_in_one_line_where_the_database_is(tmp_path):
     assert "alembic" not in first.stderr and not WARNING_LINE.search(first.stderr), first.stderr
     again = run(str(BIN / "myapp-initdb"), str(development))
     assert again.stdout.splitlines() == [f"myapp: database at {url} is at revision {HEAD} (head)"]
+
+
+def test_initdb_loads_fewer_demo_projects_on_request():
+    from myapp.scripts.initdb import parse_args
+
+    assert parse_args(["x.ini", "--demo"]).demo_projects == 36
+    assert parse_args(["x.ini", "--demo", "--demo-projects", "5"]).demo_projects == 5
+    for wrong in ("0", "37", "five"):
+        with pytest.raises(SystemExit):
+            parse_args(["x.ini", "--demo", "--demo-projects", wrong])
 
 
 # -- pshell ----------------------------------------------------------------------------------------

@@ -15,6 +15,10 @@ from myapp.packaging.models import ReleaseFile
 from tests.conftest import BIN, LiveServer, free_port, fresh_database, write_ini
 from tests.test_object_store import fetch
 
+# A few demo projects (dozens of files) exercise every path; the whole demo made
+# each of these tests take a minute and a half under CI's load, mostly in moto.
+DEMO = ("--demo", "--demo-projects", "5")
+
 
 def files(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
     return server.run_cli(str(BIN / "myapp-files"), *args)
@@ -33,7 +37,7 @@ def stored_rows(url: str) -> list[tuple[str, str, str]]:
 def test_check_finds_a_planted_orphan_and_a_planted_corruption(backend, tmp_path, s3, bucket):
     with fresh_database(backend, tmp_path) as url:
         server = LiveServer(url, tmp_path, env=s3.env, settings={"myapp.files_store": f"s3://{bucket}/files"})
-        assert server.initdb("--demo").returncode == 0  # the demo's files go to the bucket
+        assert server.initdb(*DEMO).returncode == 0  # the demo's files go to the bucket
         clean = files(server, "check", str(server.ini))
         assert clean.returncode == 0, clean.stdout + clean.stderr
         assert "ok" in clean.stdout and "orphan" not in clean.stdout + clean.stderr
@@ -66,7 +70,7 @@ def test_copy_moves_a_local_store_to_a_bucket_and_back(backend, tmp_path, s3, bu
     with fresh_database(backend, tmp_path) as url:
         (tmp_path / "local").mkdir()
         local = LiveServer(url, tmp_path / "local", env=s3.env)
-        assert local.initdb("--demo").returncode == 0
+        assert local.initdb(*DEMO).returncode == 0
         rows = stored_rows(url)
         target = f"s3://{bucket}/files"
         checked = files(local, "check", str(local.ini))  # the local store checks out too

@@ -23,10 +23,10 @@ history. Outcomes of recent checks are remembered in memory
 (``RecentChecks``), so pip's dozens of requests for one install cost one
 argon2id hash, and a repeated wrong guess costs none. A token is read from
 the database on every request, unless ``myapp.token_check_seconds`` lets a
-process trust a token it found live for that long (``RecentTokens``). The checks read on a
-session of their own when the request would write: on SQLite a writing
-request's session begins with ``BEGIN IMMEDIATE``, and a request whose
-credentials fail must never hold the write lock.
+process trust a token it found live for that long (``RecentTokens``). The
+checks read on a session of their own when the request would write: on
+SQLite a writing request's session begins with ``BEGIN IMMEDIATE``, and a
+request whose credentials fail must never hold the write lock.
 """
 
 from __future__ import annotations
@@ -179,8 +179,10 @@ class RecentTokens:
     every token after any request of its own that may have changed something
     (``forget``), so one that revokes a token refuses it at once. Only live
     tokens are kept, never a refusal: a wrong token always reads and always
-    counts against the address's attempts. Keyed by an HMAC of the token under
-    a key that never leaves the process; bounded in bytes."""
+    counts against the address's attempts. A trusted token is not held back
+    by its address's attempts either: only its exact secret finds it, and a
+    guess cannot be that. Keyed by an HMAC of the token under a key that
+    never leaves the process; bounded in bytes."""
 
     _ENTRY_BYTES = 400  # key, grant and account objects, roughly
 

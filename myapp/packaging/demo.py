@@ -202,7 +202,10 @@ def _files(
     return files
 
 
-def load_demo(db: Session, files: FileStore | Path, *, projects: int = 36, seed: int = 2024) -> int:
+DEMO_PROJECTS = 36  # what `myapp-initdb --demo` loads
+
+
+def load_demo(db: Session, files: FileStore | Path, *, projects: int = DEMO_PROJECTS, seed: int = 2024) -> int:
     """Add demo projects, their files written to ``files`` (a store, or a
     local folder); returns how many. Deterministic for a given seed."""
     store = files if isinstance(files, FileStore) else LocalFileStore(files)
