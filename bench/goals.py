@@ -7,7 +7,8 @@ home page with it on, signed-in and token requests against anonymous ones, on th
 peers.py (myapp against devpi-server and pypiserver: simple pages, downloads, a ``uv pip install``, a
 ``twine upload``; with ``--url``, myapp on PostgreSQL too), each in interleaved rounds. Both reports
 are printed, then one table of every goal; the exit code is 1 if a goal is missed (or a server fails),
-so the run can be repeated in a loop until the machine is quiet enough to trust.
+so the run can be repeated in a loop until the machine is quiet enough to trust. The install and the
+upload on PostgreSQL are printed as ``info``: the issue asks for them to be reported, not to hold.
 """
 
 from __future__ import annotations
@@ -29,10 +30,15 @@ class Result:
     what: str
     target: float
     ratio: float | None
+    reported: bool = False  # printed, not a goal
 
     @property
     def holds(self) -> bool:
-        return self.ratio is not None and self.ratio >= self.target
+        return self.reported or (self.ratio is not None and self.ratio >= self.target)
+
+    @property
+    def mark(self) -> str:
+        return "info" if self.reported else "ok  " if self.holds else "MISS"
 
 
 def page_results(rows: list[bench.Row]) -> list[Result]:
@@ -40,7 +46,9 @@ def page_results(rows: list[bench.Row]) -> list[Result]:
 
 
 def peer_results(servers: list[peers.Server]) -> list[Result]:
-    return [Result(f"{goal.mine}: {goal.what}", goal.target, goal.ratio) for goal in peers.goals(servers)]
+    return [
+        Result(f"{goal.mine}: {goal.what}", goal.target, goal.ratio, goal.reported) for goal in peers.goals(servers)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nevery goal, from this one run")
     for result in results:
         value = "n/a" if result.ratio is None else f"{result.ratio:.2f}"
-        print(f"  {'ok  ' if result.holds else 'MISS'} {result.what:<62} {value:>6} (>= {result.target:.2f})")
+        print(f"  {result.mark} {result.what:<62} {value:>6} (>= {result.target:.2f})")
     if args.json:
-        print(json.dumps([{"goal": r.what, "ratio": r.ratio, "at_least": r.target} for r in results], indent=2))
+        goals = [{"goal": r.what, "ratio": r.ratio, "at_least": r.target, "reported": r.reported} for r in results]
+        print(json.dumps(goals, indent=2))
     return 0 if all(result.holds for result in results) else 1
 
 

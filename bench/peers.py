@@ -446,16 +446,20 @@ class Goal:
     peer: str
     target: float
     ratio: float | None
+    reported: bool = False  # a figure the issue asks to report, not a goal that must hold
 
     @property
     def holds(self) -> bool:
-        return self.ratio is not None and self.ratio >= self.target
+        return self.reported or (self.ratio is not None and self.ratio >= self.target)
 
 
 def goals(servers: list[Server]) -> list[Goal]:
-    """The issue's goals, as ratios where higher is better (for times: the peer's over myapp's)."""
+    """The issue's goals, as ratios where higher is better (for times: the peer's over myapp's).
+    On PostgreSQL the pages and downloads are goals (1.0 of devpi); the install and the upload
+    are reported (the issue: "all hold on SQLite, PostgreSQL figures reported")."""
     found: list[Goal] = []
     for mine, floor in (("myapp SQLite", 1.5), ("myapp PG", 1.0)):
+        reported = mine != "myapp SQLite"
         me, devpi = by_name(servers, mine), by_name(servers, "devpi-server")
         if me is None or devpi is None:
             continue
@@ -465,11 +469,11 @@ def goals(servers: list[Server]) -> list[Goal]:
         big = _ratio(rps(me, "download 5 MB"), rps(devpi, "download 5 MB"))
         found.append(Goal("download 5 MB vs devpi", mine, "devpi-server", 1.0, big))
         uv = _ratio(seconds(me, "uv install"), seconds(devpi, "uv install"), lower_is_better=True)
-        found.append(Goal("uv pip install (30 projects) vs devpi", mine, "devpi-server", 1.0, uv))
+        found.append(Goal("uv pip install (30 projects) vs devpi", mine, "devpi-server", 1.0, uv, reported))
         pypiserver = by_name(servers, "pypiserver")
         if pypiserver is not None:
             up = _ratio(seconds(me, "twine upload"), seconds(pypiserver, "twine upload"), lower_is_better=True)
-            found.append(Goal("twine upload (60 files) vs pypiserver", mine, "pypiserver", 1.0, up))
+            found.append(Goal("twine upload (60 files) vs pypiserver", mine, "pypiserver", 1.0, up, reported))
     return found
 
 
@@ -523,7 +527,7 @@ def print_report(servers: list[Server], args: argparse.Namespace) -> None:
     print()
     print("goals")
     for goal in goals(servers):
-        mark = "ok  " if goal.holds else "MISS"
+        mark = "info" if goal.reported else "ok  " if goal.holds else "MISS"
         print(f"  {mark} {goal.mine:<13} {goal.what:<42} {_cell(goal.ratio, '.2f'):>6} (>= {goal.target:.1f})")
 
 
@@ -540,7 +544,12 @@ def as_json(servers: list[Server]) -> str:
             }
             for server in servers
         }
-        | {"goals": [{"what": g.what, "myapp": g.mine, "ratio": g.ratio, "target": g.target} for g in goals(servers)]},
+        | {
+            "goals": [
+                {"what": g.what, "myapp": g.mine, "ratio": g.ratio, "target": g.target, "reported": g.reported}
+                for g in goals(servers)
+            ]
+        },
         indent=2,
     )
 
