@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from myapp.packaging import services
 from tests.factories import make_package
 
 
@@ -79,6 +80,7 @@ def test_a_token_costs_one_small_read_and_no_orm_session(testapp, dbsession, cou
     record, token = services.create_token(dbsession, make_user(dbsession), "ci")
     record.last_used = record.created  # used just now: nothing to write
     dbsession.flush()
+    statements_for(testapp, count_queries, "/pypi/fetched/json")  # rendered and kept
     anonymous = statements_for(testapp, count_queries, "/pypi/fetched/json")
     count_queries.clear()
     testapp.get("/pypi/fetched/json", headers=basic("__token__", token))
@@ -132,3 +134,35 @@ def test_an_upload_to_a_known_project_is_a_fixed_number_of_statements(testapp, d
     # that also takes the next serial. No ORM user: the journal and a new project's owner role take the
     # account the credentials were read as.
     assert counts[0] == counts[1] == 11, count_queries.statements
+
+
+def test_json_document_is_one_statement_once_rendered_and_follows_writes_and_downloads(
+    testapp, dbsession, files_dir, count_queries
+):
+    """/pypi/<name>/json is kept under the project's serial and download total:
+    warm, one indexed read; a counted download or a write shows at once."""
+    from tests.test_hardening import stored_file
+
+    file = stored_file(dbsession, files_dir, "documented")
+    first = testapp.get("/pypi/documented/json")
+    count_queries.clear()
+    again = testapp.get("/pypi/documented/json")
+    assert count_queries.count == 1, count_queries.statements  # the serial and download total
+    assert again.body == first.body and again.headers["X-PyPI-Last-Serial"] == first.headers["X-PyPI-Last-Serial"]
+    assert again.content_type == "application/json"
+
+    testapp.get(f"/files/{file.filename}")  # counted at once in tests (myapp.download_flush_seconds = 0)
+    counted = testapp.get("/pypi/documented/json").json
+    assert [f["downloads"] for f in counted["urls"]] == [1]
+
+    package = services.find_package(dbsession, "documented")
+    package.summary = "Changed."
+    services.bump_serial(dbsession, package)
+    dbsession.flush()
+    changed = testapp.get("/pypi/documented/json")
+    assert changed.json["info"]["summary"] == "Changed."
+    assert int(changed.headers["X-PyPI-Last-Serial"]) > int(first.headers["X-PyPI-Last-Serial"])
+    # Each address its own: the links are absolute.
+    other = testapp.get("/pypi/documented/json", extra_environ={"HTTP_HOST": "127.0.0.1"})
+    assert other.json["urls"][0]["url"].startswith("http://127.0.0.1/")
+    assert changed.json["urls"][0]["url"].startswith("http://localhost/")

@@ -1,19 +1,35 @@
 """PyPI's JSON API: ``/pypi/{name}/json`` and ``/pypi/{name}/{version}/json``,
 in the shape the public index answers (``info``, ``releases``, ``urls``,
-``last_serial``, ``vulnerabilities``), for scripts and tools that read it."""
+``last_serial``, ``vulnerabilities``), for scripts and tools that read it.
+
+A project's whole document (every release and file: a megabyte for django)
+is kept rendered in memory with the simple pages (``simple_cache``), under
+what it shows that can change: the project's serial (every write bumps it)
+and its download total (a file's count moves it too), read in one indexed
+statement before anything else. So the next request in any process after a
+write or a counted download renders it again, and the others send bytes."""
 
 from __future__ import annotations
 
 from datetime import UTC
+from functools import partial
 from typing import Any
 
 from pyramid.httpexceptions import HTTPNotFound
+from pyramid.renderers import render_to_response
 from pyramid.request import Request
+from pyramid.response import Response
 from pyramid.view import view_config
 
+from myapp.data.rawread import read_first
 from myapp.packaging import services
-from myapp.packaging.context import missing_project_view, packages_path_parts, project_or_404
+from myapp.packaging.context import found_or_redirect, missing_project_view, packages_path_parts, project_or_404
 from myapp.packaging.models import Package, Release, ReleaseFile
+from myapp.packaging.names import is_valid_name, normalize
+from myapp.packaging.simple_cache import Page, cache_of, sized
+
+# What the kept document depends on, in one indexed read (no ORM object).
+_DOCUMENT_VERSION_SQL = "SELECT id, name, last_serial, created, downloads FROM packages WHERE name = :name"
 
 
 def file_json(request: Request, release: Release, file: ReleaseFile) -> dict[str, Any]:
@@ -83,19 +99,38 @@ def info_json(request: Request, package: Package, release: Release | None) -> di
 
 @view_config(route_name="json.project", renderer="json")
 def project_json(request: Request) -> Any:
-    if (proxied := missing_project_view(request)) is not None:
-        return proxied
+    """The kept document while the project's serial and download total are
+    the ones it was rendered under; else rendered (and kept) again."""
+    name = request.matchdict["name"]
+    row = read_first(request, _DOCUMENT_VERSION_SQL, name=normalize(name)) if is_valid_name(name) else None
+    if row is None:
+        if (proxied := missing_project_view(request, known_missing=True)) is not None:
+            return proxied
+        raise HTTPNotFound(f"There is no project called {name!r}.")
+    project_id, found, serial, created, downloads = row
+    found_or_redirect(request, found)
+    # The address too: the document's links are absolute (the Host the guard accepted).
+    key = ("pypi-json", project_id, created, serial, downloads, request.application_url)
+    page = cache_of(request.registry).get_or_make(key, partial(_render_project_json, request))
+    response = Response(body=page.body)
+    response.headers["Content-Type"] = page.content_type
+    response.headers["X-PyPI-Last-Serial"] = str(serial)
+    return response
+
+
+def _render_project_json(request: Request) -> tuple[Page, int]:
     package = project_or_404(request)
     releases = services.releases_with_files(request.dbsession, package)
     latest = services.latest_release(releases)
-    request.response.headers["X-PyPI-Last-Serial"] = str(package.last_serial)
-    return {
+    body = {
         "info": info_json(request, package, latest),
         "last_serial": package.last_serial,
         "releases": {r.version: [file_json(request, r, f) for f in r.files] for r in reversed(releases)},
         "urls": [file_json(request, latest, f) for f in latest.files] if latest else [],
         "vulnerabilities": [],
     }
+    rendered = render_to_response("json", body, request=request)
+    return sized(Page(rendered.body, rendered.headers["Content-Type"]))
 
 
 @view_config(route_name="json.release", renderer="json")

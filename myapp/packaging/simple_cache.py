@@ -1,4 +1,5 @@
-"""Rendered ``/simple/<name>/`` pages kept in this process's memory.
+"""Rendered ``/simple/<name>/`` pages (and ``/pypi/<name>/json`` documents,
+``jsonapi``) kept in this process's memory.
 
 pip and uv ask for a project's simple page on every install, and the page
 changes only when the project does: every write that changes it bumps the
