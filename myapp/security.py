@@ -5,6 +5,7 @@ other hosts, absurd URLs and malformed headers is ``myapp.web.guard``.)"""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -17,8 +18,9 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.httpexceptions import HTTPMethodNotAllowed
 from pyramid.request import Request
 from pyramid.response import Response
-from pyramid.session import SignedCookieSessionFactory
+from pyramid.session import BaseCookieSessionFactory, JSONSerializer
 from pyramid.settings import asbool, aslist
+from webob.cookies import SignedSerializer
 
 SESSION_COOKIE = "myapp_session"  # production.ini: "__Host-myapp_session" (HTTPS only, this host only)
 SESSION_SECONDS = 12 * 3600  # a session idle this long ends
@@ -157,6 +159,39 @@ def security_headers(settings: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
+class _Verbatim:
+    """The bytes as they are: ``SignedSerializer`` then signs or verifies only."""
+
+    def dumps(self, appstruct: bytes) -> bytes:
+        return appstruct
+
+    def loads(self, bstruct: bytes) -> bytes:
+        return bstruct
+
+
+class RememberedSignatures:
+    """The session cookie's serializer: what ``SignedCookieSessionFactory``
+    builds (HMAC-SHA512 under pyramid's salt, JSON inside; the same cookies),
+    remembering the cookie values it has verified.
+
+    Checking a cookie is a pure function of its bytes (a forged or altered one
+    fails, and a failure is never remembered), but it was about 40 µs of every
+    signed-in request: base64, the HMAC, then the payload. So the verified
+    payload of the last ``size`` cookie values is kept, and each request still
+    decodes its own copy of the JSON (a session is changed in place)."""
+
+    def __init__(self, secret: str, size: int = 4096) -> None:
+        self._signed = SignedSerializer(secret, "pyramid.session.", "sha512", serializer=_Verbatim())
+        self._json = JSONSerializer()
+        self._verified = functools.lru_cache(maxsize=size)(self._signed.loads)
+
+    def loads(self, bstruct: bytes) -> Any:
+        return self._json.loads(self._verified(bstruct))
+
+    def dumps(self, appstruct: Any) -> bytes:
+        return self._signed.dumps(self._json.dumps(appstruct))
+
+
 def security_headers_tween_factory(handler: Callable[[Request], Response], registry: Any) -> Callable:
     settings = registry.settings
     # The debug toolbar's own pages need inline scripts: exempt them only where it is installed.
@@ -179,8 +214,8 @@ def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     cookie_name = settings.setdefault("myapp.session_cookie_name", SESSION_COOKIE)
     config.set_session_factory(
-        SignedCookieSessionFactory(
-            derived_secret(settings, "session"),
+        BaseCookieSessionFactory(
+            RememberedSignatures(derived_secret(settings, "session")),
             cookie_name=cookie_name,
             httponly=True,
             samesite="Lax",

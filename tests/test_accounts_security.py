@@ -300,3 +300,32 @@ def test_adduser_creates_users_and_refuses_clearly(tmp_path):
         rows = conn.execute(select(User.username, User.is_admin, User.email_verified)).all()
     engine.dispose()
     assert rows == [("root-admin", True, True)]
+
+
+def test_session_cookies_are_pyramids_own_and_verified_ones_are_remembered():
+    """The remembering serializer makes and reads the same cookies as
+    SignedCookieSessionFactory's; a forged or altered one is refused every
+    time (a failure is never remembered), and a remembered one gives each
+    request its own copy of the session."""
+    from pyramid.session import JSONSerializer
+    from webob.cookies import SignedSerializer
+
+    from myapp.security import RememberedSignatures
+
+    secret = "s" * 64
+    pyramids = SignedSerializer(secret, "pyramid.session.", "sha512", serializer=JSONSerializer())
+    ours = RememberedSignatures(secret, size=2)
+    session = [1700000000, 1700000000, {"auth": {"uid": 1, "gen": 3}}]
+    assert ours.loads(pyramids.dumps(session)) == session
+    assert pyramids.loads(ours.dumps(session)) == session
+
+    cookie = ours.dumps(session)
+    first = ours.loads(cookie)
+    first[2]["auth"]["uid"] = 2  # a view changing its session in place
+    assert ours.loads(cookie) == session
+    forged = cookie[:-2] + (b"AA" if not cookie.endswith(b"AA") else b"BB")
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            ours.loads(forged)
+    with pytest.raises(ValueError):
+        RememberedSignatures("t" * 64).loads(cookie)  # another secret's

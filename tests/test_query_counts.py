@@ -39,7 +39,7 @@ def test_release_page_statements_do_not_grow_with_files(testapp, dbsession, coun
 def test_list_pages_are_a_fixed_number_of_statements(testapp, dbsession, count_queries):
     for i in range(30):
         make_package(dbsession, f"lib-{i:02d}", versions=["1.0", "1.1", "2.0rc1"])
-    assert statements_for(testapp, count_queries, "/") == 2  # counts + recent with latest versions
+    assert statements_for(testapp, count_queries, "/") == 3  # the body's key, counts, recent with latest versions
     assert statements_for(testapp, count_queries, "/projects/") == 2  # total + page
     # every match (narrow rows, ranked here), the page's rows, and the classifier filters
     assert statements_for(testapp, count_queries, "/search?q=lib") == 3
@@ -166,3 +166,30 @@ def test_json_document_is_one_statement_once_rendered_and_follows_writes_and_dow
     other = testapp.get("/pypi/documented/json", extra_environ={"HTTP_HOST": "127.0.0.1"})
     assert other.json["urls"][0]["url"].startswith("http://127.0.0.1/")
     assert changed.json["urls"][0]["url"].startswith("http://localhost/")
+
+
+def test_the_home_page_seen_before_is_one_statement_and_shows_a_change_at_once(testapp, dbsession, count_queries):
+    """Its body (counts, recently updated) is kept under the index's serial,
+    for anyone: seen before, one raw read; after a change, rendered again."""
+    from tests.accounts import log_in, make_user
+
+    make_package(dbsession, "first-one")
+    rendered = statements_for(testapp, count_queries, "/")
+    assert statements_for(testapp, count_queries, "/") == 1 < rendered, count_queries.statements
+    services.bump_serial(dbsession, make_package(dbsession, "second-one"))  # as every write does
+    dbsession.flush()
+    page = testapp.get("/")
+    assert "<strong>2</strong> projects" in page.text and "second-one" in page.text
+    log_in(testapp, make_user(dbsession).username)
+    count_queries.clear()
+    signed_in = testapp.get("/")
+    assert count_queries.count == 2, count_queries.statements  # the key and the account
+    assert signed_in.html.select_one("main").decode() == page.html.select_one("main").decode()
+
+
+def test_an_empty_index_home_is_not_kept_it_differs_by_who_asks(testapp, dbsession):
+    from tests.accounts import log_in, make_user
+
+    assert "register" in testapp.get("/").html.select_one("main .empty-index").text
+    log_in(testapp, make_user(dbsession).username)
+    assert "API token" in testapp.get("/").html.select_one("main .empty-index").text

@@ -42,8 +42,36 @@ _VERSION = re.compile(r"^[A-Za-z0-9.!+_-]{1,100}$")
 
 @view_config(route_name="home", renderer="myapp:templates/home.jinja2", page_cache=True)
 def home(request: Request) -> dict[str, Any]:
-    db = request.dbsession
-    return {"counts": services.counts(db), "recent": services.recently_updated(db)}
+    """The index's counts and its recently updated projects. Like a project's
+    article, the body is the same for everyone who may see it: kept in the
+    fragment cache under the index's serial (any change to any project moves
+    it, and the counts change only with such a change) and the site's address."""
+    key = home_key(request)
+    fragment = fragment_cache(request).get(key) if key is not None else None
+    if fragment is None:
+        db = request.dbsession
+        counts = services.counts(db)
+        values = {"counts": counts, "recent": services.recently_updated(db)}
+        fragment = Fragment("Home", render(HOME_BODY, values, request=request))
+        if key is not None and counts.projects:  # an empty index's page differs by who asks
+            fragment_cache(request).keep(key, fragment)
+    return {"body": Markup(fragment.html)}  # noqa: S704  # nosec B704 - an autoescaping template's output
+
+
+HOME_BODY = "myapp:templates/home_body.jinja2"
+_INDEX_SERIAL = ReadProbe(services.INDEX_SERIAL_SQL)
+
+
+def home_key(request: Request) -> tuple[Any, ...] | None:
+    """The home page body's key, read as committed now; None (render, keep
+    nothing) when the fragment cache is off or the database does not answer."""
+    if not fragment_cache(request).enabled:
+        return None
+    try:
+        serial = _INDEX_SERIAL(request.registry["dbsession_factory"].kw["bind"])
+    except Exception:  # any failure of the probe means: render as without the cache
+        return None
+    return ("home", serial, request.application_url)
 
 
 # A browse cursor is a project's (normalized) name.
