@@ -104,6 +104,14 @@ def test_json_api_and_project_page_mark_proxied_projects(proxy, upstream):
     page = proxy.get(f"/project/{name}/")
     assert "From the upstream index." in page.text
     assert f"{upstream.base}/simple/{name}/" in page.text
+    # Each version has its page, linked from the project's: that version's files, a pinned install.
+    version = doc["info"]["version"]
+    assert page.html.select_one(f'a[href="/project/{name}/{version}/"]') is not None
+    release = proxy.get(f"/project/{name}/{version}/")
+    assert "From the upstream index." in release.text and f"{name}=={version}" in release.text
+    shown = {a.text for a in release.html.select("ul.files a")}
+    assert shown == {f["filename"] for f in doc["urls"]}
+    assert proxy.get(f"/project/{name}/0.0.0.dev0/", status=404)
     # Names are normalized as on hosted projects; an unknown name is a 404 from the upstream's answer.
     assert proxy.get(f"/simple/{name.upper()}/", status=301).location.endswith(f"/simple/{name}/")
     missing = unique_name("no-such")
@@ -126,6 +134,8 @@ def test_cooldown_hides_young_files_until_released(settings, dbsession, upstream
     assert old in html and new not in html
     assert list(app.get(f"/pypi/{name}/json").json["releases"]) == ["1.0"]
     assert "1 newer file is not shown yet" in app.get(f"/project/{name}/").text
+    assert app.get(f"/project/{name}/1.0/").status_int == 200
+    app.get(f"/project/{name}/2.0/", status=404)  # nor its own page, until the cooldown lets it out
     etag = app.get(f"/simple/{name}/").headers["ETag"]
 
     # Break glass: an admin releases 2.0 early, with a reason, after confirming the password.

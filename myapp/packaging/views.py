@@ -290,7 +290,9 @@ def user_page(request: Request) -> dict[str, Any]:
 
 
 @view_config(route_name="release", renderer="myapp:templates/release.jinja2", page_cache=True)
-def release(request: Request) -> dict[str, Any]:
+def release(request: Request) -> Any:
+    if (proxied := missing_project_view(request)) is not None:
+        return proxied  # a version of a name not hosted here: the proxy's page, if there is one
     package = project_or_404(request)
     version = request.matchdict["version"]
     found: Release | None = None

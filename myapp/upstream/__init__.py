@@ -56,6 +56,7 @@ def includeme(config: Configurator) -> None:
             "json.project": pages.json_view,
             "json.release": pages.json_view,
             "project": pages.project_view,
+            "release": pages.release_view,
         }
     )
     config.registry[HOSTED_EXTRA] = pages.hosted_extra

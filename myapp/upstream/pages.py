@@ -220,14 +220,31 @@ def json_view(request: Request) -> Response:
 
 def project_view(request: Request) -> Response:
     """``/project/<name>/`` for a proxied project: its versions and files, marked as proxied."""
+    return _project_page(request, None)
+
+
+def release_view(request: Request) -> Response:
+    """``/project/<name>/<version>/`` for a proxied project: that version's files,
+    as its project page shows them; 404 for a version it does not show (not
+    upstream, or hidden by the cooldown)."""
+    return _project_page(request, request.matchdict["version"])
+
+
+def _project_page(request: Request, version: str | None) -> Response:
     name, snapshot, files = _snapshot(request)
     releases = _releases(files)
+    latest = _latest(releases)
+    if version is not None:
+        if version not in releases:
+            raise HTTPNotFound(f"{name} has no release {version[:100]!r} here.")
+        latest, releases = version, {version: releases[version]}
     proxy = _proxy(request)
     values = {
         "name": name,
         "display_name": snapshot.project.display_name,
         "releases": releases,
-        "latest": _latest(releases),
+        "latest": latest,
+        "version": version,
         "fetched_at": snapshot.project.fetched_at,
         "upstream_url": proxy.settings.project_url(name),
         "index_url": request.route_url("simple.index"),
