@@ -193,14 +193,15 @@ class RecentTokens:
         self._secret = os.urandom(32)
         self._grants: BoundedMap[reads.TokenGrant] = BoundedMap(max_bytes, seconds, clock)
 
-    def key(self, value: str) -> bytes:
-        return hmac.new(self._secret, value.encode(), hashlib.sha256).digest()
+    def key(self, value: str) -> bytes | None:
+        """What a token is kept under; None when no token is trusted (0 seconds: every request reads)."""
+        return hmac.new(self._secret, value.encode(), hashlib.sha256).digest() if self.seconds > 0 else None
 
-    def get(self, key: bytes) -> reads.TokenGrant | None:
-        return self._grants.get(key) if self.seconds > 0 else None
+    def get(self, key: bytes | None) -> reads.TokenGrant | None:
+        return self._grants.get(key) if key is not None and self.seconds > 0 else None
 
-    def put(self, key: bytes, grant: reads.TokenGrant) -> None:
-        if self.seconds > 0:  # its last use is written by the request that read it, not by every hit
+    def put(self, key: bytes | None, grant: reads.TokenGrant) -> None:
+        if key is not None and self.seconds > 0:  # its last use is written by the request that read it
             self._grants.put(key, replace(grant, use_is_stale=False), self._ENTRY_BYTES)
 
     def forget(self, request: Request | None = None) -> None:

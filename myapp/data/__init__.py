@@ -94,6 +94,8 @@ _dispatching_lock = threading.Lock()
 
 
 def _dispatch_zope_events(factory: sessionmaker[Session]) -> None:
+    if factory in _dispatching:  # every request after the first: no lock taken
+        return
     with _dispatching_lock:
         if factory in _dispatching:
             return

@@ -117,6 +117,17 @@ def project_or_404(request: Request) -> Package:
     return package
 
 
+def current_project(request: Request) -> services.ProjectVersion | None:
+    """The project named in the URL, as its serial read (None if not hosted
+    here); a redirect to its normalized name, as ``project_or_404``."""
+    name = request.matchdict["name"]
+    read = partial(read_first, request)
+    project = services.project_version(read, name) if is_valid_name(name) else None
+    if project is not None:
+        found_or_redirect(request, project.name)
+    return project
+
+
 def found_or_redirect(request: Request, found: str | None) -> None:
     """404 if no project was found for the URL's name, a redirect if ``found``
     (its normalized name) is not the name in the URL."""

@@ -58,7 +58,6 @@ class DownloadCounter:
     """This process's downloads not yet written: file id -> tally."""
 
     def __init__(self, registry: Registry, seconds: float) -> None:
-        self.seconds = seconds
         self.batch: Batch[int, Tally] = Batch(
             "download-counts", seconds, lambda: registry["dbsession_factory"], _write, Tally.plus, _describe
         )

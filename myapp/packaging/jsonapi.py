@@ -21,15 +21,10 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import view_config
 
-from myapp.data.rawread import read_first
 from myapp.packaging import services
-from myapp.packaging.context import found_or_redirect, missing_project_view, packages_path_parts, project_or_404
+from myapp.packaging.context import current_project, missing_project_view, packages_path_parts, project_or_404
 from myapp.packaging.models import Package, Release, ReleaseFile
-from myapp.packaging.names import is_valid_name, normalize
 from myapp.packaging.simple_cache import Page, cache_of, sized
-
-# What the kept document depends on, in one indexed read (no ORM object).
-_DOCUMENT_VERSION_SQL = "SELECT id, name, last_serial, created, downloads FROM packages WHERE name = :name"
 
 
 def file_json(request: Request, release: Release, file: ReleaseFile) -> dict[str, Any]:
@@ -101,20 +96,17 @@ def info_json(request: Request, package: Package, release: Release | None) -> di
 def project_json(request: Request) -> Any:
     """The kept document while the project's serial and download total are
     the ones it was rendered under; else rendered (and kept) again."""
-    name = request.matchdict["name"]
-    row = read_first(request, _DOCUMENT_VERSION_SQL, name=normalize(name)) if is_valid_name(name) else None
-    if row is None:
+    project = current_project(request)
+    if project is None:
         if (proxied := missing_project_view(request, known_missing=True)) is not None:
             return proxied
-        raise HTTPNotFound(f"There is no project called {name!r}.")
-    project_id, found, serial, created, downloads = row
-    found_or_redirect(request, found)
+        raise HTTPNotFound(f"There is no project called {request.matchdict['name']!r}.")
     # The address too: the document's links are absolute (the Host the guard accepted).
-    key = ("pypi-json", project_id, created, serial, downloads, request.application_url)
+    key = ("pypi-json", project.id, project.created, project.last_serial, project.downloads, request.application_url)
     page = cache_of(request.registry).get_or_make(key, partial(_render_project_json, request))
     response = Response(body=page.body)
     response.headers["Content-Type"] = page.content_type
-    response.headers["X-PyPI-Last-Serial"] = str(serial)
+    response.headers["X-PyPI-Last-Serial"] = str(project.last_serial)
     return response
 
 

@@ -272,16 +272,18 @@ class ProjectVersion:
     """What says whether a project's pages changed: the serial every write
     bumps, and its creation time (a project deleted and made again under the
     same name may get the same id and serial back on SQLite), as the database
-    returns it (a key, not for display)."""
+    returns it (a key, not for display); and its download total, which moves
+    without a serial (the JSON API shows each file's count)."""
 
     id: int
     name: str
     last_serial: int
     created: Any
+    downloads: int
 
 
 # One indexed row each, read by myapp.data.rawread (a ReadProbe): the hottest reads.
-PROJECT_VERSION_SQL = "SELECT id, name, last_serial, created FROM packages WHERE name = :name"
+PROJECT_VERSION_SQL = "SELECT id, name, last_serial, created, downloads FROM packages WHERE name = :name"
 DOWNLOAD_SQL = (
     "SELECT f.id, f.filename, f.storage_path, f.url, f.sha256, f.metadata_sha256, r.package_id "
     "FROM release_files f JOIN releases r ON r.id = f.release_id WHERE f.filename = :filename"
@@ -290,7 +292,7 @@ RowReader = Callable[..., tuple[Any, ...] | None]  # (sql, **params) -> the firs
 
 
 def project_version(read: RowReader, name: str) -> ProjectVersion | None:
-    """The project's id, name, serial and creation time: one indexed row, no ORM object."""
+    """The project's id, name, serial, creation time and download total: one indexed row, no ORM object."""
     row = read(PROJECT_VERSION_SQL, name=normalize(name))
     return ProjectVersion(*row) if row is not None else None
 

@@ -26,7 +26,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from html import escape
 from pathlib import Path
 from typing import IO, Any
@@ -38,10 +37,8 @@ from pyramid.request import Request
 from pyramid.response import FileResponse, Response
 from pyramid.view import view_config
 
-from myapp.data.rawread import read_first
 from myapp.packaging import services
-from myapp.packaging.context import found_or_redirect, missing_project_view
-from myapp.packaging.names import is_valid_name
+from myapp.packaging.context import current_project, missing_project_view
 from myapp.packaging.simple_cache import Page, cache_of, sized
 from myapp.web.negotiation import negotiate as web_negotiate
 
@@ -194,17 +191,6 @@ def simple_project(request: Request) -> Response:
     response.headers["Content-Type"] = page.content_type
     response.headers.update(headers)
     return response
-
-
-def current_project(request: Request) -> services.ProjectVersion | None:
-    """The project named in the URL, as its serial read (None if not hosted
-    here); a redirect to its normalized name, as ``project_or_404``."""
-    name = request.matchdict["name"]
-    read = partial(read_first, request)
-    project = services.project_version(read, name) if is_valid_name(name) else None
-    if project is not None:
-        found_or_redirect(request, project.name)
-    return project
 
 
 def _render_project(request: Request, kind: str, project: services.ProjectVersion, extra: HostedExtra | None) -> Page:

@@ -63,15 +63,22 @@ _INDEX_SERIAL = ReadProbe(services.INDEX_SERIAL_SQL)
 
 
 def home_key(request: Request) -> tuple[Any, ...] | None:
-    """The home page body's key, read as committed now; None (render, keep
-    nothing) when the fragment cache is off or the database does not answer."""
+    """The home page body's key: the index's serial and the site's address;
+    None (render, keep nothing) as ``_key_row`` says."""
+    found = _key_row(request, _INDEX_SERIAL)
+    return None if found is None else ("home", found[0], request.application_url)
+
+
+def _key_row(request: Request, probe: ReadProbe, **params: Any) -> tuple[Any, ...] | None:
+    """A fragment key's row, read as committed now, by any process; None when
+    the fragment cache is off or the database does not answer (the page is
+    rendered, and fails or not, as without the cache)."""
     if not fragment_cache(request).enabled:
         return None
     try:
-        serial = _INDEX_SERIAL(request.registry["dbsession_factory"].kw["bind"])
+        return probe.row(request.registry["dbsession_factory"].kw["bind"], **params)
     except Exception:  # any failure of the probe means: render as without the cache
         return None
-    return ("home", serial, request.application_url)
 
 
 # A browse cursor is a project's (normalized) name.
@@ -190,18 +197,13 @@ _PROJECT_VERSION = ReadProbe(services.PROJECT_FRAGMENT_KEY_SQL)
 
 def project_key(request: Request) -> tuple[Any, ...] | None:
     """What the project page's article depends on: the project, its download
-    total, the index's serial (read as committed now, by any process), and
-    the site's address (its install lines name it). None when the page is
-    not one to keep: a name that is not the project's own URL (a redirect or
-    a 404 answers), a fragment cache that is off, or a database that does not
-    answer (the page is rendered, and fails or not, as without the cache)."""
+    total, the index's serial, and the site's address (its install lines name
+    it). None when the page is not one to keep: a name that is not the
+    project's own URL (a redirect or a 404 answers), or as ``_key_row`` says."""
     name = request.matchdict["name"]
-    if not fragment_cache(request).enabled or not is_valid_name(name) or normalize(name) != name:
+    if not is_valid_name(name) or normalize(name) != name:
         return None
-    try:
-        found = _PROJECT_VERSION.row(request.registry["dbsession_factory"].kw["bind"], name=name)
-    except Exception:  # any failure of the probe means: render as without the cache
-        return None
+    found = _key_row(request, _PROJECT_VERSION, name=name)
     if found is None:
         return None
     downloads, index_serial = found
