@@ -366,7 +366,7 @@ def test_a_zip_whose_metadata_lies_about_its_size_is_refused(tmp_path):
 
 
 def test_parse_is_packagings_validator():
-    assert parse(metadata(mv="2.5").encode()).metadata_version == "2.5"
+    assert parse(metadata(mv="2.5").encode())[0].metadata_version == "2.5"
     with pytest.raises(InvalidUpload, match="is invalid for 'requires-python'"):
         parse(metadata("Requires-Python: >=x\n", mv="1.2").encode())
     with pytest.raises(InvalidUpload, match=r"introduced in metadata version 1\.2"):

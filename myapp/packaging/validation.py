@@ -84,7 +84,7 @@ def read_upload(
             raw = archives.sdist_metadata(path, name, version, limits)
     except archives.ArchiveRefused as exc:
         raise InvalidUpload(str(exc)) from None
-    metadata = parse(raw)
+    metadata, written = parse(raw)
     _check_identity(metadata, name, version, filetype)
     if metadata.version.local is not None and not asbool(settings.get(LOCAL_VERSIONS_SETTING, False)):
         raise InvalidUpload(f"Local versions like {str(metadata.version)[:50]!r} are not allowed on this index.")
@@ -96,23 +96,25 @@ def read_upload(
         fields=_package_fields(metadata),
         project_urls=_project_urls(metadata),
         classifiers=check_classifiers(metadata.classifiers or []),
-        release_fields=_release_fields(raw, metadata),
+        release_fields=_release_fields(written, metadata),
     )
     _check_agrees_with_form(valid, form)
     return valid
 
 
-def parse(raw: bytes) -> Metadata:
-    """``packaging``'s parser and validator; its first complaint is the reason given."""
+def parse(raw: bytes) -> tuple[Metadata, RawMetadata]:
+    """``packaging``'s parser and validator (its first complaint is the reason
+    given), and the fields as the file writes them."""
     try:
         metadata = Metadata.from_email(raw, validate=True)
     except ExceptionGroup as group:
         raise InvalidUpload(f"Invalid distribution metadata: {_first(group)}.") from None
     except InvalidMetadata as exc:
         raise InvalidUpload(f"Invalid distribution metadata: {exc}.") from None
-    if not all(is_storable(text) for text in _texts(parse_email(raw)[0])):
+    written = parse_email(raw)[0]
+    if not all(is_storable(text) for text in _texts(written)):
         raise InvalidUpload("Invalid distribution metadata: it holds a NUL or an invalid character.")
-    return metadata
+    return metadata, written
 
 
 def _first(group: BaseExceptionGroup) -> str:
@@ -155,11 +157,10 @@ def _package_fields(metadata: Metadata) -> dict[str, str | None]:
     return fields
 
 
-def _release_fields(raw: bytes, metadata: Metadata) -> dict[str, Any]:
+def _release_fields(written: RawMetadata, metadata: Metadata) -> dict[str, Any]:
     """The release's own columns: lists as the file writes them (None when
     absent, as PyPI serves them), the SPDX expression as ``packaging``
     normalized it."""
-    written = parse_email(raw)[0]
     lists = {"platform": "platforms"}  # parse_email's key where it differs from the column
     fields: dict[str, Any] = {name: written.get(lists.get(name, name)) or None for name in RELEASE_LISTS}
     fields["license_expression"] = str(metadata.license_expression) if metadata.license_expression else None

@@ -158,8 +158,11 @@ class FileStore(ABC):
     def incoming(self) -> IO[bytes]:
         """A new temporary file on this node, for an upload being received."""
         folder = self.scratch / INCOMING
-        folder.mkdir(parents=True, exist_ok=True)
-        return tempfile.NamedTemporaryFile(dir=folder, delete=False, prefix="upload-")
+        try:
+            return tempfile.NamedTemporaryFile(dir=folder, delete=False, prefix="upload-")
+        except FileNotFoundError:  # the first upload (a mkdir on every upload was a tenth of its file work)
+            folder.mkdir(parents=True, exist_ok=True)
+            return tempfile.NamedTemporaryFile(dir=folder, delete=False, prefix="upload-")
 
     def write_incoming(self, data: bytes) -> Path:
         """``data`` in a new temporary file (none is left behind if writing fails)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -19,7 +18,7 @@ from pyramid.httpexceptions import HTTPServiceUnavailable
 from pyramid.request import Request
 
 from myapp.packaging.storage.accel import hand_to_proxy
-from myapp.packaging.storage.base import CHUNK, INCOMING, FileStore, Readable, StoredObject, is_content_path
+from myapp.packaging.storage.base import CHUNK, FileStore, Readable, StoredObject, is_content_path
 from myapp.web.files import Served, serve_file
 
 log = logging.getLogger(__name__)
@@ -53,9 +52,7 @@ class LocalFileStore(FileStore):
 
     def write(self, relative: str, stream: Readable) -> None:
         target = self._path(relative)
-        folder = self.root / INCOMING
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False, prefix="upload-") as out:
+        with self.incoming() as out:
             try:
                 shutil.copyfileobj(stream, out, CHUNK)
             except BaseException:
@@ -69,9 +66,14 @@ class LocalFileStore(FileStore):
 
     @staticmethod
     def _move(source: Path, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(source, target)
+            try:
+                os.replace(source, target)
+            except FileNotFoundError:  # the target's folder is new (tried first: it is usually there)
+                if not source.exists():
+                    raise
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
         except OSError:
             source.unlink(missing_ok=True)
             raise
