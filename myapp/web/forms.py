@@ -27,6 +27,7 @@ from pyramid.request import Request
 from webob.multidict import MultiDict
 
 from myapp.data import will_retry
+from myapp.web.cookies import remember_plain_cookies
 
 # Where WebOb keeps a parsed form, with the body it came from: a request made
 # again for the same environ (pyramid_retry) finds it, as WebOb's own would.
@@ -42,11 +43,18 @@ TEXT_LIMIT = 8 * 1024 * 1024
 
 
 class FormRequest(Request):
-    """The request, with multipart forms parsed by ``multipart``."""
+    """The request, with multipart forms parsed by ``multipart`` (and a plain
+    Cookie header by a split, ``web.cookies``)."""
 
     # pyramid_retry makes every POST's body seekable (so that a retry can read it again): WebOb copies
     # it to a temporary file on disk above this size (10 KiB by default), here above 1 MiB.
     request_body_tempfile_limit = 1024 * 1024
+
+    def _cookies(self) -> Any:
+        remember_plain_cookies(self.environ)
+        return Request.cookies.fget(self)
+
+    cookies = property(_cookies, Request.cookies.fset)
 
     @property
     def POST(self) -> Any:
