@@ -25,7 +25,7 @@ from pyramid.settings import asbool
 from myapp.config import configure
 from myapp.data import DbConfigError, DbSession, require_schema
 from myapp.data.settings import database_url, engine_options
-from myapp.logs import AccessLog
+from myapp.logs import AccessLog, summarize_queue_warnings
 from myapp.security import SettingsError
 
 # Set to 1 to see the traceback behind a one-line start-up or command-line error.
@@ -53,6 +53,7 @@ def main(global_config: dict[str, Any] | None = None, **settings: Any) -> Router
         if tracebacks_wanted():
             raise
         raise SystemExit(f"myapp: {exc}") from None
+    summarize_queue_warnings()  # waitress would warn once per queued request under load
     if asbool(settings.get("myapp.gc_freeze", True)):
         # What start-up built lives as long as the process: out of the collector's
         # sight, or each full collection walks all of it again, every few requests
