@@ -9,6 +9,8 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.router import Router
 
+from myapp.logs import summarize_queue_warnings
+
 
 def hello(request: Request) -> Response:
     return Response("Hello World!")
@@ -16,6 +18,7 @@ def hello(request: Request) -> Response:
 
 def main(global_config: dict[str, Any] | None = None, **settings: Any) -> Router:
     """The WSGI application; the bench's ini loads it with ``use = call:hello:main``."""
+    summarize_queue_warnings()  # as myapp's main() does: the same server and logging, only the app differs
     with Configurator(settings=settings) as config:
         config.add_route("hello", "/")
         config.add_view(hello, route_name="hello")
