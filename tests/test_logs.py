@@ -18,11 +18,12 @@ def clock():
 
 @pytest.fixture
 def queue_filter(clock):
+    """The logger's only filter: the app's own (an app made earlier in this process put it there) steps aside."""
     logger = logging.getLogger(QUEUE_LOGGER)
-    kept = QueueDepthWarnings(10.0, clock=lambda: clock[0])
-    logger.addFilter(kept)
-    yield kept
-    logger.removeFilter(kept)
+    before = list(logger.filters)
+    logger.filters[:] = [QueueDepthWarnings(10.0, clock=lambda: clock[0])]
+    yield logger.filters[0]
+    logger.filters[:] = before
 
 
 def test_waitress_backing_up_warns_every_few_seconds_with_what_it_held_back(queue_filter, clock, caplog):
