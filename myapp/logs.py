@@ -7,7 +7,8 @@ and indents every continuation line of a traceback, so nothing a client sends
 can start a line that looks like a record of its own. The ini files use it
 for every handler: ``class = myapp.logs.SafeFormatter``.
 
-``AccessLog`` is the access log (``myapp.access_log = true``), and
+``AccessLog`` is the access log (``myapp.access_log = true``);
+production.ini writes it through ``BufferedStreamHandler``, in batches.
 ``QueueDepthWarnings`` keeps waitress's warning of a backed-up queue to a
 line every few seconds.
 """
@@ -21,6 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from paste.translogger import TransLogger
+
+from myapp.data.shutdown import exit_cleanly_on_sigterm
 
 # C0 controls, DEL, C1 controls, and the Unicode line and paragraph separators.
 _CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
@@ -98,6 +101,65 @@ def summarize_queue_warnings() -> None:
 
 
 # -- the access log ---------------------------------------------------------------------
+
+
+class BufferedStreamHandler(logging.StreamHandler):
+    """A ``StreamHandler`` that writes its lines in batches: when ``max_bytes``
+    are waiting, else within ``seconds`` (a thread of its own), and at exit,
+    as nginx's ``access_log ... buffer= flush=`` does. For the access log:
+    written line by line, each write a system call that hands the GIL to the
+    other threads and back, it cost a page served from the page cache about
+    a quarter of its time under load. A process killed outright (``kill -9``)
+    loses up to ``seconds`` of lines; a clean exit or SIGTERM loses none
+    (``logging.shutdown`` flushes every handler)."""
+
+    def __init__(self, stream: Any = None, seconds: float = 1.0, max_bytes: int = 64 * 1024) -> None:
+        super().__init__(stream)
+        self.seconds = seconds
+        self.max_bytes = max_bytes
+        exit_cleanly_on_sigterm()  # a stopped server writes what it holds (logging.shutdown, at exit)
+        self._lines: list[str] = []
+        self._size = 0
+        self._stopped = threading.Event()
+        self._writer: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Called with the handler's lock held (Handler.handle).
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= self.max_bytes:
+            self._write()
+        elif self._writer is None:
+            self._writer = threading.Thread(target=self._write_every, name="log-writer", daemon=True)
+            self._writer.start()
+
+    def _write(self) -> None:
+        lines, self._lines, self._size = self._lines, [], 0
+        if lines:
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except Exception:  # as logging does: report, never raise into the request
+                self.handleError(logging.makeLogRecord({"msg": f"{len(lines)} log lines were not written"}))
+
+    def _write_every(self) -> None:
+        while not self._stopped.wait(self.seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self.flush()
+        super().close()
+
 
 # Query parameters whose values are secrets (password-reset and verification links).
 SECRET_PARAMETERS = frozenset({"token"})
