@@ -13,17 +13,17 @@ import time
 import pytest
 import webtest
 from argon2 import PasswordHasher
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from myapp.accounts import passwords, services
-from myapp.accounts.channels import RecentChecks, RecentTokens
+from myapp.accounts import channels, passwords, services
+from myapp.accounts.channels import RecentAccounts, RecentChecks, RecentTokens
 from myapp.accounts.models import ThrottleEvent, User
 from myapp.accounts.reads import Account, TokenGrant
 from myapp.config import configure
 from myapp.data.meta import utcnow
 from myapp.packaging import services as packaging
 from myapp.packaging.models import Role, RoleName
-from tests.accounts import NEW_PASSWORD, PASSWORD, form_for, log_in, make_user
+from tests.accounts import NEW_PASSWORD, PASSWORD, form_for, log_in, make_user, signed_in_as
 from tests.factories import make_package
 from tests.test_accounts import basic, events
 
@@ -330,3 +330,67 @@ def test_a_wrong_token_is_never_trusted_and_always_counted(trusting, dbsession, 
         select(func.count()).select_from(ThrottleEvent).where(ThrottleEvent.scope == services.LOGIN_BY_ADDRESS.scope)
     )
     assert attempts == 2
+
+
+# -- signed-in accounts a process trusts for a moment (the same setting) ------------------------
+
+
+def test_recent_accounts_expire_follow_this_process_changes_and_keep_no_inactive_account():
+    now = [0.0]
+    accounts = RecentAccounts(1.0, clock=lambda: now[0])
+    reads_made = []
+
+    def read(user_id: int) -> Account:
+        reads_made.append(user_id)
+        return Account(user_id, "ann", False, user_id != 9, True, 0)
+
+    assert accounts.read(1, read).id == 1 and accounts.read(1, read).id == 1
+    assert reads_made == [1]  # kept
+    channels._account_changed()  # this process changed a user
+    accounts.read(1, read)
+    assert reads_made == [1, 1]
+    now[0] = 1.01
+    accounts.read(1, read)
+    assert reads_made == [1, 1, 1]  # trusted for its second, no longer
+    accounts.read(9, read)
+    accounts.read(9, read)
+    assert reads_made[-2:] == [9, 9]  # a disabled account is never kept
+    never = RecentAccounts(0)
+    never.read(1, read)
+    never.read(1, read)
+    assert reads_made[-2:] == [1, 1]  # the default: every request reads
+
+
+@pytest.fixture
+def trusting_browser(settings, dbsession) -> webtest.TestApp:
+    """A browser on a process that trusts an account it read for a minute."""
+    app = configure({**settings, "myapp.token_check_seconds": "60"})
+    return webtest.TestApp(app.make_wsgi_app(), extra_environ={"HTTP_HOST": "localhost"})
+
+
+def test_a_signed_in_account_is_read_once_and_a_change_elsewhere_waits_for_a_write_here(
+    trusting_browser, dbsession, count_queries
+):
+    user = make_user(dbsession, email_verified=True)
+    log_in(trusting_browser, user.username)
+    assert signed_in_as(trusting_browser) == user.username
+    count_queries.clear()
+    assert signed_in_as(trusting_browser) == user.username
+    assert not any("FROM users" in s for s in count_queries.statements)
+
+    # Disabled by another process (no ORM here): this one trusts its read for its minute.
+    dbsession.execute(text("UPDATE users SET is_active = :no WHERE id = :id"), {"no": False, "id": user.id})
+    assert signed_in_as(trusting_browser) == user.username
+    # Any request of this process that may have written makes it read every account again.
+    webtest.TestApp(trusting_browser.app, extra_environ={"HTTP_HOST": "localhost"}).post("/account/logout", status="*")
+    assert signed_in_as(trusting_browser) is None
+
+
+def test_a_change_this_process_makes_to_an_account_is_seen_at_once(trusting_browser, dbsession):
+    user = make_user(dbsession, email_verified=True)
+    log_in(trusting_browser, user.username)
+    assert signed_in_as(trusting_browser) == user.username
+    admin = make_user(dbsession, is_admin=True)
+    services.set_active(dbsession, user, False, by=admin, ip_address=None)
+    dbsession.flush()  # as a view, a script or a GET that writes (an email's verification) would
+    assert signed_in_as(trusting_browser) is None

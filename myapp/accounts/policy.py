@@ -121,6 +121,7 @@ class SecurityPolicy:
     def __init__(self, token_seconds: float = 0) -> None:
         self.recent_checks = channels.RecentChecks()
         self.recent_tokens = channels.RecentTokens(token_seconds)
+        self.recent_accounts = channels.RecentAccounts(token_seconds)
 
     def identity(self, request: Request) -> Identity | None:
         # Once per request (on the request, not its environ: a retried request
@@ -128,10 +129,14 @@ class SecurityPolicy:
         # the route decides which credentials count.
         if not hasattr(request, "_identity"):
             if request.method not in SAFE_METHODS and self.recent_tokens.seconds > 0:
-                # Once it has committed (a revoked token, a disabled account): trust no token read before.
-                request.add_finished_callback(self.recent_tokens.forget)
+                # Once it has committed (a revoked token, a disabled account): trust nothing read before.
+                request.add_finished_callback(self._forget_recent)
             request._identity = self._identify(request)
         return request._identity
+
+    def _forget_recent(self, request: Request) -> None:
+        self.recent_tokens.forget()
+        self.recent_accounts.forget()
 
     def _identify(self, request: Request) -> Identity | None:
         tool = channels.is_tool_route(request)
@@ -148,7 +153,8 @@ class SecurityPolicy:
         if not isinstance(auth, dict) or not isinstance(auth.get("uid"), int):
             return None
         user_id: int = auth["uid"]
-        account = reads.account(request.registry["dbsession_factory"].kw["bind"], user_id)
+        bind = request.registry["dbsession_factory"].kw["bind"]
+        account = self.recent_accounts.read(user_id, lambda uid: reads.account(bind, uid))
         if account is None or not account.is_active or account.session_generation != auth.get("gen"):
             request.session.invalidate()  # a session from before a logout: drop it
             return None
