@@ -179,6 +179,29 @@ def test_name_words_are_kept_by_the_database(dbsession):
     assert vocabulary() == expected() == {"py": 1, "django": 1, "flask": 1, "admin": 1}
 
 
+def test_the_search_row_is_written_again_only_when_the_name_or_summary_changes(testapp, dbsession, backend):
+    """Migration 0013: an upload sets the summary, most often to what it was;
+    SQLite's full-text row is then left alone (no delete and insert, no new segment)."""
+    package = make_package(dbsession, "quiet-thing", summary="Same old words")
+    dbsession.flush()
+    touched: list[str] = []
+    if backend == "sqlite":
+        dbsession.connection().connection.driver_connection.set_trace_callback(touched.append)
+
+    def set_summary(summary: str) -> list[str]:
+        touched.clear()
+        dbsession.execute(update(Package).where(Package.id == package.id).values(summary=summary))
+        return [s for s in touched if "package_search" in s]
+
+    try:
+        assert set_summary("Same old words") == []
+        assert set_summary("Brand new words") or backend != "sqlite"
+    finally:
+        if backend == "sqlite":
+            dbsession.connection().connection.driver_connection.set_trace_callback(None)
+    assert names(testapp, "brand") == ["quiet-thing"] and names(testapp, "old") == []
+
+
 @pytest.mark.postgresql_only
 def test_projects_sharing_words_added_at_once_keep_exact_counts(backend, tmp_path):
     """Two transactions add projects whose names share words, at the same

@@ -14,40 +14,41 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import bindparam, delete, exists, inspect, select
+from sqlalchemy import bindparam, delete, exists, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from myapp.packaging.models import Classifier, Package, package_classifiers
+from myapp.packaging.models import Classifier, package_classifiers
 
 
-def set_classifiers(db: Session, package: Package, names: Collection[str]) -> None:
-    """Give the project exactly these (already checked) classifiers."""
+def set_classifiers(db: Session, package_id: int, names: Collection[str]) -> None:
+    """Give the project exactly these (already checked) classifiers: Core
+    statements on the links, no ORM collection (the caller expires a loaded
+    ``Package``, as ``publish.add_file`` does)."""
     wanted = sorted(set(names))
-    if _current(db, package) == wanted:
+    conn = db.connection()
+    linked: dict[str, int] = {name: id_ for name, id_ in conn.execute(_LINKED, {"package_id": package_id})}
+    if sorted(linked) == wanted:
         return  # the usual upload: what the last one said (no statements beyond reading them)
-    before = {c.id for c in package.classifiers}
-    rows = _rows(db, wanted)
-    package.classifiers = rows
-    db.flush()
-    drop_unused(db, before - {c.id for c in rows})
+    before = set(linked.values())
+    after = {row.id for row in _rows(db, wanted)}
+    if before - after:
+        conn.execute(_UNLINK, {"package_id": package_id, "ids": sorted(before - after)})
+    if after - before:
+        links = [{"package_id": package_id, "classifier_id": i} for i in sorted(after - before)]
+        conn.execute(insert(package_classifiers), links)
+    drop_unused(db, before - after)
 
 
-def _current(db: Session, package: Package) -> list[str]:
-    """The project's classifiers, sorted: from its collection if loaded, else
-    read as plain names (cheaper than loading the collection, which only a
-    change needs)."""
-    if "classifiers" not in inspect(package).unloaded:
-        return sorted(c.classifier for c in package.classifiers)
-    with db.no_autoflush:  # only a change to the collection would matter, and it is not loaded
-        return sorted(db.scalars(_NAMES, {"package_id": package.id}))
-
-
-_NAMES = (  # built once: an upload reads them
-    select(Classifier.classifier)
+_LINKED = (  # built once: an upload reads them
+    select(Classifier.classifier, Classifier.id)
     .join(package_classifiers, package_classifiers.c.classifier_id == Classifier.id)
     .where(package_classifiers.c.package_id == bindparam("package_id"))
+)
+_UNLINK = delete(package_classifiers).where(
+    package_classifiers.c.package_id == bindparam("package_id"),
+    package_classifiers.c.classifier_id.in_(bindparam("ids", expanding=True)),
 )
 
 
@@ -55,8 +56,8 @@ def _rows(db: Session, names: list[str]) -> list[Classifier]:
     if not names:
         return []
     dialect = db.get_bind().dialect.name
-    insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(Classifier)
-    add_missing = insert.values([{"classifier": n} for n in names]).on_conflict_do_nothing(
+    upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(Classifier)
+    add_missing = upsert.values([{"classifier": n} for n in names]).on_conflict_do_nothing(
         index_elements=["classifier"]
     )
     locked = select(Classifier).where(Classifier.classifier.in_(names)).with_for_update(read=True, key_share=True)

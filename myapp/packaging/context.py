@@ -7,8 +7,9 @@ check, so a private index tells a stranger nothing about which projects exist.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyramid.authorization import Allow
 from pyramid.httpexceptions import HTTPMovedPermanently, HTTPNotFound
@@ -40,13 +41,8 @@ class ProjectContext:
     """``upload`` for owners and maintainers, ``manage`` (collaborators) for
     owners; administrators may do both, to rescue an orphaned project."""
 
-    def __init__(self, request: Request, package: Package | None = None, *, names_roles: bool = True) -> None:
+    def __init__(self, request: Request) -> None:
         self.request = request
-        if package is not None:
-            self.__dict__["package"] = package
-        # False: the ACL reads (user id, role) pairs alone; for a view that checks a
-        # permission and never shows the roles (an upload), not one that shows them too.
-        self.names_roles = names_roles
 
     @reify
     def package(self) -> Package | None:
@@ -55,11 +51,6 @@ class ProjectContext:
         # them must not have begun the request's transaction (on SQLite a POST's
         # takes the write lock).
         return self._find(self.request)
-
-    @classmethod
-    def for_package(cls, request: Request, package: Package, *, names_roles: bool = True) -> ProjectContext:
-        """The context of a project a view found itself (an upload names it in its form)."""
-        return cls(request, package, names_roles=names_roles)
 
     def _find(self, request: Request) -> Package | None:
         name = request.matchdict["name"]
@@ -73,22 +64,43 @@ class ProjectContext:
     def roles(self) -> list[Role]:
         return roles.maintainers(self.request.dbsession, self.package) if self.package else []
 
-    @reify
-    def grants(self) -> list[tuple[int, RoleName]]:
-        """(user id, role) for the ACL: from ``roles`` unless the view never shows them."""
-        if self.names_roles or "roles" in self.__dict__:
-            return [(role.user_id, role.role) for role in self.roles]
-        return roles.grants(self.request.dbsession, self.package) if self.package else []
-
     @property
     def __acl__(self) -> Any:
         # A generator: the roles are queried only if a permission needs them ("view" does not).
         yield from site_acl(self.request)
         yield (Allow, ADMINS, (Permission.MANAGE, Permission.UPLOAD))
-        for user_id, role in self.grants:
-            yield (Allow, f"user:{user_id}", Permission.UPLOAD)
-            if role == RoleName.OWNER:
-                yield (Allow, f"user:{user_id}", Permission.MANAGE)
+        for role in self.roles:
+            yield from _role_aces(role.user_id, role.role)
+
+
+class UploadContext:
+    """A project an upload read itself (``publish.upload_target``), with the
+    uploader's role on it: its ACL, as ``ProjectContext``'s, for that user
+    alone (the only principal the check asks about), with no further read."""
+
+    def __init__(self, request: Request, package: HasId, role: RoleName | None) -> None:
+        self.request = request
+        self.package = package  # the policy checks a token's project against its id
+        self.role = role
+
+    @property
+    def __acl__(self) -> Any:
+        yield from site_acl(self.request)
+        yield (Allow, ADMINS, (Permission.MANAGE, Permission.UPLOAD))
+        if self.role is not None:
+            yield from _role_aces(self.request.identity.account.id, self.role)
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+def _role_aces(user_id: int, role: RoleName) -> Iterator[tuple[str, str, str]]:
+    """What a role allows its user on its project: upload; owners also manage."""
+    yield (Allow, f"user:{user_id}", Permission.UPLOAD)
+    if role == RoleName.OWNER:
+        yield (Allow, f"user:{user_id}", Permission.MANAGE)
 
 
 class FileContext(ProjectContext):

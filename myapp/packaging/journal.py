@@ -27,7 +27,14 @@ class Actor(Protocol):
     def username(self) -> str: ...
 
 
-def add_entry(db: Session, package: Package, action: str, user: Actor | None, **where: str | None) -> None:
+class Named(Protocol):
+    """A project as an entry names it: a ``Package``, or an upload's plain row."""
+
+    @property
+    def name(self) -> str: ...
+
+
+def add_entry(db: Session, package: Named, action: str, user: Actor | None, **where: str | None) -> None:
     """A journal entry: who did what to the project, and when (written at
     once, with a Core INSERT: nothing reads the entry back as an object)."""
     entry = {"package_name": package.name, "action": action, "username": user.username if user else None}

@@ -11,16 +11,15 @@ a release's columns from ``release_values`` all the same.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, insert, select, true, update
+from sqlalchemy import bindparam, exists, func, insert, literal, select, true, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from myapp.data.meta import table_of
 from myapp.packaging import journal
 from myapp.packaging.classifiers import set_classifiers
-from myapp.packaging.models import Package, Release, ReleaseFile, Role, RoleName
+from myapp.packaging.models import DeletedFilename, Package, Release, ReleaseFile, Role, RoleName
 from myapp.packaging.names import is_prerelease, normalize, version_sort_key
 from myapp.packaging.rendering import RENDERER, render_description
 from myapp.packaging.services import next_serial, touched
@@ -40,8 +39,8 @@ RELEASE_METADATA = (
 )
 
 
-# Tables, for the Core statements of ``add_file``.
-PACKAGES, RELEASES, FILES = table_of(Package), table_of(Release), table_of(ReleaseFile)
+# Tables, for the Core statements of ``upload_target`` and ``add_file``.
+PACKAGES, RELEASES, FILES, ROLES = table_of(Package), table_of(Release), table_of(ReleaseFile), table_of(Role)
 
 
 def release_values(version: str) -> dict[str, Any]:
@@ -60,18 +59,66 @@ def new_package(display_name: str, **fields: Any) -> Package:
     return Package(name=normalize(display_name), display_name=display_name, **fields)
 
 
-def create_package(db: Session, display_name: str, owner: journal.Actor) -> Package:
-    """Add a project with ``owner`` as its first owner: two Core INSERTs, then
-    the row read back (the ORM's flush made most of the 0.93 ms this took in
-    an upload; 0.71 ms now). A new project has no classifiers: its collection
-    is marked loaded and empty, so that nothing reads them back."""
+class Project(Protocol):
+    """A project as ``add_file`` reads it: an upload's ``ProjectRow``, or a ``Package``."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str | None: ...
+
+    @property
+    def description_content_type(self) -> str | None: ...
+
+    @property
+    def description_renderer(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    """The columns of a project that an upload reads: plain values, no ORM object."""
+
+    id: int
+    name: str
+    display_name: str
+    description: str | None = None
+    description_content_type: str | None = None
+    description_renderer: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """What an upload must know before it writes: its project (None: a new
+    one), the uploader's role on it, and what the filename already means
+    here (the sha256 of the file of that name; whether one was deleted)."""
+
+    project: ProjectRow | None
+    role: RoleName | None
+    filename_sha256: str | None
+    filename_deleted: bool
+
+
+def upload_target(db: Session, name: str, user_id: int, filename: str) -> UploadTarget:
+    """One statement, in the upload's transaction (on SQLite, after its
+    ``BEGIN IMMEDIATE``): three reads and an ORM object were a fifth of an
+    upload's time in process (``bench/upload_speed.py``)."""
+    params = {"name": normalize(name), "user_id": user_id, "filename": filename}
+    row = db.connection().execute(_UPLOAD_TARGET, params).one()
+    project = ProjectRow(*row[:6]) if row[0] is not None else None
+    return UploadTarget(project, row.role, row.filename_sha256, bool(row.filename_deleted))
+
+
+def create_package(db: Session, display_name: str, owner: journal.Actor) -> ProjectRow:
+    """Add a project with ``owner`` as its first owner: two Core INSERTs."""
     conn = db.connection()
     values = {"name": normalize(display_name), "display_name": display_name}
     package_id = conn.execute(_NEW_PACKAGE, values).scalar_one()
     conn.execute(_NEW_ROLE, {"user_id": owner.id, "package_id": package_id, "role": RoleName.OWNER})
-    package = db.get_one(Package, package_id)
-    set_committed_value(package, "classifiers", [])
-    return package
+    return ProjectRow(package_id, values["name"], display_name)
 
 
 @dataclass(frozen=True)
@@ -111,7 +158,7 @@ class ProjectMetadata:
 def add_file(
     db: Session,
     user: journal.Actor,
-    package: Package | None,
+    project: Project | None,
     display_name: str,
     version: str,
     file: NewFile,
@@ -128,22 +175,31 @@ def add_file(
     Written with statements built once (below), not the ORM's unit of work:
     this is the index's hottest write (``bench/upload_speed.py``), and the
     ORM's flush, then building Core statements per call, were most of its
-    time. ``package`` is expired afterwards, so that it reads back what was written."""
-    if package is None:
-        package = create_package(db, display_name, user)
+    time. A ``Package`` of the project loaded in ``db`` is expired afterwards,
+    so that it reads back what was written."""
+    if project is None:
+        project = create_package(db, display_name, user)
     conn = db.connection()
-    which = {"package_id": package.id, "versions": [version, spelled], "exact": version}
+    which = {"package_id": project.id, "versions": [version, spelled], "exact": version}
     release_id, sort_key, newest = conn.execute(_RELEASE_AND_NEWEST, which).one()
     if release_id is None:
-        values = {**release_values(version), **metadata.release, "package_id": package.id}
+        values = {**release_values(version), **metadata.release, "package_id": project.id}
         values.update(summary=metadata.fields.get("summary"), requires_python=metadata.fields.get("requires_python"))
         release_id, sort_key = conn.execute(_NEW_RELEASE, values).scalar_one(), values["sort_key"]
-    changes = project_values(db, package, metadata) if newest is None or sort_key >= newest else {}
+    changes = project_values(db, project, metadata) if newest is None or sort_key >= newest else {}
     file_id: int = conn.execute(_NEW_FILE, {**asdict(file), "release_id": release_id}).scalar_one()
-    journal.add_entry(db, package, "add file", user, version=version, filename=file.filename)
-    conn.execute(_TOUCH, {**changes, **touched(), "package_id_": package.id})
-    db.expire(package)
+    journal.add_entry(db, project, "add file", user, version=version, filename=file.filename)
+    conn.execute(_TOUCH, {**changes, **touched(), "package_id_": project.id})
+    _expire_loaded(db, project.id)
     return file_id
+
+
+def _expire_loaded(db: Session, package_id: int) -> None:
+    """The Core statements bypassed the session: a ``Package`` it holds for
+    this project (its columns, releases, classifiers) is read again when next used."""
+    loaded = db.identity_map.get(db.identity_key(Package, package_id))
+    if loaded is not None:
+        db.expire(loaded)
 
 
 # add_file's statements. The release of a version (either spelling, the exact one first) and the
@@ -160,6 +216,19 @@ _found = (
 _RELEASE_AND_NEWEST = select(_found.c.id, _found.c.sort_key, _newest.c.newest).select_from(
     _newest.outerjoin(_found, true())
 )
+# upload_target's: one row always (the project's columns are NULL for a new one).
+_project = PACKAGES.outerjoin(ROLES, (ROLES.c.package_id == PACKAGES.c.id) & (ROLES.c.user_id == bindparam("user_id")))
+_UPLOAD_TARGET = select(
+    PACKAGES.c.id,
+    PACKAGES.c.name,
+    PACKAGES.c.display_name,
+    PACKAGES.c.description,
+    PACKAGES.c.description_content_type,
+    PACKAGES.c.description_renderer,
+    ROLES.c.role,
+    select(FILES.c.sha256).where(FILES.c.filename == bindparam("filename")).scalar_subquery().label("filename_sha256"),
+    exists().where(table_of(DeletedFilename).c.filename == bindparam("filename")).label("filename_deleted"),
+).select_from(select(literal(1)).subquery().outerjoin(_project, PACKAGES.c.name == bindparam("name")))
 _NEW_PACKAGE = insert(PACKAGES).returning(PACKAGES.c.id)
 _NEW_ROLE = insert(table_of(Role))
 _NEW_RELEASE = insert(RELEASES).returning(RELEASES.c.id)
@@ -168,7 +237,7 @@ _NEW_FILE = insert(FILES).returning(FILES.c.id)
 _TOUCH = update(PACKAGES).where(PACKAGES.c.id == bindparam("package_id_")).values(last_serial=next_serial())
 
 
-def project_values(db: Session, package: Package, metadata: ProjectMetadata) -> dict[str, Any]:
+def project_values(db: Session, project: Project, metadata: ProjectMetadata) -> dict[str, Any]:
     """The project's columns from its newest release's file, and its
     classifiers set: the file is the truth, so what it leaves out is cleared,
     and a classifier no project uses any more goes (``set_classifiers``)."""
@@ -180,8 +249,8 @@ def project_values(db: Session, package: Package, metadata: ProjectMetadata) -> 
     # Once per upload, not per page view; and not again for a file whose description is the one
     # already rendered by this renderer (a release's wheel and sdist, a release after a release).
     described = (values.get("description"), values.get("description_content_type"), RENDERER)
-    if described != (package.description, package.description_content_type, package.description_renderer):
+    if described != (project.description, project.description_content_type, project.description_renderer):
         values["description_html"] = render_description(*described[:2])
         values["description_renderer"] = RENDERER
-    set_classifiers(db, package, metadata.classifiers)
+    set_classifiers(db, project.id, metadata.classifiers)
     return values

@@ -6,7 +6,7 @@ the project's serial, since its page lists its maintainers.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, contains_eager
 
 from myapp.accounts.models import User
@@ -28,16 +28,6 @@ def maintainers(db: Session, package: Package) -> list[Role]:
         .order_by(Role.role != RoleName.OWNER, func.lower(User.username))
     )
     return list(db.scalars(stmt))
-
-
-def grants(db: Session, package: Package) -> list[tuple[int, RoleName]]:
-    """Who holds which role on the project, as (user id, role): what its ACL
-    needs, without loading the roles and their users as ORM objects."""
-    return [(user_id, role) for user_id, role in db.execute(_GRANTS, {"package_id": package.id})]
-
-
-# Built once: an upload's permission check runs it, and building it was a third of its cost.
-_GRANTS = select(Role.user_id, Role.role).where(Role.package_id == bindparam("package_id"))
 
 
 def projects_of(db: Session, user: User) -> list[Role]:

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Select,
     SQLColumnExpression,
     bindparam,
-    exists,
     false,
     func,
     literal,
@@ -33,7 +32,7 @@ from sqlalchemy.orm import Session, defer, selectinload
 
 from myapp.data.meta import table_of, utcnow
 from myapp.data.paging import PER_PAGE
-from myapp.packaging.models import DeletedFilename, IndexStats, Package, Release, ReleaseFile
+from myapp.packaging.models import IndexStats, Package, Release, ReleaseFile
 from myapp.packaging.names import normalize
 from myapp.packaging.rendering import RENDERER
 
@@ -247,16 +246,13 @@ def listing_batches(session_factory: Callable[[], Session], sql: str) -> Iterato
             cursor.close()
 
 
-def find_package(db: Session, name: str, *, lean: bool = False, classifiers: bool = True) -> Package | None:
-    """The package by (normalized) name, with classifiers loaded (unless not
-    ``classifiers``: an upload reads them only when its release is the newest,
-    and a plain lazy load then costs less than a select-in); ``lean``: without
-    them and without the description (tool routes read neither)."""
-    stmt = _LEAN_PACKAGE if lean else _PACKAGE_WITH_CLASSIFIERS if classifiers else _PACKAGE
-    return db.scalar(stmt, {"name": normalize(name)})
+def find_package(db: Session, name: str, *, lean: bool = False) -> Package | None:
+    """The package by (normalized) name, with classifiers loaded; ``lean``:
+    without them and without the description (tool routes read neither)."""
+    return db.scalar(_LEAN_PACKAGE if lean else _PACKAGE_WITH_CLASSIFIERS, {"name": normalize(name)})
 
 
-# find_package's statements, built once (an upload's and every project route's first read).
+# find_package's statements, built once (every project route's first read).
 _PACKAGE = select(Package).where(Package.name == bindparam("name"))
 _LEAN_PACKAGE = _PACKAGE.options(defer(Package.description), defer(Package.description_html))
 _PACKAGE_WITH_CLASSIFIERS = _PACKAGE.options(selectinload(Package.classifiers))
@@ -391,28 +387,6 @@ def files_of(db: Session, release: Release | None) -> list[ReleaseFile]:
 
 def find_file(db: Session, filename: str) -> ReleaseFile | None:
     return db.scalar(select(ReleaseFile).where(ReleaseFile.filename == filename))
-
-
-@dataclass(frozen=True)
-class FilenameUse:
-    """What a filename already means on this index: the sha256 of the file of
-    that name (None: there is none), and whether a file of that name was deleted."""
-
-    sha256: str | None
-    deleted: bool
-
-
-def filename_use(db: Session, filename: str) -> FilenameUse:
-    """An upload's one question about its filename, in one statement and no ORM object."""
-    row = db.execute(_FILENAME_USE, {"filename": filename}).one()
-    return FilenameUse(row[0], bool(row[1]))
-
-
-# Built once (building it cost more than running it).
-_FILENAME_USE = select(
-    select(ReleaseFile.sha256).where(ReleaseFile.filename == bindparam("filename")).scalar_subquery(),
-    exists().where(DeletedFilename.filename == bindparam("filename")),
-)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,8 @@ from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy.exc import IntegrityError
 
 from myapp.accounts.policy import MEMBERS, READERS, basic_credentials
-from myapp.packaging import publish, services
-from myapp.packaging.context import ProjectContext
-from myapp.packaging.models import Package
+from myapp.packaging import publish
+from myapp.packaging.context import UploadContext
 from myapp.packaging.names import is_valid_filename, is_valid_name, normalize
 from myapp.packaging.storage import FileStore, StoreUnavailable
 from myapp.packaging.validation import InvalidUpload, ValidMetadata, read_upload
@@ -158,15 +157,14 @@ def upload(request: Request) -> Response:
         form = request.POST
         name, version, filename, filetype = _check_names(form)
         db = request.dbsession
-        package = services.find_package(db, name, classifiers=False)
-        _check_may_upload(request, package, name)
-        existing = services.filename_use(db, filename)
+        target = publish.upload_target(db, name, request.identity.account.id, filename)
+        _check_may_upload(request, target)
         received = _receive(store, form["content"], int(settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES)))
         _check_digests(form, received)
-        if existing.sha256 is None and existing.deleted:
+        if target.filename_sha256 is None and target.filename_deleted:
             raise Refused("File already exists: a file of that name was deleted, and names are not reused.")
-        if existing.sha256 is not None:
-            if existing.sha256 == received.sha256:
+        if target.filename_sha256 is not None:
+            if target.filename_sha256 == received.sha256:
                 received.path.unlink(missing_ok=True)
                 return _answer(200, "OK: this file was uploaded before; nothing changed.")
             raise Refused("File already exists: a file of that name was uploaded with other content.")
@@ -175,9 +173,8 @@ def upload(request: Request) -> Response:
         spelled = form.get("version", "").strip()
         metadata = _project_metadata(valid)
         try:
-            publish.add_file(
-                db, request.identity.account, package, valid.name, str(version), new_file, metadata, spelled=spelled
-            )
+            account, project = request.identity.account, target.project
+            publish.add_file(db, account, project, valid.name, str(version), new_file, metadata, spelled=spelled)
         except IntegrityError as exc:
             _lost_race(request, exc)
     except (Refused, InvalidUpload) as refused:
@@ -218,17 +215,17 @@ def _lost_race(request: Request, exc: IntegrityError) -> None:
     raise exc
 
 
-def _check_may_upload(request: Request, package: Package | None, name: str) -> None:
+def _check_may_upload(request: Request, target: publish.UploadTarget) -> None:
     identity = request.identity
     if request.registry[READERS] != Everyone and MEMBERS not in identity.principals:  # a private index
         raise Refused("Only members may publish here: verify your email address first.", 403)
-    if package is None:
+    project = target.project
+    if project is None:
         if identity.token is not None and identity.token.package_id is not None:
             raise Refused("This API token is limited to another project.", 403)
         return
-    context = ProjectContext.for_package(request, package, names_roles=False)
-    if not request.has_permission(Permission.UPLOAD, context):
-        raise Refused(f"You are not an owner or maintainer of {package.display_name}.", 403)
+    if not request.has_permission(Permission.UPLOAD, UploadContext(request, project, target.role)):
+        raise Refused(f"You are not an owner or maintainer of {project.display_name}.", 403)
 
 
 def _stored_file(
