@@ -100,6 +100,16 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 1234
 
 
+def test_only_a_server_connection_is_pinged_before_use(tmp_path: Path) -> None:
+    """A pooled PostgreSQL connection may have been dropped; a SQLite file
+    cannot be (its ping was a statement on every request)."""
+    sqlite = DbSession._create_engine(to_url(str(tmp_path / "q.sqlite")), echo=False, busy_timeout_ms=10)
+    server = DbSession._create_engine(to_url("postgresql+psycopg://u@127.0.0.1:1/x"), echo=False, busy_timeout_ms=10)
+    assert (sqlite.pool._pre_ping, server.pool._pre_ping) == (False, True)  # type: ignore[attr-defined]
+    sqlite.dispose()
+    server.dispose()
+
+
 @pytest.mark.usefixtures("clean_dbsession")
 def test_sqlite_savepoints_work(tmp_path: Path) -> None:
     """pysqlite's own transaction handling breaks SAVEPOINT; ours must not."""

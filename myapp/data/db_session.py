@@ -189,7 +189,9 @@ class DbSession:
             folder = Path(database).parent
             if not folder.is_dir():
                 raise DbConfigError(f"The folder for the SQLite file {url.database!r} does not exist.")
-        options.setdefault("pool_pre_ping", True)
+        # A server's connection may have been dropped while it sat in the pool: ask
+        # first. A SQLite file is opened in this process, with nothing to drop.
+        options.setdefault("pool_pre_ping", url.get_backend_name() != "sqlite")
         # Bound parameters (user input, later password hashes) stay out of
         # error messages and logs; pass hide_parameters=False to debug.
         options.setdefault("hide_parameters", True)
