@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, exists, func, insert, literal, select, true, update
+from sqlalchemy import ScalarSelect, bindparam, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from myapp.data.meta import table_of
@@ -180,13 +180,14 @@ def add_file(
     if project is None:
         project = create_package(db, display_name, user)
     conn = db.connection()
-    which = {"package_id": project.id, "versions": [version, spelled], "exact": version}
-    release_id, sort_key, newest = conn.execute(_RELEASE_AND_NEWEST, which).one()
+    which = {"package_id": project.id, "exact": version, "spelled": spelled}
+    exact_id, spelled_id, newest = conn.execute(_RELEASE_AND_NEWEST, which).one()
+    release_id, release = exact_id or spelled_id, release_values(version)  # one sort key for every spelling
     if release_id is None:
-        values = {**release_values(version), **metadata.release, "package_id": project.id}
+        values = {**release, **metadata.release, "package_id": project.id}
         values.update(summary=metadata.fields.get("summary"), requires_python=metadata.fields.get("requires_python"))
-        release_id, sort_key = conn.execute(_NEW_RELEASE, values).scalar_one(), values["sort_key"]
-    changes = project_values(db, project, metadata) if newest is None or sort_key >= newest else {}
+        release_id = conn.execute(_NEW_RELEASE, values).scalar_one()
+    changes = project_values(db, project, metadata) if newest is None or release["sort_key"] >= newest else {}
     file_id: int = conn.execute(_NEW_FILE, {**asdict(file), "release_id": release_id}).scalar_one()
     journal.add_entry(db, project, "add file", user, version=version, filename=file.filename)
     conn.execute(_TOUCH, {**changes, **touched(), "package_id_": project.id})
@@ -202,20 +203,25 @@ def _expire_loaded(db: Session, package_id: int) -> None:
         db.expire(loaded)
 
 
-# add_file's statements. The release of a version (either spelling, the exact one first) and the
-# project's newest sort key, in one row always: the newest key, joined to the release if there is one.
-_mine = RELEASES.c.package_id == bindparam("package_id")
-_newest = select(func.max(RELEASES.c.sort_key).label("newest")).where(_mine).subquery()
-_found = (
-    select(RELEASES.c.id, RELEASES.c.sort_key)
-    .where(_mine, RELEASES.c.version.in_(bindparam("versions", expanding=True)))
-    .order_by((RELEASES.c.version == bindparam("exact")).desc())
-    .limit(1)
-    .subquery()
+# add_file's statements. The release of a version, by either spelling (the exact one is preferred),
+# and the project's newest sort key: one row always, each part an index lookup.
+_found = RELEASES.alias("found")
+
+
+def _release_spelled(spelling: str) -> ScalarSelect[int]:
+    return (
+        select(_found.c.id)
+        .where(_found.c.package_id == bindparam("package_id"), _found.c.version == bindparam(spelling))
+        .scalar_subquery()
+    )
+
+
+_newest = func.max(RELEASES.c.sort_key)
+_RELEASE_AND_NEWEST = select(_release_spelled("exact"), _release_spelled("spelled"), _newest).where(
+    RELEASES.c.package_id == bindparam("package_id")
 )
-_RELEASE_AND_NEWEST = select(_found.c.id, _found.c.sort_key, _newest.c.newest).select_from(
-    _newest.outerjoin(_found, true())
-)
+
+
 # upload_target's: one row always (the project's columns are NULL for a new one).
 _project = PACKAGES.outerjoin(ROLES, (ROLES.c.package_id == PACKAGES.c.id) & (ROLES.c.user_id == bindparam("user_id")))
 _UPLOAD_TARGET = select(
