@@ -29,7 +29,8 @@ requires = [
     # and from 80.9 importing it prints a UserWarning at every start of pserve and pshell
     # (before it, a DeprecationWarning, hidden by default).
     "setuptools>=68,<80.9",
-    "SQLAlchemy>=2.0,<2.1",
+    # 2.0.21: func.aggregate_strings (an upload reads its project's classifiers in its one statement).
+    "SQLAlchemy>=2.0.21,<2.1",
     "tqdm>=4.66",
     "transaction>=4.0",
     # Uploads' classifiers must be known trove classifiers, as on PyPI (the list PyPI uses).

@@ -129,12 +129,12 @@ def test_an_upload_to_a_known_project_is_a_fixed_number_of_statements(testapp, d
         assert res.status_int == 200, res.text
         counts.append(count_queries.count)
     # credentials (both throttles in one raw read, the account by name raw: no session of their own);
-    # the project, the uploader's role on it and what the filename means here (a file's sha256, a
-    # deleted name) in one; the release and the newest release's key in one; release insert, its
-    # classifiers, file insert, journal, and one project update that also takes the next serial. No
-    # ORM object: the journal and a new project's owner role take the account the credentials were
-    # read as, and the project is a plain row.
-    assert counts[0] == counts[1] == 9, count_queries.statements
+    # what the upload must know (the project, the uploader's role, what the filename means here, the
+    # release of the version, the newest release, the classifiers) in one; release insert, file
+    # insert, journal, and one project update that also takes the next serial. No ORM object: the
+    # journal and a new project's owner role take the account the credentials were read as, and the
+    # project is a plain row.
+    assert counts[0] == counts[1] == 7, count_queries.statements
 
 
 def test_json_document_is_one_statement_once_rendered_and_follows_writes_and_downloads(

@@ -11,7 +11,7 @@ a release's columns from ``release_values`` all the same.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import ScalarSelect, bindparam, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
@@ -19,7 +19,16 @@ from sqlalchemy.orm import Session
 from myapp.data.meta import table_of
 from myapp.packaging import journal
 from myapp.packaging.classifiers import set_classifiers
-from myapp.packaging.models import DeletedFilename, Package, Release, ReleaseFile, Role, RoleName
+from myapp.packaging.models import (
+    Classifier,
+    DeletedFilename,
+    Package,
+    Release,
+    ReleaseFile,
+    Role,
+    RoleName,
+    package_classifiers,
+)
 from myapp.packaging.names import is_prerelease, normalize, version_sort_key
 from myapp.packaging.rendering import RENDERER, render_description
 from myapp.packaging.services import next_serial, touched
@@ -41,6 +50,7 @@ RELEASE_METADATA = (
 
 # Tables, for the Core statements of ``upload_target`` and ``add_file``.
 PACKAGES, RELEASES, FILES, ROLES = table_of(Package), table_of(Release), table_of(ReleaseFile), table_of(Role)
+CLASSIFIERS = table_of(Classifier)
 
 
 def release_values(version: str) -> dict[str, Any]:
@@ -59,25 +69,6 @@ def new_package(display_name: str, **fields: Any) -> Package:
     return Package(name=normalize(display_name), display_name=display_name, **fields)
 
 
-class Project(Protocol):
-    """A project as ``add_file`` reads it: an upload's ``ProjectRow``, or a ``Package``."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def description(self) -> str | None: ...
-
-    @property
-    def description_content_type(self) -> str | None: ...
-
-    @property
-    def description_renderer(self) -> str | None: ...
-
-
 @dataclass(frozen=True)
 class ProjectRow:
     """The columns of a project that an upload reads: plain values, no ORM object."""
@@ -93,23 +84,39 @@ class ProjectRow:
 @dataclass(frozen=True)
 class UploadTarget:
     """What an upload must know before it writes: its project (None: a new
-    one), the uploader's role on it, and what the filename already means
-    here (the sha256 of the file of that name; whether one was deleted)."""
+    one), the uploader's role on it, what the filename already means here
+    (the sha256 of the file of that name; whether one was deleted), the
+    release of the version (by either spelling), the project's newest
+    release (its sort key) and its classifiers."""
 
     project: ProjectRow | None
     role: RoleName | None
     filename_sha256: str | None
     filename_deleted: bool
+    release_id: int | None = None
+    newest: str | None = None
+    classifiers: tuple[str, ...] = ()
 
 
-def upload_target(db: Session, name: str, user_id: int, filename: str) -> UploadTarget:
-    """One statement, in the upload's transaction (on SQLite, after its
-    ``BEGIN IMMEDIATE``): three reads and an ORM object were a fifth of an
-    upload's time in process (``bench/upload_speed.py``)."""
-    params = {"name": normalize(name), "user_id": user_id, "filename": filename}
+def upload_target(db: Session, name: str, version: str, *, spelled: str, user_id: int, filename: str) -> UploadTarget:
+    """All of it in one statement of index lookups, in the upload's
+    transaction (on SQLite, after its ``BEGIN IMMEDIATE``): six reads and an
+    ORM object were a quarter of an upload's time in process
+    (``bench/upload_speed.py``). ``spelled`` is the version as the uploader
+    wrote it: a release stored under that spelling is the same release."""
+    params = {"name": normalize(name), "exact": version, "spelled": spelled, "user_id": user_id, "filename": filename}
     row = db.connection().execute(_UPLOAD_TARGET, params).one()
-    project = ProjectRow(*row[:6]) if row[0] is not None else None
-    return UploadTarget(project, row.role, row.filename_sha256, bool(row.filename_deleted))
+    if row.id is None:
+        return UploadTarget(None, None, row.filename_sha256, bool(row.filename_deleted))
+    return UploadTarget(
+        ProjectRow(*row[:6]),
+        row.role,
+        row.filename_sha256,
+        bool(row.filename_deleted),
+        row.exact_release or row.spelled_release,
+        row.newest,
+        tuple(row.classifiers.split(_CLASSIFIERS_APART)) if row.classifiers else (),
+    )
 
 
 def create_package(db: Session, display_name: str, owner: journal.Actor) -> ProjectRow:
@@ -158,18 +165,15 @@ class ProjectMetadata:
 def add_file(
     db: Session,
     user: journal.Actor,
-    project: Project | None,
+    target: UploadTarget,
     display_name: str,
     version: str,
     file: NewFile,
     metadata: ProjectMetadata,
-    *,
-    spelled: str,
 ) -> int:
     """Add an uploaded file, and its project (``user`` its owner) and release
-    if they are new; the new file's id. A release stored under another
-    spelling of the version (``spelled``, as the uploader wrote it) is the
-    same release. The project takes ``metadata`` when the file is for its
+    if they are new (``target``, as ``upload_target`` read them); the new
+    file's id. The project takes ``metadata`` when the file is for its
     newest release. Journalled; the project's update time and serial move on.
 
     Written with statements built once (below), not the ORM's unit of work:
@@ -177,17 +181,16 @@ def add_file(
     ORM's flush, then building Core statements per call, were most of its
     time. A ``Package`` of the project loaded in ``db`` is expired afterwards,
     so that it reads back what was written."""
-    if project is None:
-        project = create_package(db, display_name, user)
+    project = target.project or create_package(db, display_name, user)
     conn = db.connection()
-    which = {"package_id": project.id, "exact": version, "spelled": spelled}
-    exact_id, spelled_id, newest = conn.execute(_RELEASE_AND_NEWEST, which).one()
-    release_id, release = exact_id or spelled_id, release_values(version)  # one sort key for every spelling
+    release, release_id = release_values(version), target.release_id  # one sort key for every spelling
     if release_id is None:
         values = {**release, **metadata.release, "package_id": project.id}
         values.update(summary=metadata.fields.get("summary"), requires_python=metadata.fields.get("requires_python"))
         release_id = conn.execute(_NEW_RELEASE, values).scalar_one()
-    changes = project_values(db, project, metadata) if newest is None or release["sort_key"] >= newest else {}
+    changes = {}
+    if target.newest is None or release["sort_key"] >= target.newest:
+        changes = project_values(db, project, metadata, target.classifiers)
     file_id: int = conn.execute(_NEW_FILE, {**asdict(file), "release_id": release_id}).scalar_one()
     journal.add_entry(db, project, "add file", user, version=version, filename=file.filename)
     conn.execute(_TOUCH, {**changes, **touched(), "package_id_": project.id})
@@ -203,26 +206,24 @@ def _expire_loaded(db: Session, package_id: int) -> None:
         db.expire(loaded)
 
 
-# add_file's statements. The release of a version, by either spelling (the exact one is preferred),
-# and the project's newest sort key: one row always, each part an index lookup.
-_found = RELEASES.alias("found")
+# upload_target's, one row always (the project's columns are NULL for a new one); correlated to the
+# project: the release of either spelling of the version, the newest sort key, the classifiers.
+_releases = RELEASES.alias("found")
 
 
 def _release_spelled(spelling: str) -> ScalarSelect[int]:
-    return (
-        select(_found.c.id)
-        .where(_found.c.package_id == bindparam("package_id"), _found.c.version == bindparam(spelling))
-        .scalar_subquery()
-    )
+    same = (_releases.c.package_id == PACKAGES.c.id) & (_releases.c.version == bindparam(spelling))
+    return select(_releases.c.id).where(same).scalar_subquery()
 
 
-_newest = func.max(RELEASES.c.sort_key)
-_RELEASE_AND_NEWEST = select(_release_spelled("exact"), _release_spelled("spelled"), _newest).where(
-    RELEASES.c.package_id == bindparam("package_id")
+_CLASSIFIERS_APART = "\n"  # a classifier is one line
+_classifier_names = (
+    select(func.aggregate_strings(CLASSIFIERS.c.classifier, _CLASSIFIERS_APART))
+    .select_from(package_classifiers.join(CLASSIFIERS, CLASSIFIERS.c.id == package_classifiers.c.classifier_id))
+    .where(package_classifiers.c.package_id == PACKAGES.c.id)
+    .scalar_subquery()
 )
-
-
-# upload_target's: one row always (the project's columns are NULL for a new one).
+_newest = select(func.max(_releases.c.sort_key)).where(_releases.c.package_id == PACKAGES.c.id).scalar_subquery()
 _project = PACKAGES.outerjoin(ROLES, (ROLES.c.package_id == PACKAGES.c.id) & (ROLES.c.user_id == bindparam("user_id")))
 _UPLOAD_TARGET = select(
     PACKAGES.c.id,
@@ -234,7 +235,12 @@ _UPLOAD_TARGET = select(
     ROLES.c.role,
     select(FILES.c.sha256).where(FILES.c.filename == bindparam("filename")).scalar_subquery().label("filename_sha256"),
     exists().where(table_of(DeletedFilename).c.filename == bindparam("filename")).label("filename_deleted"),
+    _release_spelled("exact").label("exact_release"),
+    _release_spelled("spelled").label("spelled_release"),
+    _newest.label("newest"),
+    _classifier_names.label("classifiers"),
 ).select_from(select(literal(1)).subquery().outerjoin(_project, PACKAGES.c.name == bindparam("name")))
+# add_file's.
 _NEW_PACKAGE = insert(PACKAGES).returning(PACKAGES.c.id)
 _NEW_ROLE = insert(table_of(Role))
 _NEW_RELEASE = insert(RELEASES).returning(RELEASES.c.id)
@@ -243,10 +249,13 @@ _NEW_FILE = insert(FILES).returning(FILES.c.id)
 _TOUCH = update(PACKAGES).where(PACKAGES.c.id == bindparam("package_id_")).values(last_serial=next_serial())
 
 
-def project_values(db: Session, project: Project, metadata: ProjectMetadata) -> dict[str, Any]:
+def project_values(
+    db: Session, project: ProjectRow, metadata: ProjectMetadata, classifiers: tuple[str, ...]
+) -> dict[str, Any]:
     """The project's columns from its newest release's file, and its
-    classifiers set: the file is the truth, so what it leaves out is cleared,
-    and a classifier no project uses any more goes (``set_classifiers``)."""
+    classifiers (``classifiers`` now) set: the file is the truth, so what it
+    leaves out is cleared, and a classifier no project uses any more goes
+    (``set_classifiers``)."""
     values: dict[str, Any] = {
         column: value if value is None or column == "description" else value[:FIELD_LIMIT]
         for column, value in metadata.fields.items()
@@ -258,5 +267,5 @@ def project_values(db: Session, project: Project, metadata: ProjectMetadata) -> 
     if described != (project.description, project.description_content_type, project.description_renderer):
         values["description_html"] = render_description(*described[:2])
         values["description_renderer"] = RENDERER
-    set_classifiers(db, project.id, metadata.classifiers)
+    set_classifiers(db, project.id, metadata.classifiers, now=classifiers)
     return values

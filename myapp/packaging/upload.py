@@ -157,7 +157,9 @@ def upload(request: Request) -> Response:
         form = request.POST
         name, version, filename, filetype = _check_names(form)
         db = request.dbsession
-        target = publish.upload_target(db, name, request.identity.account.id, filename)
+        spelled = form.get("version", "").strip()
+        account = request.identity.account
+        target = publish.upload_target(db, name, str(version), spelled=spelled, user_id=account.id, filename=filename)
         _check_may_upload(request, target)
         received = _receive(store, form["content"], int(settings.get("myapp.max_upload_bytes", DEFAULT_MAX_BYTES)))
         _check_digests(form, received)
@@ -170,11 +172,9 @@ def upload(request: Request) -> Response:
             raise Refused("File already exists: a file of that name was uploaded with other content.")
         valid = read_upload(received.path, filetype, name, version, form, settings)
         new_file = _stored_file(request, filename, filetype, received, valid)
-        spelled = form.get("version", "").strip()
         metadata = _project_metadata(valid)
         try:
-            account, project = request.identity.account, target.project
-            publish.add_file(db, account, project, valid.name, str(version), new_file, metadata, spelled=spelled)
+            publish.add_file(db, account, target, valid.name, str(version), new_file, metadata)
         except IntegrityError as exc:
             _lost_race(request, exc)
     except (Refused, InvalidUpload) as refused:
