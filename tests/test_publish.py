@@ -26,8 +26,8 @@ def _file(filename: str) -> publish.NewFile:
 def _add(dbsession, user, display_name: str, version: str, spelled: str, metadata: publish.ProjectMetadata) -> int:
     """As an upload does: what the file's project and release are, then the file added."""
     filename = f"made_here-{version}.tar.gz"
-    spellings = {"spelled": spelled, "user_id": user.id, "filename": filename}
-    target = publish.upload_target(dbsession, display_name, version, **spellings)
+    given = {"spelled": spelled, "user_id": user.id, "filename": filename}
+    target = publish.upload_target(dbsession, display_name, version, **given)
     return publish.add_file(dbsession, user, target, display_name, version, _file(filename), metadata)
 
 
