@@ -3,7 +3,9 @@ and to pypiserver, in alternating rounds, optionally with py-spy recording myapp
 
     .venv/bin/python bench/upload_speed.py [--rounds 5] [--upload-files 60] [--py-spy out.svg]
 
-Quicker than peers.py when only the upload is being worked on; the same wheels, servers and timing.
+Quicker than peers.py when only the upload is being worked on; the same servers and timing, and by
+default the same wheels already on each index (``--projects``/``--versions``): pypiserver lists its
+folder on each upload, so it is faster on a near-empty one (``--projects 3 --versions 1``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=bench.positive_int, default=5)
     parser.add_argument("--upload-files", type=bench.positive_int, default=60)
+    parser.add_argument("--projects", type=bench.positive_int, default=30, help="projects already there (default 30)")
+    parser.add_argument("--versions", type=bench.positive_int, default=3, help="wheels per project (default 3)")
     parser.add_argument("--peers-venv", type=Path, default=peers.DEFAULT_VENV)
     parser.add_argument(
         "--py-spy", type=Path, help="record myapp's server with py-spy (.svg: a flame graph; else collapsed stacks)"
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {}
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="myapp-upload-")))
-        wheels = peers.make_wheels(work / "wheels", 3, 1)
+        wheels = peers.make_wheels(work / "wheels", args.projects, args.versions)
         ports = bench.free_ports(2)
         servers = [
             peers.start_myapp(
