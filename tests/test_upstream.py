@@ -319,14 +319,43 @@ def test_the_index_lists_hosted_and_fetched_proxied_names(proxy, upstream, dbses
     assert f'<a href="/simple/{name}/">' in proxy.get("/simple/").text
 
 
-def test_a_warm_proxied_page_costs_four_statements(proxy, upstream, count_queries):
-    """No hosted project of that name (asked first: ours win), then the
-    proxied project, its files, its policy."""
+def test_a_warm_proxied_page_is_two_raw_reads_and_answers_if_none_match(proxy, upstream, count_queries):
+    """No hosted project of that name (asked first: ours win), then what the
+    kept page depends on (the stored project's serial, its TTL, its policy):
+    no session. A client that has the page gets 304 from the same two reads."""
     name = demo_name(upstream)
-    proxy.get(f"/simple/{name}/")
+    proxy.get(f"/simple/{name}/", headers={"Accept": JSON})  # fetched: kept from the next request on
+    first = proxy.get(f"/simple/{name}/", headers={"Accept": JSON})
     count_queries.clear()
-    proxy.get(f"/simple/{name}/", headers={"Accept": JSON})
-    assert count_queries.count == 4, count_queries.statements
+    again = proxy.get(f"/simple/{name}/", headers={"Accept": JSON})
+    read = [statement.split(" FROM ")[-1].split()[0] for statement in count_queries.statements]
+    assert read == ["packages", "upstream_projects"], count_queries.statements
+    assert (again.body, again.headers["ETag"], again.content_type) == (first.body, first.headers["ETag"], JSON)
+    assert again.headers["X-PyPI-Last-Serial"] == first.headers["X-PyPI-Last-Serial"]
+    count_queries.clear()
+    proxy.get(f"/simple/{name}/", headers={"Accept": JSON, "If-None-Match": again.headers["ETag"]}, status=304)
+    assert count_queries.count == 2, count_queries.statements
+    # The HTML page is kept apart.
+    assert proxy.get(f"/simple/{name}/", headers={"Accept": HTML}).content_type == HTML
+    assert proxy_of(proxy).stats.as_dict()["hit"] >= 2
+
+
+def test_a_kept_proxied_page_lets_a_file_out_when_the_cooldown_does(
+    settings, dbsession, upstream, monkeypatch, count_queries
+):
+    """Kept until the cooldown's next release of a file, not for its serial alone."""
+    from myapp.upstream import pages
+
+    name = unique_name("ripening")
+    publish(upstream, name, {"1.0": ago(days=30), "2.0": ago(days=7) + timedelta(minutes=1)})
+    app = proxy_app(settings, upstream, **{"myapp.upstream_min_age": "7d"})
+    assert files_of(app, name) == files_of(app, name) == {wheel_name(name, "1.0")}
+    count_queries.clear()
+    assert files_of(app, name) == {wheel_name(name, "1.0")}  # kept: 2.0 is still too young
+    assert count_queries.count == 2, count_queries.statements
+    later = pages.utcnow() + timedelta(minutes=2)
+    monkeypatch.setattr(pages, "utcnow", lambda: later)
+    assert files_of(app, name) == {wheel_name(name, "1.0"), wheel_name(name, "2.0")}
 
 
 def test_a_hosted_page_with_a_proxy_set_costs_no_session(proxy, dbsession, count_queries):

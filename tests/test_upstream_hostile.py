@@ -19,7 +19,7 @@ from myapp.config import configure
 from myapp.security import SettingsError
 from myapp.upstream.client import Refused, UpstreamClient, UpstreamError, is_public
 from myapp.upstream.parse import PageError, parse_page
-from myapp.upstream.policy import ProjectPolicy, visible
+from myapp.upstream.policy import ProjectPolicy, next_change, visible
 from myapp.upstream.settings import UpstreamSettings, parse_duration, read_settings
 from tests.upstream_helpers import JSON, Hostile
 
@@ -162,6 +162,29 @@ def test_cooldown_decision():
     assert not visible(young, frozen, now)[0] and visible(unknown, frozen, now)[0]
     unknown.removed_at = now
     assert visible(unknown, ProjectPolicy(), now) == (False, "This file was removed from the upstream index.")
+
+
+def test_when_the_cooldown_next_lets_a_file_out():
+    """What a kept proxied page's expiry is: the soonest a hidden file's age is reached."""
+    from datetime import UTC, datetime
+
+    from myapp.upstream.models import UpstreamFile
+
+    now = datetime(2026, 1, 10, tzinfo=UTC)
+    week = timedelta(days=7)
+    files = [
+        UpstreamFile(version="1.0", upload_time=now - timedelta(days=30), first_seen_at=now),  # out long ago
+        UpstreamFile(version="2.0", upload_time=now - timedelta(days=5), first_seen_at=now),  # out in 2 days
+        UpstreamFile(version="3.0", upload_time=now - timedelta(days=1), first_seen_at=now),  # out in 6 days
+    ]
+    assert next_change(files, ProjectPolicy(min_age=week), now) == now + timedelta(days=2)
+    assert next_change(files, ProjectPolicy(min_age=week, released=frozenset({"2.0"})), now) == now + timedelta(days=6)
+    assert next_change(files, ProjectPolicy(min_age=week, exempt=True), now) is None
+    assert next_change(files, ProjectPolicy(), now) is None  # no cooldown: nothing waits
+    frozen = ProjectPolicy(min_age=week, freeze=now - timedelta(days=6))  # 2.0 and 3.0 are never served
+    assert next_change(files, frozen, now) is None
+    files[1].removed_at = now
+    assert next_change(files, ProjectPolicy(min_age=week), now) == now + timedelta(days=6)
 
 
 # -- through the proxy, against a hostile server --------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine
 from myapp.accounts.models import User
 from myapp.accounts.services import TOKEN_PREFIX, token_digest
 from myapp.data import ReadProbe
-from myapp.data.meta import utcnow
+from myapp.data.meta import stored_time, utcnow
 
 # A token's last use is written at most this often (a write per pip request
 # would take SQLite's write lock each time); the tokens page shows it to the minute.
@@ -115,14 +115,6 @@ _TWO_ATTEMPTS = ReadProbe(
     "SELECT (SELECT count(*) FROM throttle_events WHERE scope = :scope1 AND key = :key1 AND created > :since1), "
     "(SELECT count(*) FROM throttle_events WHERE scope = :scope2 AND key = :key2 AND created > :since2)"
 )
-
-
-def stored_time(moment: datetime) -> str:
-    """A time as the database keeps it (naive UTC; SQLAlchemy's text on SQLite,
-    which compares in order; PostgreSQL casts it): for comparisons in SQL."""
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(" ", "microseconds")  # a third faster than strftime
 
 
 def account(bind: Bind, user_id: int) -> Account | None:

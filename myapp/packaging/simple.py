@@ -72,7 +72,7 @@ def negotiate(request: Request) -> str:
     return web_negotiate(request, OFFERS, FORMATS, default="text/html")
 
 
-def _conditional(request: Request, kind: str, serial: int, extra: str = "") -> dict[str, str]:
+def conditional_headers(request: Request, kind: str, serial: int, extra: str = "") -> dict[str, str]:
     """The headers every simple page carries; raises 304 when the client has it."""
     etag = f"{kind.rsplit('/', 1)[-1]}-{serial}{extra}"
     headers = {"ETag": f'"{etag}"', "Vary": "Accept", "X-PyPI-Last-Serial": str(serial)}
@@ -184,7 +184,7 @@ def simple_project(request: Request) -> Response:
         raise HTTPNotFound(f"There is no project called {request.matchdict['name']!r}.")
     hook = request.registry.get(HOSTED_EXTRA)
     extra: HostedExtra | None = hook(request, project) if hook is not None else None
-    headers = _conditional(request, kind, project.last_serial, extra.etag if extra else "")
+    headers = conditional_headers(request, kind, project.last_serial, extra.etag if extra else "")
     key = (project.id, project.created, project.last_serial, kind, request.script_name, extra.etag if extra else "")
     page = cache_of(request.registry).get_or_make(key, lambda: sized(_render_project(request, kind, project, extra)))
     response = Response(body=page.body)
@@ -217,7 +217,7 @@ def _version_key(version: str) -> tuple[int, Version | str]:
 
 def page_headers(request: Request, kind: str, page: SimplePage) -> dict[str, str]:
     """A page's ETag and serial headers; raises 304 when the client has it."""
-    return _conditional(request, kind, page.serial, page.etag)
+    return conditional_headers(request, kind, page.serial, page.etag)
 
 
 def render_page(request: Request, kind: str, page: SimplePage, headers: dict[str, str]) -> Response:
@@ -248,7 +248,7 @@ def simple_index(request: Request) -> Response:
     count = services.counts(request.dbsession).projects
     serial = services.index_serial(request.dbsession)
     listing: IndexListing | None = request.registry.get(INDEX_LISTING)
-    headers = _conditional(request, kind, serial, f"-{count}" + (listing.version(request) if listing else ""))
+    headers = conditional_headers(request, kind, serial, f"-{count}" + (listing.version(request) if listing else ""))
     saved = _saved_index(request, headers["ETag"].strip('"'))
     if saved.is_file():  # rendered before, and nothing has changed since
         response = FileResponse(str(saved), request=request, content_type=_content_type(kind))

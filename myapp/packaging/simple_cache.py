@@ -17,6 +17,7 @@ of the bound is never kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pyramid.registry import Registry
 
@@ -29,10 +30,18 @@ REGISTRY_KEY = "simple_cache"
 
 @dataclass(frozen=True)
 class Page:
-    """A rendered page: its body and its whole ``Content-Type`` header."""
+    """A rendered page: its body and its whole ``Content-Type`` header; for a
+    page kept under a key that does not say everything it shows (a proxied
+    page, whose files the cooldown lets out as they age), its ETag's own part
+    and the time it stops holding (None: never by itself)."""
 
     body: bytes
     content_type: str
+    etag: str = ""
+    until: datetime | None = None
+
+    def holds(self, now: datetime) -> bool:
+        return self.until is None or now < self.until
 
 
 def install(registry: Registry, settings: dict[str, str]) -> None:

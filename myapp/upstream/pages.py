@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -32,11 +33,20 @@ from myapp.data.rawread import read_first
 from myapp.logs import CACHE_KEY
 from myapp.packaging.names import is_valid_name
 from myapp.packaging.services import ProjectVersion
-from myapp.packaging.simple import HostedExtra, SimpleFile, SimplePage, negotiate, page_headers, render_page
+from myapp.packaging.simple import (
+    HostedExtra,
+    SimpleFile,
+    SimplePage,
+    conditional_headers,
+    negotiate,
+    page_headers,
+    render_page,
+)
+from myapp.packaging.simple_cache import Page, cache_of
 from myapp.upstream import services, urls
 from myapp.upstream.fetch import PROXY_KEY, Proxy, Snapshot
 from myapp.upstream.models import UpstreamFile
-from myapp.upstream.policy import describe_age, uploaded
+from myapp.upstream.policy import ProjectPolicy, describe_age, next_change, uploaded
 
 MARK = "from the upstream index"
 
@@ -46,14 +56,20 @@ def _proxy(request: Request) -> Proxy:
     return proxy
 
 
-def _snapshot(request: Request) -> tuple[str, Snapshot, list[UpstreamFile]]:
-    """The proxied project the route names, and its files the policy shows."""
+def _name(request: Request) -> str:
+    """The route's name, normalized: 404 if it cannot be a name, a redirect if not normalized."""
     name = request.matchdict["name"]
     if not is_valid_name(name):
         raise HTTPNotFound(f"There is no project called {name!r}.")
     normalized = canonicalize_name(name)
     if name != normalized:
         raise HTTPMovedPermanently(location=request.current_route_path(_query=request.GET, name=normalized))
+    return normalized
+
+
+def _snapshot(request: Request) -> tuple[str, Snapshot, ProjectPolicy]:
+    """The proxied project the route names, and the policy for its files."""
+    normalized = _name(request)
     proxy = _proxy(request)
     try:
         snapshot = proxy.project(request.dbsession, request.registry["dbsession_factory"], normalized)
@@ -64,7 +80,13 @@ def _snapshot(request: Request) -> tuple[str, Snapshot, list[UpstreamFile]]:
     policy = services.project_policy(
         request.dbsession, proxy.settings, normalized, services.find_policy(request.dbsession, normalized)
     )
-    return normalized, snapshot, services.shown(snapshot.files, policy, utcnow())
+    return normalized, snapshot, policy
+
+
+def _shown(request: Request) -> tuple[str, Snapshot, list[UpstreamFile]]:
+    """The proxied project the route names, and its files the policy shows."""
+    name, snapshot, policy = _snapshot(request)
+    return name, snapshot, services.shown(snapshot.files, policy, utcnow())
 
 
 def simple_file(request: Request, file: UpstreamFile) -> SimpleFile:
@@ -85,9 +107,22 @@ def versions_of(files: list[UpstreamFile]) -> list[str]:
 
 
 def simple_view(request: Request) -> Response:
-    """``/simple/<name>/`` for a name not hosted here."""
+    """``/simple/<name>/`` for a name not hosted here: kept rendered, as a
+    hosted page is, under what it depends on (``services.PageState``, one
+    raw read) until the cooldown lets another file out; a page past its TTL
+    goes the long way, which serves it and schedules its refresh."""
     kind = negotiate(request)
-    name, snapshot, files = _snapshot(request)
+    name, now = _name(request), utcnow()
+    read = partial(read_first, request)
+    state = services.page_state(read, name, now, _proxy(request).settings.ttl)
+    key = _page_key(request, kind, state) if state is not None and state.fresh else None
+    kept = cache_of(request.registry).get(key) if key is not None else None
+    if state is not None and kept is not None and kept.holds(now):
+        _proxy(request).stats.add("hit")
+        request.environ[CACHE_KEY] = "upstream=hit"
+        return _kept_response(kept, conditional_headers(request, kind, state.serial, kept.etag))
+    name, snapshot, policy = _snapshot(request)
+    files = services.shown(snapshot.files, policy, now)
     page = SimplePage(
         name=name,
         serial=snapshot.project.serial,
@@ -96,7 +131,25 @@ def simple_view(request: Request) -> Response:
         etag=f"-p{services.files_etag(files)}",
         tracks=(_proxy(request).settings.project_url(name),),
     )
-    return render_page(request, kind, page, page_headers(request, kind, page))
+    response = render_page(request, kind, page, page_headers(request, kind, page))
+    # Kept only if nothing it depends on moved while it was read (another process's refresh, an
+    # admin): the state read before is the one read after. A first fetch is kept from its next request.
+    if key is not None and services.page_state(read, name, now, _proxy(request).settings.ttl) == state:
+        until = next_change(snapshot.files, policy, now)
+        kept = Page(response.body, response.headers["Content-Type"], page.etag, until)
+        cache_of(request.registry).put(key, kept, len(kept.body))
+    return response
+
+
+def _page_key(request: Request, kind: str, state: services.PageState) -> tuple[Any, ...]:
+    return ("upstream", state.id, state.created, state.serial, state.exempt, state.released, kind, request.script_name)
+
+
+def _kept_response(kept: Page, headers: dict[str, str]) -> Response:
+    response = Response(body=kept.body)
+    response.headers["Content-Type"] = kept.content_type
+    response.headers.update(headers)
+    return response
 
 
 def hosted_extra(request: Request, package: ProjectVersion) -> HostedExtra | None:
@@ -185,7 +238,7 @@ def _is_pre(version: str) -> bool:
 def json_view(request: Request) -> Response:
     """``/pypi/<name>/json`` (and ``/pypi/<name>/<version>/json``) for a
     proxied project, in PyPI's shape, marked as proxied."""
-    name, snapshot, files = _snapshot(request)
+    name, snapshot, files = _shown(request)
     releases = _releases(files)
     latest = _latest(releases)
     proxy = _proxy(request)
@@ -231,7 +284,7 @@ def release_view(request: Request) -> Response:
 
 
 def _project_page(request: Request, version: str | None) -> Response:
-    name, snapshot, files = _snapshot(request)
+    name, snapshot, files = _shown(request)
     releases = _releases(files)
     latest = _latest(releases)
     if version is not None:

@@ -16,6 +16,7 @@ upload time of its own, is not served either.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -70,6 +71,22 @@ def visible(file: FileFacts, policy: ProjectPolicy, now: datetime) -> tuple[bool
             f"it will be served from {ready:%Y-%m-%d %H:%M} UTC."
         )
     return True, ""
+
+
+def next_change(files: Iterable[FileFacts], policy: ProjectPolicy, now: datetime) -> datetime | None:
+    """When the cooldown next lets one of these files out (None: it never will
+    by itself; only a change upstream or to the policy would show more)."""
+    if not policy.min_age or policy.exempt:
+        return None
+    ready = (
+        uploaded(f) + policy.min_age
+        for f in files
+        if f.removed_at is None
+        and f.quarantined_at is None
+        and f.version not in policy.released
+        and (policy.freeze is None or uploaded(f) <= policy.freeze)
+    )
+    return min((moment for moment in ready if moment > now), default=None)
 
 
 def describe_age(age: timedelta) -> str:

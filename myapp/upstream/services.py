@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
@@ -13,6 +14,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from myapp.data.meta import stored_time
+from myapp.packaging.services import RowReader
 from myapp.upstream.models import UpstreamFile, UpstreamPolicy, UpstreamProject, UpstreamRelease
 from myapp.upstream.policy import ProjectPolicy, visible
 from myapp.upstream.settings import UpstreamSettings
@@ -34,6 +37,39 @@ def live_files(db: Session, project_id: int) -> list[UpstreamFile]:
 
 # Whether a hosted name's owner asked for upstream files beside theirs: one indexed row, read raw.
 ALSO_SERVE_SQL = "SELECT also_serve_upstream FROM upstream_policies WHERE name = :name"
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What a proxied project's kept page depends on, besides the clock: the
+    stored project (id, creation, the serial every change to its files
+    bumps), whether it is within the TTL and not missing upstream, and its
+    policy (the exemption; the early releases, counted with the newest id)."""
+
+    id: int
+    created: Any  # as the database returns it: a key, not for display
+    serial: int
+    fresh: bool
+    exempt: bool
+    released: tuple[int, int | None]
+
+
+# One indexed row, read raw (``myapp.data.rawread``): a warm proxied page reads nothing else.
+PAGE_STATE_SQL = (
+    "SELECT p.id, p.created, p.serial, p.fetched_at > :fresh_after AND NOT p.missing, "
+    "(SELECT cooldown_exempt FROM upstream_policies WHERE name = :name), "
+    "(SELECT count(*) FROM upstream_releases WHERE name = :name), "
+    "(SELECT max(id) FROM upstream_releases WHERE name = :name) "
+    "FROM upstream_projects p WHERE p.name = :name"
+)
+
+
+def page_state(read: RowReader, name: str, now: datetime, ttl: timedelta) -> PageState | None:
+    """The proxied project ``name``'s ``PageState`` (None: never asked about)."""
+    row = read(PAGE_STATE_SQL, name=name, fresh_after=stored_time(now - ttl))
+    if row is None:
+        return None
+    return PageState(row[0], row[1], row[2], bool(row[3]), bool(row[4]), (row[5], row[6]))
 
 
 def find_policy(db: Session, name: str) -> UpstreamPolicy | None:
