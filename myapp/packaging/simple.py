@@ -187,6 +187,11 @@ def simple_project(request: Request) -> Response:
     headers = conditional_headers(request, kind, project.last_serial, extra.etag if extra else "")
     key = (project.id, project.created, project.last_serial, kind, request.script_name, extra.etag if extra else "")
     page = cache_of(request.registry).get_or_make(key, lambda: sized(_render_project(request, kind, project, extra)))
+    return kept_response(page, headers)
+
+
+def kept_response(page: Page, headers: dict[str, str]) -> Response:
+    """A kept page as the response, with the headers of this request's answer."""
     response = Response(body=page.body)
     response.headers["Content-Type"] = page.content_type
     response.headers.update(headers)

@@ -38,6 +38,7 @@ from myapp.packaging.simple import (
     SimpleFile,
     SimplePage,
     conditional_headers,
+    kept_response,
     negotiate,
     page_headers,
     render_page,
@@ -120,7 +121,7 @@ def simple_view(request: Request) -> Response:
     if state is not None and kept is not None and kept.holds(now):
         _proxy(request).stats.add("hit")
         request.environ[CACHE_KEY] = "upstream=hit"
-        return _kept_response(kept, conditional_headers(request, kind, state.serial, kept.etag))
+        return kept_response(kept, conditional_headers(request, kind, state.serial, kept.etag))
     name, snapshot, policy = _snapshot(request)
     files = services.shown(snapshot.files, policy, now)
     page = SimplePage(
@@ -143,13 +144,6 @@ def simple_view(request: Request) -> Response:
 
 def _page_key(request: Request, kind: str, state: services.PageState) -> tuple[Any, ...]:
     return ("upstream", state.id, state.created, state.serial, state.exempt, state.released, kind, request.script_name)
-
-
-def _kept_response(kept: Page, headers: dict[str, str]) -> Response:
-    response = Response(body=kept.body)
-    response.headers["Content-Type"] = kept.content_type
-    response.headers.update(headers)
-    return response
 
 
 def hosted_extra(request: Request, package: ProjectVersion) -> HostedExtra | None:
