@@ -27,7 +27,7 @@ from myapp.upstream.models import UpstreamFile
 from tests.conftest import BIN, LiveServer, free_port, fresh_database, live_server, write_ini
 from tests.test_simple import installed_version, make_venv, offline_env
 from tests.upstream_files_helpers import Published, build_wheel, publish_wheel
-from tests.upstream_helpers import JSON, pypiserver, requests_for, upstream_db
+from tests.upstream_helpers import JSON, Hostile, pypiserver, requests_for, upstream_db
 
 
 @contextmanager
@@ -132,6 +132,42 @@ def test_twenty_concurrent_first_downloads_make_one_upstream_fetch(backend, tmp_
             assert not errors, errors
             assert digests == [wheel.sha256] * 20
             assert requests_for(upstream, f"/files/{wheel.filename}") == 1
+
+
+def test_a_second_first_download_follows_the_first_as_it_grows(backend, tmp_path):
+    """A request for a file this process is still fetching gets its bytes as
+    they arrive, not after the last one: pip's 15 s read timeout never runs out
+    while a large wheel is fetched for another client. Still one upstream fetch."""
+    wheel = "growing_thing-1.0-py3-none-any.whl"
+    content = bytes(range(256)) * 4096  # 1 MiB
+    sha = hashlib.sha256(content).hexdigest()
+    go_on = threading.Event()
+    with Hostile() as upstream:
+        page = {"meta": {"api-version": "1.1"}, "name": "growing-thing"}
+        page["files"] = [{"filename": wheel, "url": f"{upstream.base}/files/{wheel}", "hashes": {"sha256": sha}}]
+        upstream.routes["/simple/growing-thing/"] = lambda: (200, {"Content-Type": JSON}, json.dumps(page).encode())
+        half = len(content) // 2
+        pause = lambda: go_on.wait(timeout=60)  # noqa: E731 (a part of the trickled body)
+        upstream.routes[f"/files/{wheel}"] = lambda: (200, {}, [content[:half], pause, content[half:]])
+        with proxy_of(backend, tmp_path / "proxy", f"{upstream.base}/simple/") as proxy:
+            get(f"{proxy.base}/simple/growing-thing/")
+            path = f"/packages/{sha[:2]}/{sha[2:4]}/{sha[4:]}/{wheel}"
+            leader = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60)
+            leader.request("GET", path)
+            first = leader.getresponse()
+            assert first.read(1000)  # the leader is streaming: half the file is written, the rest waits
+            follower = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            follower.request("GET", path)
+            second = follower.getresponse()
+            assert second.status == 200 and second.getheader("ETag") == f'"{sha}"'
+            early = second.read(1000)  # before the upstream has sent the rest
+            assert early == content[:1000] and not go_on.is_set()
+            go_on.set()
+            assert early + second.read() == content
+            assert first.read() == content[1000:]
+            leader.close()
+            follower.close()
+            assert upstream.hits.count(f"/files/{wheel}") == 1
 
 
 def test_a_hash_mismatch_never_completes_as_a_good_file_and_pip_refuses_it(backend, tmp_path):

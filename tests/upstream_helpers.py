@@ -113,10 +113,11 @@ def ago(**kw: float) -> datetime:
 
 
 class Hostile:
-    """An HTTP server on 127.0.0.1 whose answers the test decides: path -> (status, headers, body)."""
+    """An HTTP server on 127.0.0.1 whose answers the test decides: path -> (status, headers, body);
+    a body given as a list of parts is sent a part at a time (a callable part is waited on: a pause)."""
 
     def __init__(self) -> None:
-        self.routes: dict[str, Callable[[], tuple[int, dict[str, str], bytes]]] = {}
+        self.routes: dict[str, Callable[[], tuple[int, dict[str, str], Any]]] = {}
         self.hits: list[str] = []
         outer = self
 
@@ -128,11 +129,17 @@ class Hostile:
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
+                parts = body if isinstance(body, list) else [body]
                 if "Content-Length" not in headers:
-                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Content-Length", str(sum(len(p) for p in parts if isinstance(p, bytes))))
                 self.end_headers()
                 with suppress(OSError):  # the client hung up on purpose (a cap reached)
-                    self.wfile.write(body)
+                    for part in parts:
+                        if callable(part):
+                            part()
+                        else:
+                            self.wfile.write(part)
+                            self.wfile.flush()
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -4,12 +4,15 @@ against the sha256 the upstream's page gave, and only then stored.
 
 Single flight, across threads and processes (``filecache.claim_fetch``, a
 conditional UPDATE): of concurrent first downloads of one file, one request
-(the *leader*) fetches it; the others *wait* for its verdict, polling the row
-(no memory held, a few small reads), then serve the stored file like any
-cached one. Waiting rather than each streaming from the upstream itself
-keeps the promise of one upstream fetch per file, and a hash mismatch then
-reaches no waiter as a good file either; the cost is that a waiter's first
-byte comes when the leader's last does. A leader keeps its claim alive while
+(the *leader*) fetches it. The others in the leader's process *follow* its
+temporary file as it grows (``growing``), each chunk sent on as it is
+written and the last held back until the leader's verdict; those in other
+processes *wait* for the verdict, polling the row (no memory held, a few
+small reads), then serve the stored file like any cached one, their first
+byte coming when the leader's last does. Either way there is one upstream
+fetch per file, and a hash mismatch reaches no client as a good file. A
+follower is cut short with its leader, also when the leader's client leaves
+mid-file (the next request fetches again). A leader keeps its claim alive while
 it streams (a long file); a leader that dies leaves a claim that expires
 (``LEASE``), and a waiter takes over. A waiter gives up after ``MAX_WAIT``
 with a 503 and ``Retry-After``.
@@ -32,7 +35,7 @@ import hashlib
 import http.client
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -49,7 +52,8 @@ from myapp.data.batches import Batch
 from myapp.data.jobs import enqueue
 from myapp.data.meta import utcnow
 from myapp.upstream import filecache, filestore
-from myapp.upstream.client import Stream, UpstreamClient, UpstreamError
+from myapp.upstream.client import CHUNK, Stream, UpstreamClient, UpstreamError
+from myapp.upstream.growing import Fetches, Growing
 from myapp.upstream.models import UpstreamFile
 from myapp.upstream.settings import UpstreamSettings
 from myapp.web.cache import PRIVATE_INDEX
@@ -101,6 +105,7 @@ class FileFetcher:
         self.settings = settings
         self.client = client
         self.downloads = downloads
+        self.growing = Fetches()
 
     # -- what the download view calls -------------------------------------------------------
 
@@ -112,6 +117,8 @@ class FileFetcher:
         deadline = time.monotonic() + MAX_WAIT
         pause = POLL_FIRST
         while time.monotonic() < deadline:
+            if (followed := self._follow(request, file, content_type)) is not None:
+                return followed
             with factory() as db:
                 claimed = filecache.claim_fetch(db, file.id, utcnow(), LEASE)
                 db.commit()
@@ -158,14 +165,15 @@ class FileFetcher:
             _release(factory, file)
             raise
         body = Pull(self, factory, request.registry, file, stream, stack)
-        response = Response(app_iter=body, content_type=content_type, conditional_response=False)
-        if length is None:
-            length = file.size
-        if length is not None:
-            response.content_length = length
-        response.etag = file.sha256
-        response.cache_control = PRIVATE_IMMUTABLE if request.registry[PRIVATE_INDEX] else IMMUTABLE
-        return response
+        return _streamed(request, body, file, content_type, length if length is not None else file.size)
+
+    def _follow(self, request: Request, file: FileFacts, content_type: str) -> Response | None:
+        """A response that follows this process's fetch of ``file`` as it grows; None if there is none."""
+        growing = self.growing.get(file.id)
+        source = growing.open() if growing is not None else None
+        if growing is None or source is None:
+            return None
+        return _streamed(request, growing.follow(source, CHUNK, MAX_WAIT), file, content_type, file.size)
 
     def _fail(self, factory: sessionmaker[Session], file: FileFacts, why: str) -> None:
         log.error("upstream file %s refused: %s", file.filename, why)
@@ -193,6 +201,18 @@ class FileFetcher:
                 enqueue(db, EVICT_KIND, {}, max_attempts=1)
             db.commit()
         log.info("cached upstream file %s (%d bytes)", file.filename, size)
+
+
+def _streamed(
+    request: Request, body: Iterable[bytes], file: FileFacts, content_type: str, length: int | None
+) -> Response:
+    """A first download's response, the leader's or a follower's: the length when known, the file's hash as ETag."""
+    response = Response(app_iter=body, content_type=content_type, conditional_response=False)
+    if length is not None:
+        response.content_length = length
+    response.etag = file.sha256
+    response.cache_control = PRIVATE_IMMUTABLE if request.registry[PRIVATE_INDEX] else IMMUTABLE
+    return response
 
 
 def _release(factory: sessionmaker[Session], file: FileFacts) -> None:
@@ -224,6 +244,7 @@ class Pull:
         self.stream = stream
         self.stack = stack
         self.settled = False  # stored, or refused and recorded: the claim is no longer ours
+        self.growing: Growing | None = None  # the file as it grows, for this process's followers
 
     def __iter__(self) -> Iterator[bytes]:
         store = filestore.store_of(self.registry)
@@ -231,6 +252,9 @@ class Pull:
         temp = Path(out.name)
         self.stack.callback(temp.unlink, missing_ok=True)  # a no-op once placed
         self.stack.callback(out.close)
+        self.growing = self.fetcher.growing.start(self.file.id, temp)
+        self.stack.callback(self.fetcher.growing.end, self.file.id, self.growing)
+        self.stack.callback(self.growing.settle, False)  # a no-op once settled: else the followers stop
         digest = hashlib.sha256()
         size = 0
         held: bytes | None = None
@@ -239,7 +263,9 @@ class Pull:
             for chunk in self.stream.chunks():
                 digest.update(chunk)
                 out.write(chunk)
+                out.flush()  # for the followers
                 size += len(chunk)
+                self.growing.advance(size)
                 if held is not None:
                     yield held
                 held = chunk
@@ -258,10 +284,13 @@ class Pull:
             self._refuse(f"{size} bytes, but the page said {self.file.size}")
         self.fetcher.stored(self.factory, self.registry, self.file, temp, size)
         self.settled = True
+        self.growing.settle(True)
         if held is not None:
             yield held
 
     def _refuse(self, why: str) -> None:
+        if self.growing is not None:  # the followers are cut short first
+            self.growing.settle(False)
         self.fetcher._fail(self.factory, self.file, why)
         self.settled = True
         raise FetchRefused(f"{self.file.filename}: {why}")
