@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -32,12 +33,18 @@ def _leader(path: Path, growing: Growing, parts: list[bytes], steps: list[thread
     return thread
 
 
-def test_a_follower_gets_each_chunk_as_it_is_written_and_the_last_after_the_verdict(tmp_path):
-    path = tmp_path / "upload-x"
+def _opened(path: Path) -> tuple[Growing, BinaryIO]:
+    """A fetch's empty temporary file, and a follower's handle on it."""
     path.write_bytes(b"")
     growing = Growing(path)
     source = growing.open()
     assert source is not None
+    return growing, source
+
+
+def test_a_follower_gets_each_chunk_as_it_is_written_and_the_last_after_the_verdict(tmp_path):
+    path = tmp_path / "upload-x"
+    growing, source = _opened(path)
     parts = [b"aaaa", b"bbbb", b"cc"]
     steps = [threading.Event() for _ in parts]
     leader = _leader(path, growing, parts, steps)
@@ -55,10 +62,7 @@ def test_a_follower_gets_each_chunk_as_it_is_written_and_the_last_after_the_verd
 
 def test_a_fetch_not_verified_cuts_the_follower_short(tmp_path):
     path = tmp_path / "upload-y"
-    path.write_bytes(b"")
-    growing = Growing(path)
-    source = growing.open()
-    assert source is not None
+    growing, source = _opened(path)
     steps = [threading.Event(), threading.Event()]
     for step in steps:
         step.set()
@@ -73,10 +77,7 @@ def test_a_fetch_not_verified_cuts_the_follower_short(tmp_path):
 
 def test_a_stalled_fetch_and_a_settled_or_missing_file_are_not_followed(tmp_path):
     path = tmp_path / "upload-z"
-    path.write_bytes(b"")
-    growing = Growing(path)
-    source = growing.open()
-    assert source is not None
+    growing, source = _opened(path)
     with pytest.raises(Abandoned, match="nothing came"):
         next(growing.follow(source, CHUNK, patience=0.05))
     growing.settle(True)
