@@ -75,18 +75,15 @@ def visible(file: FileFacts, policy: ProjectPolicy, now: datetime) -> tuple[bool
 
 def next_change(files: Iterable[FileFacts], policy: ProjectPolicy, now: datetime) -> datetime | None:
     """When the cooldown next lets one of these files out (None: it never will
-    by itself; only a change upstream or to the policy would show more)."""
-    if not policy.min_age or policy.exempt:
+    by itself; only a change upstream or to the policy would show more): asked
+    of ``visible`` itself, for each file hidden now, at the moment its age is reached."""
+    if not policy.min_age:
         return None
-    ready = (
-        uploaded(f) + policy.min_age
-        for f in files
-        if f.removed_at is None
-        and f.quarantined_at is None
-        and f.version not in policy.released
-        and (policy.freeze is None or uploaded(f) <= policy.freeze)
+    due = ((f, uploaded(f) + policy.min_age) for f in files)
+    return min(
+        (at for f, at in due if at > now and not visible(f, policy, now)[0] and visible(f, policy, at)[0]),
+        default=None,
     )
-    return min((moment for moment in ready if moment > now), default=None)
 
 
 def describe_age(age: timedelta) -> str:
