@@ -207,8 +207,8 @@ class RecentTokens:
         if key is not None and self.seconds > 0:  # its last use is written by the request that read it
             self._grants.put(key, replace(grant, use_is_stale=False), self._ENTRY_BYTES)
 
-    def forget(self, request: Request | None = None) -> None:
-        """Forget every token (``request``: so that this is a finished callback)."""
+    def forget(self) -> None:
+        """Forget every token (after a write request: ``SecurityPolicy._forget_recent``)."""
         self._grants.clear()
 
 
@@ -281,7 +281,8 @@ class RecentAccounts:
             self._accounts.put(user_id, (epoch, found), self._ENTRY_BYTES)
         return found
 
-    def forget(self, request: Request | None = None) -> None:
+    def forget(self) -> None:
+        """Forget every account (after a write request, as tokens are)."""
         self._accounts.clear()
 
 

@@ -170,8 +170,7 @@ class FileFetcher:
     def _follow(self, request: Request, file: FileFacts, content_type: str) -> Response | None:
         """A response that follows this process's fetch of ``file`` as it grows; None if there is none."""
         growing = self.growing.get(file.id)
-        source = growing.open() if growing is not None else None
-        if growing is None or source is None:
+        if growing is None or (source := growing.open()) is None:
             return None
         return _streamed(request, growing.follow(source, CHUNK, MAX_WAIT), file, content_type, file.size)
 
